@@ -1,0 +1,244 @@
+"""The event-driven core shared by paper trading and backtesting.
+
+One market event in; decisions, orders and fills out. Nothing here knows whether the clock is
+wall time or replayed time, which is what makes a replay of a paper session reproduce it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from engine.clock import Clock
+from engine.data.bars import BarBuilder
+from engine.execution.fill_model import FillModel
+from engine.execution.fill_simulator import FillSimulator
+from engine.model.decision import Decision, Signal
+from engine.model.fill import Fill
+from engine.model.instrument import Instrument
+from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick
+from engine.model.order import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from engine.portfolio.account import Account
+from engine.strategy.base import Strategy, StrategyStatus
+
+log = logging.getLogger("paperdesk.engine")
+
+FillListener = Callable[[Fill], None]
+
+
+class Engine:
+    """Routes market events to the venue and the strategies, and intents to orders.
+
+    The paper venue (FillSimulator) is fed the same events, so every fill is simulated against
+    exactly the data the strategies saw.
+    """
+
+    def __init__(self, clock: Clock, instruments: Iterable[Instrument], starting_cash: float,
+                 strategies: Iterable[Strategy] = (), fill_model: FillModel | None = None,
+                 order_id_prefix: str = "O") -> None:
+        self.clock = clock
+        self.instruments = {i.symbol: i for i in instruments}
+        self.account = Account(starting_cash)
+        self.venue = FillSimulator(clock, self.instruments, fill_model or FillModel(), self)
+        self.strategies: dict[str, Strategy] = {}
+        self.orders: dict[str, Order] = {}
+        self.decisions: list[Decision] = []
+        self.fills: list[Fill] = []
+        self.equity_curve: list[tuple[int, float]] = []
+        self.recording: list[MarketEvent] | None = None  # set to a list to record what the engine saw
+        self.events: deque[tuple[int, str, str]] = deque(maxlen=500)  # operator-facing log lines
+        self.fill_listeners: list[FillListener] = []
+        self._order_prefix = order_id_prefix
+        self._order_seq = 0
+        self._pending: dict[tuple[str, str], float] = {}  # signed open quantity per (strategy, symbol)
+        self._bar_subs: dict[tuple[str, str], list[Strategy]] = {}
+        self._tick_subs: dict[str, list[Strategy]] = {}
+        self._builders: dict[str, list[BarBuilder]] = {}
+        for strategy in strategies:
+            self.add_strategy(strategy)
+
+    # ---- setup ------------------------------------------------------------------------------
+
+    def add_strategy(self, strategy: Strategy) -> None:
+        if strategy.name in self.strategies:
+            raise ValueError(f"two strategies are named {strategy.name!r}; names must be unique")
+        for symbol in strategy.symbols:
+            if symbol not in self.instruments:
+                raise ValueError(f"strategy {strategy.name!r} trades {symbol!r}, which is not a configured "
+                                 f"instrument ({', '.join(self.instruments)})")
+        self.strategies[strategy.name] = strategy
+        for symbol in strategy.symbols:
+            self._bar_subs.setdefault((symbol, strategy.timeframe), []).append(strategy)
+            if type(strategy).on_tick is not Strategy.on_tick:
+                self._tick_subs.setdefault(symbol, []).append(strategy)
+            builders = self._builders.setdefault(symbol, [])
+            if all(b.timeframe != strategy.timeframe for b in builders):
+                builders.append(BarBuilder(symbol, strategy.timeframe))
+        strategy.attach(self)
+
+    # ---- market data ----------------------------------------------------------------------
+
+    def process(self, event: MarketEvent) -> None:
+        """Handle one market event of any kind."""
+        if self.recording is not None:
+            self.recording.append(event)
+        if type(event) is Bar:
+            self.on_bar(event)
+        elif type(event) is TradeTick:
+            self.on_trade(event)
+        else:
+            self.on_book(event)
+
+    def on_book(self, book: BookSnapshot) -> None:
+        self.venue.on_book(book)
+        if book.bids and book.asks:
+            self.account.marks[book.symbol] = book.mid
+
+    def on_trade(self, tick: TradeTick) -> None:
+        self.venue.on_trade(tick)
+        for builder in self._builders.get(tick.symbol, ()):
+            bar = builder.update(tick)
+            if bar is not None:
+                self._dispatch_bar(bar)
+        for strategy in self._tick_subs.get(tick.symbol, ()):
+            strategy._ts = tick.ts
+            try:
+                strategy.on_tick(tick)
+            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+                self._fail(strategy, exc)
+
+    def on_bar(self, bar: Bar) -> None:
+        """A bar from a bar data source (a file): the venue fills at its prices, then strategies see it."""
+        self.venue.on_bar(bar)
+        self.account.marks[bar.symbol] = bar.close
+        self._dispatch_bar(bar)
+
+    def _dispatch_bar(self, bar: Bar) -> None:
+        subs = self._bar_subs.get((bar.symbol, bar.timeframe))
+        if not subs:
+            return
+        for strategy in subs:
+            strategy._ts = bar.end
+            strategy.decided = False
+            try:
+                strategy.on_bar(bar)
+            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+                self._fail(strategy, exc)
+                continue
+            if not strategy.decided:
+                self.decide(strategy, Decision(bar.end, strategy.name, bar.symbol, Signal.HOLD, 0.0,
+                                               "no decision"))
+
+    def _fail(self, strategy: Strategy, exc: Exception) -> None:
+        strategy.status = StrategyStatus.FAILED
+        strategy.error = f"{type(exc).__name__}: {exc}"
+        for subs in (*self._bar_subs.values(), *self._tick_subs.values()):
+            if strategy in subs:
+                subs.remove(strategy)
+        self._event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
+        log.error("strategy %s failed:\n%s", strategy.name, "".join(traceback.format_exception(exc)))
+
+    def mark_equity(self, ts: int) -> float:
+        equity = self.account.equity()
+        self.equity_curve.append((ts, equity))
+        return equity
+
+    # ---- StrategyContext ------------------------------------------------------------------
+
+    def now_ns(self) -> int:
+        return self.clock.now_ns()
+
+    def strategy_position(self, strategy: str, symbol: str) -> float:
+        return self.account.strategy_qty.get((strategy, symbol), 0.0)
+
+    def decide(self, strategy: Strategy, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    def intend_target(self, strategy: Strategy, decision: Decision) -> None:
+        self.decisions.append(decision)
+        key = (strategy.name, decision.symbol)
+        delta = decision.target - self.account.strategy_qty.get(key, 0.0) - self._pending.get(key, 0.0)
+        qty = self.instruments[decision.symbol].floor_qty(abs(delta))
+        if qty > 0:
+            self.submit_order(strategy.name, decision.symbol, OrderSide.BUY if delta > 0 else OrderSide.SELL,
+                              qty)
+
+    def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
+                     order_type: OrderType, price: float | None, stop_price: float | None,
+                     tif: TimeInForce) -> None:
+        self.decisions.append(decision)
+        self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif)
+
+    # ---- orders -------------------------------------------------------------------------------
+
+    def submit_order(self, strategy: str, symbol: str, side: OrderSide, qty: float,
+                     order_type: OrderType = OrderType.MARKET, price: float | None = None,
+                     stop_price: float | None = None, tif: TimeInForce = TimeInForce.GTC,
+                     reduce_only: bool = False) -> Order:
+        """Create an order with the next client id and send it to the venue."""
+        self._order_seq += 1
+        order = Order(f"{self._order_prefix}{self._order_seq:07d}", strategy, symbol, side, qty, order_type,
+                      price, stop_price, tif, reduce_only, self.clock.now_ns())
+        self.orders[order.client_id] = order
+        order.transition(OrderStatus.SUBMITTED)
+        key = (strategy, symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + side * qty
+        self.venue.submit(order)
+        return order
+
+    def cancel_order(self, client_id: str) -> bool:
+        """Ask the venue to cancel; False if the order is unknown or no longer open."""
+        order = self.orders.get(client_id)
+        if order is None or not order.is_open:
+            return False
+        order.transition(OrderStatus.PENDING_CANCEL)
+        if not self.venue.cancel(client_id):
+            order.transition(OrderStatus.ACCEPTED, "cancel failed: the venue no longer has the order")
+            return False
+        return True
+
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    # ---- VenueListener --------------------------------------------------------------------
+
+    def order_accepted(self, order: Order) -> None:
+        order.transition(OrderStatus.ACCEPTED)
+
+    def order_triggered(self, order: Order) -> None:
+        order.transition(OrderStatus.TRIGGERED)
+
+    def order_rejected(self, order: Order, reason: str) -> None:
+        order.transition(OrderStatus.REJECTED, reason)
+        self._release(order)
+        self._event("WARN", f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
+                            f"{order.symbol}) rejected: {reason}")
+
+    def order_canceled(self, order: Order, reason: str) -> None:
+        order.transition(OrderStatus.CANCELED, reason)
+        self._release(order)
+
+    def order_filled(self, order: Order, fill: Fill) -> None:
+        order.apply_fill(fill.qty, fill.price)
+        key = (order.strategy, order.symbol)
+        self._pending[key] -= order.side * fill.qty
+        self.account.apply_fill(fill)
+        self.fills.append(fill)
+        for listener in self.fill_listeners:
+            listener(fill)
+        strategy = self.strategies.get(order.strategy)
+        if strategy is not None and strategy.status is StrategyStatus.RUNNING:
+            try:
+                strategy.on_fill(fill)
+            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+                self._fail(strategy, exc)
+
+    def _release(self, order: Order) -> None:
+        """An order ended unfilled (in part): its remaining quantity is no longer pending."""
+        key = (order.strategy, order.symbol)
+        self._pending[key] = self._pending.get(key, 0.0) - order.side * order.remaining
+
+    def _event(self, level: str, message: str) -> None:
+        self.events.append((self.clock.now_ns(), level, message))

@@ -1,0 +1,1 @@
+"""Order management and the paper venue's fill simulator."""

@@ -1,0 +1,313 @@
+"""The paper venue's matching engine.
+
+Market orders walk the L2 book (our own takes are remembered until the next snapshot, so two
+orders cannot take the same liquidity); resting limits fill only against printed trades, after
+the size that was displayed ahead of them; stops trigger on trades. Symbols with bar data only
+fill at the next bar's open. Every fill records the depth, latency, mid and slippage it assumed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.clock import Clock
+from engine.execution.fill_model import FillModel, LimitFillRule
+from engine.model.fill import Fill, FillBasis, Liquidity
+from engine.model.instrument import Instrument
+from engine.model.market import Bar, BookSnapshot, TradeTick
+from engine.model.order import Order, OrderSide, OrderType, TimeInForce
+
+_EPS = 1e-12
+
+
+class VenueListener(Protocol):
+    """Receives what the venue reports; the order manager applies it to the orders."""
+
+    def order_accepted(self, order: Order) -> None: ...
+    def order_rejected(self, order: Order, reason: str) -> None: ...
+    def order_triggered(self, order: Order) -> None: ...
+    def order_filled(self, order: Order, fill: Fill) -> None: ...
+    def order_canceled(self, order: Order, reason: str) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Working:
+    """The venue's own view of an order: what is left, and what it assumed at submission."""
+
+    order: Order
+    instrument: Instrument
+    remaining: float
+    mid_at_decision: float
+    arrive_ns: int
+    triggered: bool = False
+    queue_ahead: float = 0.0
+    fills: int = 0
+    resting: bool = field(default=False)
+
+
+class FillSimulator:
+    """Simulated venue: submit/cancel orders, feed it market data, it reports to the listener."""
+
+    def __init__(self, clock: Clock, instruments: dict[str, Instrument], model: FillModel,
+                 listener: VenueListener) -> None:
+        self.clock = clock
+        self.instruments = instruments
+        self.model = model
+        self.listener = listener
+        self._books: dict[str, BookSnapshot] = {}
+        self._consumed: dict[str, dict[float, float]] = {}
+        self._last_price: dict[str, float] = {}
+        self._in_flight: deque[_Working] = deque()
+        self._working: dict[str, list[_Working]] = {}
+        self._by_id: dict[str, _Working] = {}
+
+    # ---- orders -------------------------------------------------------------------------
+
+    def submit(self, order: Order) -> None:
+        """Validate against the instrument's rules, then let the order travel for latency_ns."""
+        instrument = self.instruments.get(order.symbol)
+        if instrument is None:
+            self.listener.order_rejected(order, f"unknown symbol {order.symbol!r}")
+            return
+        reason = self._violation(order, instrument)
+        if reason:
+            self.listener.order_rejected(order, reason)
+            return
+        working = _Working(order, instrument, order.qty, self._reference_price(order.symbol),
+                           self.clock.now_ns() + self.model.latency_ns)
+        self._by_id[order.client_id] = working
+        if self.model.latency_ns == 0:
+            self._arrive(working)
+        else:
+            self._in_flight.append(working)
+
+    def cancel(self, client_id: str, reason: str = "canceled on request") -> bool:
+        """Cancel a working or in-flight order; False when the venue no longer has it."""
+        working = self._by_id.pop(client_id, None)
+        if working is None:
+            return False
+        if working in self._in_flight:
+            self._in_flight.remove(working)
+        else:
+            self._working[working.order.symbol].remove(working)
+        self.listener.order_canceled(working.order, reason)
+        return True
+
+    def working_orders(self) -> list[Order]:
+        return [w.order for w in self._by_id.values()]
+
+    # ---- market data ----------------------------------------------------------------------
+
+    def on_book(self, book: BookSnapshot) -> None:
+        self._books[book.symbol] = book
+        self._consumed[book.symbol] = {}
+        if self._in_flight:
+            self._arrive_due(book.ts)
+
+    def on_trade(self, tick: TradeTick) -> None:
+        self._last_price[tick.symbol] = tick.price
+        if self._in_flight:
+            self._arrive_due(tick.ts)
+        working = self._working.get(tick.symbol)
+        if working:
+            self._match_trade(tick, working)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self._in_flight:
+            self._arrive_due(bar.ts)  # orders that arrived by the open can trade in this bar
+        working = self._working.get(bar.symbol)
+        if working:
+            self._match_bar(bar, working)
+        self._last_price[bar.symbol] = bar.close
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _violation(self, order: Order, instrument: Instrument) -> str | None:
+        limit_type = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        stop_type = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if limit_type and order.price is None:
+            return f"{order.type.value} order needs a limit price"
+        if stop_type:
+            if order.stop_price is None:
+                return f"{order.type.value} order needs a stop price"
+            reason = instrument.violation(order.qty, order.stop_price, None)
+            if reason:
+                return f"stop {reason}"
+        return instrument.violation(order.qty, order.price if limit_type else None,
+                                    self._reference_price(order.symbol) or None)
+
+    def _reference_price(self, symbol: str) -> float:
+        book = self._books.get(symbol)
+        if book is not None and book.bids and book.asks:
+            return book.mid
+        return self._last_price.get(symbol, 0.0)
+
+    def _arrive_due(self, now: int) -> None:
+        while self._in_flight and self._in_flight[0].arrive_ns <= now:
+            self._arrive(self._in_flight.popleft())
+
+    def _arrive(self, w: _Working) -> None:
+        order = w.order
+        self.listener.order_accepted(order)
+        book = self._books.get(order.symbol)
+        if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) or book is None:
+            self._rest(w, queue_ahead=0.0)  # stops wait for a trade; bar-only symbols wait for the next bar
+            return
+        self._execute(w, book)
+
+    def _execute(self, w: _Working, book: BookSnapshot) -> None:
+        """Take what the book offers (up to the limit price), then rest or cancel the remainder."""
+        order = w.order
+        limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        if order.tif is TimeInForce.FOK:
+            available = self._available(w, book, limit)
+            if available + _EPS < w.remaining:
+                self._close(w, f"FOK: only {available:g} of {w.remaining:g} available"
+                               + (f" at {limit:g} or better" if limit is not None else ""))
+                return
+        self._take(w, book, limit)
+        if w.remaining <= _EPS:
+            return
+        if limit is None:
+            self._close(w, f"book exhausted: {w.remaining:g} of {order.qty:g} unfilled")
+        elif order.tif is not TimeInForce.GTC:
+            self._close(w, f"{order.tif.value}: {w.remaining:g} of {order.qty:g} unfilled at {limit:g}")
+        else:
+            same_side = book.bids if order.side is OrderSide.BUY else book.asks
+            ahead = next((size for price, size in same_side if price == limit), 0.0)
+            self._rest(w, queue_ahead=ahead)
+
+    def _levels(self, w: _Working, book: BookSnapshot, limit: float | None):  # noqa: ANN202
+        """Opposite-side levels the order may take, with the quantity still available at each."""
+        buy = w.order.side is OrderSide.BUY
+        consumed = self._consumed.setdefault(book.symbol, {})
+        for price, size in (book.asks if buy else book.bids):
+            if limit is not None and (price > limit if buy else price < limit):
+                return
+            available = size - consumed.get(price, 0.0)
+            if available > _EPS:
+                yield price, available
+
+    def _available(self, w: _Working, book: BookSnapshot, limit: float | None) -> float:
+        return sum(w.instrument.floor_qty(a) for _, a in self._levels(w, book, limit))
+
+    def _take(self, w: _Working, book: BookSnapshot, limit: float | None) -> None:
+        consumed = self._consumed.setdefault(book.symbol, {})
+        for price, available in list(self._levels(w, book, limit)):
+            qty = w.instrument.floor_qty(min(available, w.remaining))
+            if qty <= 0:
+                continue
+            consumed[price] = consumed.get(price, 0.0) + qty
+            self._fill(w, qty, price, Liquidity.TAKER, FillBasis.BOOK, available, book.ts)
+            if w.remaining <= _EPS:
+                return
+
+    def _rest(self, w: _Working, queue_ahead: float) -> None:
+        w.queue_ahead = queue_ahead
+        w.resting = True
+        self._working.setdefault(w.order.symbol, []).append(w)
+
+    def _close(self, w: _Working, reason: str) -> None:
+        """The venue is done with an order it did not fully fill."""
+        self._by_id.pop(w.order.client_id, None)
+        if w.resting:
+            self._working[w.order.symbol].remove(w)
+        self.listener.order_canceled(w.order, reason)
+
+    def _fill(self, w: _Working, qty: float, price: float, liquidity: Liquidity, basis: FillBasis,
+              depth: float, ts: int) -> None:
+        order = w.order
+        instrument = w.instrument
+        w.remaining = instrument.floor_qty(w.remaining - qty) if w.remaining - qty > _EPS else 0.0
+        w.fills += 1
+        mid = w.mid_at_decision
+        fee_rate = instrument.maker_fee if liquidity is Liquidity.MAKER else instrument.taker_fee
+        slippage_bps = (price - mid) / mid * 1e4 * order.side if mid else 0.0
+        fill = Fill(f"{order.client_id}-F{w.fills}", order.client_id, order.strategy, order.symbol,
+                    order.side, qty, price, qty * price * fee_rate, liquidity, ts, basis, depth,
+                    self.model.latency_ns, mid, slippage_bps)
+        if w.remaining <= 0.0:
+            self._by_id.pop(order.client_id, None)
+            if w.resting:
+                self._working[order.symbol].remove(w)
+        self.listener.order_filled(order, fill)
+
+    def _match_trade(self, tick: TradeTick, working: list[_Working]) -> None:
+        left = tick.size
+        for w in list(working):
+            if left <= _EPS:
+                return
+            order = w.order
+            buy = order.side is OrderSide.BUY
+            if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
+                if (tick.price >= order.stop_price) if buy else (tick.price <= order.stop_price):
+                    w.triggered = True
+                    self.listener.order_triggered(order)
+                    working.remove(w)
+                    w.resting = False
+                    book = self._books.get(order.symbol)
+                    if book is not None:
+                        self._execute(w, book)
+                    else:
+                        self._rest(w, 0.0)
+                continue
+            if order.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+                continue
+            limit = order.price
+            through = tick.price < limit if buy else tick.price > limit
+            at_price = tick.price == limit
+            rule = self.model.limit_fill
+            if through or (at_price and rule is LimitFillRule.TOUCH):
+                fillable = left
+            elif at_price and rule is LimitFillRule.QUEUE:
+                used = min(w.queue_ahead, left)
+                w.queue_ahead -= used
+                fillable = left - used
+                left -= used
+            else:
+                continue
+            qty = w.instrument.floor_qty(min(fillable, w.remaining))
+            if qty > 0:
+                left -= qty
+                self._fill(w, qty, limit, Liquidity.MAKER, FillBasis.TRADE, tick.size, tick.ts)
+
+    def _match_bar(self, bar: Bar, working: list[_Working]) -> None:
+        for w in list(working):
+            if w.arrive_ns > bar.ts:
+                continue
+            order = w.order
+            buy = order.side is OrderSide.BUY
+            if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
+                stop = order.stop_price
+                if not ((bar.high >= stop) if buy else (bar.low <= stop)):
+                    continue
+                w.triggered = True
+                self.listener.order_triggered(order)
+                if order.type is OrderType.STOP:
+                    # a gap through the stop fills at the open, otherwise at the stop
+                    price = max(bar.open, stop) if buy else min(bar.open, stop)
+                    self._fill(w, w.remaining, self._slipped(w, price), Liquidity.TAKER,
+                               FillBasis.BAR_RANGE, bar.volume, bar.ts)
+                    continue
+            if order.type is OrderType.MARKET or (order.type is OrderType.STOP and w.triggered):
+                self._fill(w, w.remaining, self._slipped(w, bar.open), Liquidity.TAKER, FillBasis.BAR_OPEN,
+                           bar.volume, bar.ts)
+                continue
+            limit = order.price
+            if (bar.open <= limit) if buy else (bar.open >= limit):
+                self._fill(w, w.remaining, bar.open, Liquidity.TAKER, FillBasis.BAR_OPEN, bar.volume, bar.ts)
+            elif order.tif is not TimeInForce.GTC:
+                self._close(w, f"{order.tif.value}: not marketable at the open {bar.open:g} (limit {limit:g})")
+            elif (bar.low < limit) if buy else (bar.high > limit):
+                # traded through the resting price: fill at it, at most the bar's volume
+                qty = w.instrument.floor_qty(min(w.remaining, bar.volume))
+                if qty > 0:
+                    self._fill(w, qty, limit, Liquidity.MAKER, FillBasis.BAR_RANGE, bar.volume, bar.ts)
+
+    def _slipped(self, w: _Working, price: float) -> float:
+        bps = self.model.bar_slippage_bps
+        if not bps:
+            return price
+        return w.instrument.round_price(price * (1.0 + w.order.side * bps / 1e4))

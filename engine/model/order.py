@@ -1,0 +1,129 @@
+"""Orders and their one explicit state machine.
+
+The transition table follows nautilus_trader's (see DESIGN.md), including the race in which a
+fill arrives for an order the venue has already reported canceled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+
+class OrderSide(IntEnum):
+    """BUY is +1 and SELL is -1 so that side * qty is the signed position change."""
+
+    BUY = 1
+    SELL = -1
+
+    @property
+    def opposite(self) -> OrderSide:
+        return OrderSide(-self.value)
+
+
+class OrderType(str, Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class TimeInForce(str, Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderStatus(str, Enum):
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    TRIGGERED = "TRIGGERED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+
+S = OrderStatus
+_FILLS = {S.PARTIALLY_FILLED, S.FILLED}
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.INITIALIZED: frozenset({S.DENIED, S.SUBMITTED, S.REJECTED, S.CANCELED}),
+    # a venue may report a fill before its acknowledgement arrives
+    S.SUBMITTED: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELED, S.EXPIRED, S.PENDING_CANCEL} | _FILLS),
+    S.ACCEPTED: frozenset({S.TRIGGERED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.REJECTED} | _FILLS),
+    S.TRIGGERED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.REJECTED} | _FILLS),
+    # ACCEPTED again means the cancel failed
+    S.PENDING_CANCEL: frozenset({S.CANCELED, S.ACCEPTED, S.EXPIRED} | _FILLS),
+    S.PARTIALLY_FILLED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED} | _FILLS),
+    # a fill that was already on the wire when the cancel was confirmed
+    S.CANCELED: frozenset({S.FILLED}),
+    S.DENIED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.FILLED: frozenset(),
+}
+OPEN_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PENDING_CANCEL, S.PARTIALLY_FILLED})
+
+
+class IllegalOrderTransition(Exception):
+    """An order was asked to move to a state its current state cannot reach."""
+
+    def __init__(self, order: Order, new_status: OrderStatus) -> None:
+        super().__init__(f"order {order.client_id}: illegal transition {order.status.value} -> {new_status.value}")
+        self.client_id = order.client_id
+        self.from_status = order.status
+        self.to_status = new_status
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """One order; client_id is unique within a session and stable across resends."""
+
+    client_id: str
+    strategy: str
+    symbol: str
+    side: OrderSide
+    qty: float
+    type: OrderType = OrderType.MARKET
+    price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    created_ns: int = 0
+    status: OrderStatus = OrderStatus.INITIALIZED
+    filled_qty: float = 0.0
+    avg_fill_price: float = 0.0
+    reason: str = ""
+
+    @property
+    def remaining(self) -> float:
+        return self.qty - self.filled_qty
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def transition(self, new_status: OrderStatus, reason: str = "") -> None:
+        """Move to new_status or raise IllegalOrderTransition; repeated partial fills are legal."""
+        if new_status not in TRANSITIONS[self.status]:
+            raise IllegalOrderTransition(self, new_status)
+        self.status = new_status
+        if reason:
+            self.reason = reason
+
+    def apply_fill(self, qty: float, price: float) -> None:
+        """Account for a fill of qty at price and move to PARTIALLY_FILLED or FILLED."""
+        if qty <= 0 or qty > self.remaining + 1e-9 * max(1.0, self.qty):
+            raise ValueError(f"order {self.client_id}: fill of {qty} exceeds remaining {self.remaining}")
+        total = self.filled_qty + qty
+        self.avg_fill_price = (self.avg_fill_price * self.filled_qty + price * qty) / total
+        self.filled_qty = total
+        done = self.remaining <= 1e-9 * max(1.0, self.qty)
+        if self.status is OrderStatus.CANCELED and not done:
+            # late partial fill after a confirmed cancel: the quantity counts, the order stays canceled
+            return
+        self.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED)

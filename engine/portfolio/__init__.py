@@ -1,0 +1,1 @@
+"""Cash, positions, P&L and the equity curve."""

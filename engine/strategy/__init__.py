@@ -1,0 +1,1 @@
+"""Strategies: the base class, the registry, indicators and the built-ins."""

@@ -1,0 +1,129 @@
+"""The Strategy base class: synchronous, no I/O; it sees market data and expresses intent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.model.decision import Decision, Signal
+from engine.model.fill import Fill
+from engine.model.market import Bar, TradeTick
+from engine.model.order import OrderSide, OrderType, TimeInForce
+
+
+class StrategyStatus(str, Enum):
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"  # raised an exception; receives no more events
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameter model: unknown parameters are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StrategyContext(Protocol):
+    """What the engine offers a strategy. Intents are recorded as decisions before anything else."""
+
+    def now_ns(self) -> int: ...
+    def strategy_position(self, strategy: str, symbol: str) -> float: ...
+    def decide(self, strategy: Strategy, decision: Decision) -> None: ...
+    def intend_target(self, strategy: Strategy, decision: Decision) -> None: ...
+    def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
+                     order_type: OrderType, price: float | None, stop_price: float | None,
+                     tif: TimeInForce) -> None: ...
+
+
+class Strategy:
+    """Subclass, set `kind` and `Params`, and override on_bar (and/or on_tick, on_fill).
+
+    Each evaluation should end in exactly one intent per symbol: target_position, buy, sell or
+    hold. An evaluation that expresses none is recorded as a HOLD with reason "no decision".
+    """
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, name: str, symbols: list[str], timeframe: str,
+                 params: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self.params = self.Params(**dict(params or {}))
+        self.status = StrategyStatus.RUNNING
+        self.error = ""
+        self.decided = False
+        self._ctx: StrategyContext | None = None
+        self._ts = 0
+
+    def attach(self, ctx: StrategyContext) -> None:
+        self._ctx = ctx
+        self.on_start()
+
+    # ---- hooks ----------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Called once when the engine attaches the strategy."""
+
+    def on_bar(self, bar: Bar) -> None:
+        """A bar of self.timeframe closed for one of self.symbols."""
+
+    def on_tick(self, tick: TradeTick) -> None:
+        """A trade printed for one of self.symbols (only with tick data)."""
+
+    def on_fill(self, fill: Fill) -> None:
+        """One of this strategy's orders filled (partly)."""
+
+    # ---- what a strategy can ask ----------------------------------------------------------
+
+    def position(self, symbol: str) -> float:
+        """This strategy's own net quantity in symbol."""
+        return self._ctx.strategy_position(self.name, symbol)
+
+    def now_ns(self) -> int:
+        return self._ctx.now_ns()
+
+    # ---- intents ----------------------------------------------------------------------------
+
+    def target_position(self, symbol: str, qty: float, *, confidence: float = 1.0, reason: str = "",
+                        indicators: dict[str, float] | None = None) -> None:
+        """Hold qty (signed) of symbol; the engine orders the difference at market."""
+        signal = Signal.LONG if qty > 0 else Signal.SHORT if qty < 0 else Signal.FLAT
+        decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
+        self.decided = True
+        self._ctx.intend_target(self, decision)
+
+    def buy(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
+            tif: TimeInForce = TimeInForce.GTC, confidence: float = 1.0, reason: str = "",
+            indicators: dict[str, float] | None = None) -> None:
+        """Buy qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
+        self._order(Signal.BUY, OrderSide.BUY, symbol, qty, price, stop_price, tif, confidence, reason,
+                    indicators)
+
+    def sell(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
+             tif: TimeInForce = TimeInForce.GTC, confidence: float = 1.0, reason: str = "",
+             indicators: dict[str, float] | None = None) -> None:
+        """Sell qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
+        self._order(Signal.SELL, OrderSide.SELL, symbol, qty, price, stop_price, tif, confidence, reason,
+                    indicators)
+
+    def hold(self, symbol: str, *, reason: str = "", confidence: float = 0.0,
+             indicators: dict[str, float] | None = None) -> None:
+        """Decide to do nothing, and say why."""
+        self.decided = True
+        self._ctx.decide(self, Decision(self._ts, self.name, symbol, Signal.HOLD, confidence, reason,
+                                        indicators or {}))
+
+    def _order(self, signal: Signal, side: OrderSide, symbol: str, qty: float, price: float | None,
+               stop_price: float | None, tif: TimeInForce, confidence: float, reason: str,
+               indicators: dict[str, float] | None) -> None:
+        if stop_price is not None:
+            order_type = OrderType.STOP_LIMIT if price is not None else OrderType.STOP
+        else:
+            order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
+        decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
+        self.decided = True
+        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif)

@@ -1,0 +1,43 @@
+"""Mean reversion on Bollinger bands: buy below the lower band, sell above the upper, exit at the middle."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveFloat
+
+from engine.model.market import Bar
+from engine.strategy.base import Strategy, StrategyParams
+from engine.strategy.indicators import Bollinger
+from engine.strategy.registry import register
+
+
+class BollingerParams(StrategyParams):
+    period: int = Field(20, ge=2)
+    k: PositiveFloat = 2.0
+    size: PositiveFloat = 0.1
+
+
+@register
+class BollingerMeanReversion(Strategy):
+    kind = "bollinger_mean_reversion"
+    Params = BollingerParams
+
+    def on_start(self) -> None:
+        self._bands = {s: Bollinger(self.params.period, self.params.k) for s in self.symbols}
+
+    def on_bar(self, bar: Bar) -> None:
+        bands = self._bands[bar.symbol]
+        if bands.update(bar.close) is None:
+            self.hold(bar.symbol, reason="warming up")
+            return
+        close = bar.close
+        indicators = {"middle": bands.middle, "upper": bands.upper, "lower": bands.lower, "close": close}
+        position = self.position(bar.symbol)
+        size = self.params.size
+        if close < bands.lower and position <= 0:
+            self.target_position(bar.symbol, size, reason="close below lower band", indicators=indicators)
+        elif close > bands.upper and position >= 0:
+            self.target_position(bar.symbol, -size, reason="close above upper band", indicators=indicators)
+        elif (position > 0 and close >= bands.middle) or (position < 0 and close <= bands.middle):
+            self.target_position(bar.symbol, 0.0, reason="back at the middle band", indicators=indicators)
+        else:
+            self.hold(bar.symbol, reason="inside the bands", indicators=indicators)
