@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from engine.clock import SimClock
+from engine.config import AppConfig
 from engine.core import Engine
+from engine.data.bar_file import load_bar_file
+from engine.data.recording import load_recording
 from engine.model.market import Bar, MarketEvent
-
-
-def event_time(event: MarketEvent) -> int:
-    """When an event became known: a bar at its end, everything else at its timestamp."""
-    return event.end if type(event) is Bar else event.ts
+from engine.strategy.registry import strategy_class
 
 
 def replay(engine: Engine, events: Iterable[MarketEvent], mark_every_bar: bool = True) -> int:
@@ -23,9 +25,74 @@ def replay(engine: Engine, events: Iterable[MarketEvent], mark_every_bar: bool =
     advance = clock.advance_to
     count = 0
     for event in events:
-        advance(event.end if type(event) is Bar else event.ts)
+        advance(event.end if type(event) is Bar else event.ts)  # event_time(), inlined: once per event
         process(event)
         count += 1
         if mark_every_bar and type(event) is Bar:
             engine.mark_equity(event.end)
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """What a backtest did: the engine (decisions, orders, fills, equity curve) and the event count."""
+
+    engine: Engine
+    events: int
+    data: str
+
+    def lines(self) -> list[str]:
+        engine = self.engine
+        account = engine.account
+        equity = account.equity()
+        curve = [e for _, e in engine.equity_curve] or [account.starting_cash]
+        peak, max_dd = curve[0], 0.0
+        for value in curve:
+            peak = max(peak, value)
+            max_dd = max(max_dd, (peak - value) / peak if peak > 0 else 0.0)
+        out = [f"data={self.data} events={self.events}"]
+        for strategy in engine.strategies.values():
+            n_dec = sum(1 for d in engine.decisions if d.strategy == strategy.name)
+            n_ord = sum(1 for o in engine.orders.values() if o.strategy == strategy.name)
+            out.append(f"strategy={strategy.name} kind={strategy.kind} status={strategy.status.value} "
+                       f"decisions={n_dec} orders={n_ord}" + (f" error={strategy.error!r}" if strategy.error else ""))
+        out.append(f"orders={len(engine.orders)} fills={len(engine.fills)} fees={account.fees_paid:.2f} "
+                   f"final_equity={equity:.2f} return={(equity / account.starting_cash - 1) * 100:+.2f}% "
+                   f"max_drawdown={max_dd * 100:.2f}%")
+        return out
+
+
+def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None = None,
+                 params: dict[str, Any] | None = None, symbol: str | None = None,
+                 timeframe: str | None = None) -> BacktestResult:
+    """Replay a bar file (CSV) or a session recording (.jsonl) through config's engine.
+
+    With strategy_kind, that one strategy trades symbol (default: the first instrument);
+    otherwise config's own strategies run, as they did in the paper session.
+    """
+    symbols = [i.symbol for i in config.instruments]
+    symbol = symbol or symbols[0]
+    if symbol not in symbols:
+        raise ValueError(f"--symbol {symbol!r} is not an instrument in the config; instruments: {', '.join(symbols)}")
+    recording = Path(data).suffix.lower() in (".jsonl", ".ndjson")
+    if recording:
+        events: Iterable[MarketEvent] = load_recording(data)
+        file_timeframe = None
+    else:
+        bars = load_bar_file(data, symbol, timeframe)
+        events, file_timeframe = bars.bars(), bars.timeframe
+    strategies = None
+    if strategy_kind is not None:
+        strategies = [strategy_class(strategy_kind)(strategy_kind, [symbol], file_timeframe or timeframe or "1m",
+                                                    params or {})]
+    elif file_timeframe is not None:
+        # config strategies on a bar file see its bars whatever timeframe they were configured with
+        strategies = [strategy_class(s.kind)(s.name, s.symbols, file_timeframe, s.params)
+                      for s in config.strategies if symbol in s.symbols]
+        if not strategies:
+            raise ValueError(f"no strategy in the config trades {symbol}; pass --strategy")
+    from engine.runtime import backtest_engine
+
+    engine = backtest_engine(config, strategies)
+    count = replay(engine, events)
+    return BacktestResult(engine, count, str(data))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class LimitFillRule(str, Enum):
+class LimitFillRule(StrEnum):
     """When a resting limit order fills against printed trades."""
 
     QUEUE = "queue"  # trades at our price first use up the size displayed ahead of us; through-trades fill

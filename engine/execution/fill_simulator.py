@@ -116,7 +116,8 @@ class FillSimulator:
 
     def on_bar(self, bar: Bar) -> None:
         if self._in_flight:
-            self._arrive_due(bar.ts)  # orders that arrived by the open can trade in this bar
+            # bars cannot say what traded when inside them: an order arriving during the bar trades at its open
+            self._arrive_due(bar.end - 1)
         working = self._working.get(bar.symbol)
         if working:
             self._match_bar(bar, working)
@@ -275,7 +276,7 @@ class FillSimulator:
 
     def _match_bar(self, bar: Bar, working: list[_Working]) -> None:
         for w in list(working):
-            if w.arrive_ns > bar.ts:
+            if w.arrive_ns >= bar.end:
                 continue
             order = w.order
             buy = order.side is OrderSide.BUY

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from engine.model.order import OrderSide
 
 
-class Liquidity(str, Enum):
+class Liquidity(StrEnum):
     MAKER = "MAKER"
     TAKER = "TAKER"
 
 
-class FillBasis(str, Enum):
+class FillBasis(StrEnum):
     """What market data a simulated fill was matched against."""
 
     BOOK = "BOOK"  # walked the displayed order book

@@ -52,3 +52,8 @@ class Bar:
 
 
 MarketEvent = TradeTick | BookSnapshot | Bar
+
+
+def event_time(event: MarketEvent) -> int:
+    """When an event became known: a bar at its end, anything else at its timestamp."""
+    return event.end if type(event) is Bar else event.ts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -14,7 +14,7 @@ from engine.model.market import Bar, TradeTick
 from engine.model.order import OrderSide, OrderType, TimeInForce
 
 
-class StrategyStatus(str, Enum):
+class StrategyStatus(StrEnum):
     RUNNING = "RUNNING"
     FAILED = "FAILED"  # raised an exception; receives no more events
 

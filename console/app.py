@@ -1,0 +1,172 @@
+"""The operator console: live equity, positions, strategies and fills over one paper session.
+
+It reads snapshots at a fixed rate and never computes trading state itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from engine.config import AppConfig
+from engine.runtime import PaperSession
+from engine.snapshot import EngineSnapshot
+
+THEMES = Path(__file__).resolve().parent.parent / "themes"
+MAX_FILL_ROWS = 200
+
+
+def _num(value: float, decimals: int = 2, signed: bool = False) -> Text:
+    """Right-aligned number as Text, so cells are never parsed as markup."""
+    return Text(f"{value:+,.{decimals}f}" if signed else f"{value:,.{decimals}f}", justify="right")
+
+
+class PaperdeskApp(App[int]):
+    """Watches a PaperSession; q quits (and stops the session)."""
+
+    CSS_PATH = THEMES / "paperdesk.tcss"
+    TITLE = "paperdesk"
+    BINDINGS = [Binding("q", "quit_session", "Quit", priority=True)]
+    REFRESH_SECONDS = 0.5
+    CHART_SECONDS = 1.0
+
+    def __init__(self, session: PaperSession) -> None:
+        super().__init__()
+        self.session = session
+        self._fill_keys: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status", markup=False)
+        with Horizontal(id="top"):
+            yield DataTable(id="positions", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="strategies", cursor_type="row")
+        yield DataTable(id="fills", cursor_type="row", zebra_stripes=True)
+        yield PlotextPlot(id="equity")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        positions = self.query_one("#positions", DataTable)
+        positions.border_title = "Positions"
+        positions.add_columns("symbol", "qty", "avg price", "mark", "unrealised", "realised")
+        strategies = self.query_one("#strategies", DataTable)
+        strategies.border_title = "Strategies"
+        strategies.add_columns("name", "kind", "status")
+        fills = self.query_one("#fills", DataTable)
+        fills.border_title = "Fills (newest last)"
+        fills.add_columns("time", "strategy", "symbol", "side", "qty", "price", "fee", "liq", "basis",
+                          "slip bps")
+        self.query_one("#equity", PlotextPlot).border_title = "Equity"
+        self.refresh_view()
+        self.set_interval(self.REFRESH_SECONDS, self.refresh_view)
+        self.set_interval(self.CHART_SECONDS, self.refresh_chart)
+
+    def action_quit_session(self) -> None:
+        self.session.stop()
+        self.exit(0)
+
+    def refresh_view(self) -> None:
+        snap = self.session.snapshot()
+        self._show_status(snap)
+        self._show_positions(snap)
+        self._show_strategies(snap)
+        self._show_fills(snap)
+
+    def _show_status(self, snap: EngineSnapshot) -> None:
+        venue = self.session.config.venue
+        pnl = snap.equity - snap.starting_cash
+        failed = [s.name for s in snap.strategies if s.status != "RUNNING"]
+        line1 = (f"simulated venue  speed {venue.speed:g}x  latency {venue.latency_ms:g} ms  "
+                 f"limit fills: {venue.limit_fill.value}")
+        line2 = (f"equity {snap.equity:,.2f}  P&L {pnl:+,.2f}  cash {snap.cash:,.2f}  fees {snap.fees:,.2f}  "
+                 f"orders {snap.orders} (open {snap.open_orders})  fills {snap.fills}  decisions {snap.decisions}")
+        if failed:
+            line2 += f"  FAILED: {', '.join(failed)}"
+        status = self.query_one("#status", Static)
+        status.update(f"{line1}\n{line2}")
+        status.set_class(bool(failed), "-failed")
+
+    def _show_positions(self, snap: EngineSnapshot) -> None:
+        table = self.query_one("#positions", DataTable)
+        for p in snap.positions:
+            cells = (p.symbol, _num(p.qty, 4, signed=True), _num(p.avg_price), _num(p.mark),
+                     _num(p.unrealised, signed=True), _num(p.realised, signed=True))
+            self._upsert(table, p.symbol, cells)
+
+    def _show_strategies(self, snap: EngineSnapshot) -> None:
+        table = self.query_one("#strategies", DataTable)
+        for s in snap.strategies:
+            status = Text(s.status, style="bold red" if s.status != "RUNNING" else "green")
+            self._upsert(table, s.name, (s.name, s.kind, status))
+
+    def _show_fills(self, snap: EngineSnapshot) -> None:
+        table = self.query_one("#fills", DataTable)
+        known = set(self._fill_keys)
+        added = False
+        for fill in snap.recent_fills:
+            if fill.fill_id in known:
+                continue
+            cells = (time.strftime("%H:%M:%S", time.gmtime(fill.ts / 1e9)), fill.strategy, fill.symbol,
+                     Text(fill.side.name, style="green" if fill.side > 0 else "red"), _num(fill.qty, 4),
+                     _num(fill.price), _num(fill.fee, 4), fill.liquidity.value, fill.basis.value,
+                     _num(fill.slippage_bps, 1, signed=True))
+            table.add_row(*cells, key=fill.fill_id)
+            self._fill_keys.append(fill.fill_id)
+            added = True
+        if len(self._fill_keys) > MAX_FILL_ROWS:
+            for key in self._fill_keys[:-MAX_FILL_ROWS]:
+                table.remove_row(key)
+            del self._fill_keys[:-MAX_FILL_ROWS]
+        if added:
+            table.scroll_end(animate=False)
+
+    @staticmethod
+    def _upsert(table: DataTable, key: str, cells: tuple) -> None:
+        if key in table.rows:
+            for column, value in zip(table.columns, cells, strict=True):
+                table.update_cell(key, column, value)
+        else:
+            table.add_row(*cells, key=key)
+
+    def refresh_chart(self) -> None:
+        series = self.session.snapshot().equity_series
+        plot = self.query_one("#equity", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        if len(series) >= 2:
+            plt.plot(list(series), marker="braille")
+        plot.refresh()
+
+
+async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None) -> int:
+    """Run the session and the console on one loop; SIGTERM/SIGHUP stop both cleanly."""
+    session = PaperSession(config, record_to)
+    app = PaperdeskApp(session)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        session.stop()
+        app.exit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop)
+    trading = asyncio.create_task(session.run(duration))
+    trading.add_done_callback(lambda _: app.exit(0))
+    try:
+        await app.run_async()
+    finally:
+        session.stop()
+        snapshot = await trading
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    print(f"summary {snapshot.status_line()}")
+    return app.return_code or 0

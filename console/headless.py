@@ -1,0 +1,52 @@
+"""`paperdesk run --no-ui`: the same paper session without Textual, printing status lines.
+
+Must not import textual (a test checks sys.modules): it serves SSH sessions and services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from engine.config import AppConfig
+from engine.runtime import PaperSession
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+async def run_headless(config: AppConfig, duration: float | None, record_to: Path | None = None,
+                       out: TextIO = sys.stdout) -> int:
+    """Run until duration, SIGINT, SIGTERM or SIGHUP; the last line is the summary. Returns an exit code."""
+    session = PaperSession(config, record_to)
+    loop = asyncio.get_running_loop()
+    stopped_by: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        stopped_by.append(sig.name)
+        session.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+    symbols = ",".join(i.symbol for i in config.instruments)
+    strategies = ",".join(f"{s.name}({s.kind})" for s in config.strategies) or "none"
+    print(f"{_stamp()} start venue={config.venue.kind} speed={config.venue.speed:g} symbols={symbols} "
+          f"strategies={strategies} duration={duration if duration is not None else 'until-signal'}"
+          + (f" record={record_to}" if record_to else ""), file=out, flush=True)
+    try:
+        snapshot = await session.run(
+            duration, on_status=lambda s: print(f"{_stamp()} status {s.status_line()}", file=out, flush=True))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    for _, level, message in snapshot.events:
+        if level == "ERROR":
+            print(f"{_stamp()} error {message}", file=out, flush=True)
+    reason = stopped_by[0] if stopped_by else "duration"
+    print(f"{_stamp()} summary stopped_by={reason} {snapshot.status_line()}", file=out, flush=True)
+    return 0

@@ -1,0 +1,194 @@
+"""config.toml as pydantic models. Every error names the key, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.data.bars import timeframe_ns
+from engine.execution.fill_model import LimitFillRule
+from engine.strategy.registry import strategy_class, strategy_kinds
+
+_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot run; str() is one line per problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionConfig(_Section):
+    starting_cash: float = Field(100_000.0, gt=0)
+    equity_mark_seconds: float = Field(1.0, gt=0, le=3600)
+    status_seconds: float = Field(5.0, gt=0, le=3600)
+
+
+class VenueConfig(_Section):
+    """The built-in simulated venue; speed > 1 runs market time faster than the wall clock."""
+
+    kind: Literal["simulated"] = "simulated"
+    seed: int = 7
+    speed: float = Field(120.0, gt=0, le=10_000)
+    tick_interval_ms: float = Field(25.0, ge=1, le=60_000)
+    correlation: float = Field(0.6, ge=-0.5, le=0.99)
+    jumps_per_day: float = Field(6.0, ge=0)
+    latency_ms: float = Field(50.0, ge=0, le=60_000)
+    limit_fill: LimitFillRule = LimitFillRule.QUEUE
+    bar_slippage_bps: float = Field(0.0, ge=0, le=1000)
+
+
+class InstrumentConfig(_Section):
+    symbol: str
+    tick_size: float = Field(gt=0)
+    lot_size: float = Field(gt=0)
+    min_qty: float = Field(0.0, ge=0)
+    min_notional: float = Field(0.0, ge=0)
+    maker_fee: float = Field(0.0002, ge=-0.01, le=0.1)
+    taker_fee: float = Field(0.0005, ge=0, le=0.1)
+    start_price: float = Field(100.0, gt=0)
+    daily_vol: float = Field(0.04, gt=0, le=2)
+    spread_bps: float = Field(2.0, gt=0, le=1000)
+    depth: float = Field(1.0, gt=0)
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_shape(cls, v: str) -> str:
+        if not _SYMBOL.match(v):
+            raise ValueError("must look like BASE/QUOTE in capitals, e.g. BTC/USDT")
+        return v
+
+
+class StrategyConfig(_Section):
+    name: str
+    kind: str
+    symbols: list[str] = Field(min_length=1)
+    timeframe: str = "1m"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must start with a letter and use letters, digits, _ or - (at most 40)")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in strategy_kinds():
+            raise ValueError(f"is not a known strategy; known: {', '.join(strategy_kinds())}")
+        return v
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe_shape(cls, v: str) -> str:
+        timeframe_ns(v)
+        return v
+
+
+class AppConfig(_Section):
+    session: SessionConfig = SessionConfig()
+    venue: VenueConfig = VenueConfig()
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppConfig:
+        symbols = [i.symbol for i in self.instruments]
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            raise ValueError(f"instruments: symbol(s) {', '.join(dupes)} listed more than once")
+        names = [s.name for s in self.strategies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"strategies: name(s) {', '.join(dupes)} used more than once")
+        for index, strategy in enumerate(self.strategies):
+            for symbol in strategy.symbols:
+                if symbol not in symbols:
+                    raise ValueError(f"strategies[{index}].symbols: {symbol!r} is not an instrument; "
+                                     f"instruments are {', '.join(symbols)}")
+        return self
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate a config file, strategy parameters included; raises ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (pass --config FILE)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> AppConfig:
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(source, err) for err in exc.errors())) from None
+    problems = []
+    for index, strategy in enumerate(config.strategies):
+        try:
+            strategy_class(strategy.kind).Params(**strategy.params)
+        except ValidationError as exc:
+            for err in exc.errors():
+                err = dict(err, loc=("strategies", index, "params", *err["loc"]))
+                problems.append(_describe(source, err, strategy_class(strategy.kind).Params))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """('strategies', 0, 'params', 'fast') -> 'strategies[0].params.fast'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(source: str, err: dict[str, Any], params_model: type[BaseModel] | None = None) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union tags
+    key = key_path(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], params_model)
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"{source}: {key}: unknown key{hint}"
+    if err["type"] == "missing":
+        return f"{source}: {key}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if loc:
+        return f"{source}: {key} = {err.get('input')!r}: {msg}"
+    return f"{source}: {msg}"
+
+
+def _allowed_keys(loc: tuple[Any, ...], params_model: type[BaseModel] | None) -> list[str]:
+    """Field names of the model a location points into, for 'unknown key' hints."""
+    if params_model is not None and len(loc) >= 3 and loc[2] == "params":
+        return list(params_model.model_fields)
+    model: Any = AppConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = args[0] if args else annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []

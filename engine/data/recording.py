@@ -1,0 +1,92 @@
+"""Recordings of the market data a session saw, as JSON lines, for replay through a backtest.
+
+The first line is a header; each further line is one event in the order the engine saw it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick, event_time
+from engine.model.order import OrderSide
+
+HEADER = {"format": "paperdesk-recording", "version": 1}
+
+
+class RecordingError(ValueError):
+    """A recording that cannot be replayed as it is; the message names the file and line."""
+
+
+def event_to_json(event: MarketEvent) -> str:
+    if type(event) is TradeTick:
+        return json.dumps({"t": "trade", "ts": event.ts, "s": event.symbol, "p": event.price, "q": event.size,
+                           "a": int(event.aggressor)})
+    if type(event) is BookSnapshot:
+        return json.dumps({"t": "book", "ts": event.ts, "s": event.symbol, "b": event.bids, "a": event.asks})
+    return json.dumps({"t": "bar", "ts": event.ts, "s": event.symbol, "tf": event.timeframe, "o": event.open,
+                       "h": event.high, "l": event.low, "c": event.close, "v": event.volume, "e": event.end})
+
+
+def event_from_json(text: str) -> MarketEvent:
+    d = json.loads(text)
+    kind = d["t"]
+    if kind == "trade":
+        return TradeTick(int(d["ts"]), d["s"], float(d["p"]), float(d["q"]), OrderSide(int(d["a"])))
+    if kind == "book":
+        return BookSnapshot(int(d["ts"]), d["s"], tuple((float(p), float(q)) for p, q in d["b"]),
+                            tuple((float(p), float(q)) for p, q in d["a"]))
+    if kind == "bar":
+        return Bar(int(d["ts"]), d["s"], d["tf"], float(d["o"]), float(d["h"]), float(d["l"]), float(d["c"]),
+                   float(d["v"]), int(d["e"]))
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+def write_header(out: TextIO) -> None:
+    out.write(json.dumps(HEADER) + "\n")
+
+
+def append_events(out: TextIO, events: Iterable[MarketEvent]) -> None:
+    out.write("".join(event_to_json(e) + "\n" for e in events))
+
+
+def save_recording(path: str | Path, events: Iterable[MarketEvent]) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        write_header(out)
+        append_events(out, events)
+
+
+def load_recording(path: str | Path) -> Iterator[MarketEvent]:
+    """Events of a recording, checked as they are read: a bad line stops the replay with its number."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    with handle:
+        first = handle.readline()
+        try:
+            header = json.loads(first)
+        except json.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != HEADER["format"]:
+            raise RecordingError(f"{path}:1: not a paperdesk recording (expected the header {json.dumps(HEADER)})")
+        if header.get("version") != HEADER["version"]:
+            raise RecordingError(f"{path}:1: recording version {header.get('version')!r} is not supported "
+                                 f"(this paperdesk reads version {HEADER['version']})")
+        last_ts = None
+        for number, text in enumerate(handle, start=2):
+            if not text.strip():
+                continue
+            try:
+                event = event_from_json(text)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RecordingError(f"{path}:{number}: unreadable event ({exc}): {text.strip()[:120]}") from None
+            ts = event_time(event)
+            if last_ts is not None and ts < last_ts:
+                raise RecordingError(f"{path}:{number}: timestamp {ts} is earlier than the previous event's "
+                                     f"{last_ts}")
+            last_ts = ts
+            yield event
