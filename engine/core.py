@@ -134,9 +134,11 @@ class Engine:
     def _fail(self, strategy: Strategy, exc: Exception) -> None:
         strategy.status = StrategyStatus.FAILED
         strategy.error = f"{type(exc).__name__}: {exc}"
-        for subs in (*self._bar_subs.values(), *self._tick_subs.values()):
-            if strategy in subs:
-                subs.remove(strategy)
+        # new lists, not in-place removal: a dispatch loop may be iterating the old ones right now
+        for table in (self._bar_subs, self._tick_subs):
+            for key, subs in table.items():
+                if strategy in subs:
+                    table[key] = [s for s in subs if s is not strategy]
         self._event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
         log.error("strategy %s failed:\n%s", strategy.name, "".join(traceback.format_exception(exc)))
 

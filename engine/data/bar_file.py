@@ -78,11 +78,20 @@ def load_bar_file(path: str | Path, symbol: str, timeframe: str | None = None) -
     if missing:
         raise BarFileError(f"{path}:1: missing column(s) {', '.join(missing)}; "
                            f"the header must name {','.join(COLUMNS)} (found {','.join(header)})")
-    if len(raw) == 0:
-        raise BarFileError(f"{path}: no bars after the header")
 
     def line(i: int) -> int:
         return int(i) + 2  # 1-based, after the header
+
+    blank = (raw[list(COLUMNS)] == "").all(axis=1).to_numpy()
+    if blank.any():
+        last_data = np.flatnonzero(~blank)
+        keep = int(last_data[-1]) + 1 if len(last_data) else 0
+        raw = raw.iloc[:keep]  # blank lines at the end of a file are harmless
+        blank = blank[:keep]
+        if blank.any():
+            raise BarFileError(f"{path}:{line(np.flatnonzero(blank)[0])}: empty line between bars")
+    if len(raw) == 0:
+        raise BarFileError(f"{path}: no bars after the header")
 
     values: dict[str, np.ndarray] = {}
     for column in COLUMNS[1:]:

@@ -1,0 +1,124 @@
+"""The real console app, driven by Textual's Pilot over a real paper session on the simulated venue."""
+
+import asyncio
+import time
+
+from textual.widgets import DataTable, Static
+
+from console.app import PaperdeskApp
+from engine.model.market import Bar
+from engine.runtime import PaperSession
+from engine.strategy.base import Strategy
+from engine.strategy.registry import register
+from tests.conftest import BASE_CONFIG, make_config
+
+
+@register
+class FailsOnThirdBar(Strategy):
+    kind = "fails_on_third_bar_test"
+
+    def on_start(self) -> None:
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        if self.bars == 3:
+            raise RuntimeError("strategy bug")
+        self.hold(bar.symbol, reason="waiting")
+
+
+async def wait_until(pilot, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await pilot.pause(0.1)
+
+
+def cell_text(table: DataTable, row_key: str, column: int) -> str:
+    return str(table.get_row(row_key)[column])
+
+
+async def test_console_shows_live_positions_fills_and_equity():
+    session = PaperSession(make_config())
+    app = PaperdeskApp(session)
+    trading = asyncio.create_task(session.run())
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
+            await pilot.pause(0.7)  # one refresh after the condition
+            snap = session.snapshot()
+            fills = app.query_one("#fills", DataTable)
+            assert fills.row_count >= 3
+            last = session.engine.fills[fills.row_count - 1]
+            assert cell_text(fills, last.fill_id, 1) == last.strategy
+            assert cell_text(fills, last.fill_id, 2) == last.symbol
+            positions = app.query_one("#positions", DataTable)
+            held = [p for p in snap.positions]
+            assert positions.row_count == len(held) > 0
+            strategies = app.query_one("#strategies", DataTable)
+            assert [str(strategies.get_row(s.name)[2]) for s in snap.strategies] == ["RUNNING"] * 3
+            status = str(app.query_one("#status", Static).render())
+            assert "simulated venue" in status and "equity" in status and "fills" in status
+            await pilot.press("q")
+            await pilot.pause()
+            assert session.stopping
+        assert app.return_code == 0
+    finally:
+        session.stop()
+        await trading
+
+
+async def test_console_updates_rows_in_place_and_keeps_the_cursor():
+    session = PaperSession(make_config())
+    app = PaperdeskApp(session)
+    trading = asyncio.create_task(session.run())
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: len(session.engine.account.positions) >= 2)
+            await pilot.pause(0.6)
+            positions = app.query_one("#positions", DataTable)
+            positions.focus()
+            positions.move_cursor(row=1)
+            key_before = positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key
+            marks_before = session.engine.account.marks.copy()
+            await wait_until(pilot, lambda: session.engine.account.marks != marks_before)
+            await pilot.pause(1.1)
+            assert positions.cursor_coordinate.row == 1
+            assert positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key == key_before
+    finally:
+        session.stop()
+        await trading
+
+
+async def test_a_failed_strategy_is_shown_and_the_others_keep_trading():
+    strategies = [*BASE_CONFIG["strategies"],
+                  {"name": "buggy", "kind": "fails_on_third_bar_test", "symbols": ["BTC/USDT"], "timeframe": "1m"}]
+    session = PaperSession(make_config(strategies=strategies))
+    app = PaperdeskApp(session)
+    trading = asyncio.create_task(session.run())
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: session.engine.strategies["buggy"].status.value == "FAILED")
+            decisions_then = len(session.engine.decisions)
+            await pilot.pause(1.0)
+            strategies_table = app.query_one("#strategies", DataTable)
+            assert str(strategies_table.get_row("buggy")[2]) == "FAILED"
+            assert "FAILED: buggy" in str(app.query_one("#status", Static).render())
+            assert app.query_one("#status").has_class("-failed")
+            assert len(session.engine.decisions) > decisions_then  # the others go on
+    finally:
+        session.stop()
+        await trading
+
+
+async def test_the_app_exits_when_the_session_ends(monkeypatch):
+    from console import app as app_module
+
+    original = app_module.PaperdeskApp.run_async
+
+    async def headless_run_async(self, **kwargs):  # the real app, without a terminal
+        return await original(self, headless=True, **kwargs)
+
+    monkeypatch.setattr(app_module.PaperdeskApp, "run_async", headless_run_async)
+    rc = await asyncio.wait_for(app_module.run_console(make_config(), duration=1.5), timeout=30)
+    assert rc == 0
