@@ -169,9 +169,9 @@ class Engine:
 
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
-                     tif: TimeInForce) -> None:
+                     tif: TimeInForce, reduce_only: bool) -> None:
         self.decisions.append(decision)
-        self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif)
+        self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif, reduce_only)
 
     # ---- orders -------------------------------------------------------------------------------
 
@@ -184,8 +184,16 @@ class Engine:
         order = Order(f"{self._order_prefix}{self._order_seq:07d}", strategy, symbol, side, qty, order_type,
                       price, stop_price, tif, reduce_only, self.clock.now_ns())
         self.orders[order.client_id] = order
-        order.transition(OrderStatus.SUBMITTED)
         key = (strategy, symbol)
+        if reduce_only:
+            held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
+            if side * held >= 0 or qty > abs(held) + 1e-12:
+                reason = (f"reduce-only: {side.name} {qty:g} would not reduce {strategy}'s {symbol} position "
+                          f"of {held:+g} (open orders included)")
+                order.transition(OrderStatus.DENIED, reason)
+                self._event("WARN", f"order {order.client_id} denied: {order.reason}")
+                return order
+        order.transition(OrderStatus.SUBMITTED)
         self._pending[key] = self._pending.get(key, 0.0) + side * qty
         self.venue.submit(order)
         return order

@@ -77,7 +77,7 @@ class PaperSession:
         if record_to is not None:
             self.engine.recording = []
         self._stop = asyncio.Event()
-        self._recorded = 0
+        self.recorded_events = 0
         self._record_file: TextIO | None = None
         self.started = False
 
@@ -144,9 +144,9 @@ class PaperSession:
         return out
 
     async def _flush_recording(self) -> None:
-        recording = self.engine.recording
-        new = recording[self._recorded:]
-        self._recorded = len(recording)
+        # swap the buffer out, so memory holds at most one flush interval of market data
+        new, self.engine.recording = self.engine.recording, []
+        self.recorded_events += len(new)
         if new:
             out = self._record_file
 

@@ -34,7 +34,7 @@ class StrategyContext(Protocol):
     def intend_target(self, strategy: Strategy, decision: Decision) -> None: ...
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
-                     tif: TimeInForce) -> None: ...
+                     tif: TimeInForce, reduce_only: bool) -> None: ...
 
 
 class Strategy:
@@ -97,18 +97,18 @@ class Strategy:
         self._ctx.intend_target(self, decision)
 
     def buy(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
-            tif: TimeInForce = TimeInForce.GTC, confidence: float = 1.0, reason: str = "",
-            indicators: dict[str, float] | None = None) -> None:
+            tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
+            reason: str = "", indicators: dict[str, float] | None = None) -> None:
         """Buy qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
-        self._order(Signal.BUY, OrderSide.BUY, symbol, qty, price, stop_price, tif, confidence, reason,
-                    indicators)
+        self._order(Signal.BUY, OrderSide.BUY, symbol, qty, price, stop_price, tif, reduce_only, confidence,
+                    reason, indicators)
 
     def sell(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
-             tif: TimeInForce = TimeInForce.GTC, confidence: float = 1.0, reason: str = "",
-             indicators: dict[str, float] | None = None) -> None:
+             tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
+             reason: str = "", indicators: dict[str, float] | None = None) -> None:
         """Sell qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
-        self._order(Signal.SELL, OrderSide.SELL, symbol, qty, price, stop_price, tif, confidence, reason,
-                    indicators)
+        self._order(Signal.SELL, OrderSide.SELL, symbol, qty, price, stop_price, tif, reduce_only, confidence,
+                    reason, indicators)
 
     def hold(self, symbol: str, *, reason: str = "", confidence: float = 0.0,
              indicators: dict[str, float] | None = None) -> None:
@@ -118,7 +118,7 @@ class Strategy:
                                         indicators or {}))
 
     def _order(self, signal: Signal, side: OrderSide, symbol: str, qty: float, price: float | None,
-               stop_price: float | None, tif: TimeInForce, confidence: float, reason: str,
+               stop_price: float | None, tif: TimeInForce, reduce_only: bool, confidence: float, reason: str,
                indicators: dict[str, float] | None) -> None:
         if stop_price is not None:
             order_type = OrderType.STOP_LIMIT if price is not None else OrderType.STOP
@@ -126,4 +126,4 @@ class Strategy:
             order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif)
+        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only)

@@ -239,3 +239,16 @@ def test_bar_slippage_worsens_bar_open_fills():
     clock.advance_to(120)
     engine.process(bar(60, 200, 201, 199, 200))
     assert engine.fills[0].price == 200.2
+
+
+def test_reduce_only_orders_are_denied_unless_they_reduce():
+    engine, _ = make_engine()
+    engine.process(book())
+    opening = engine.submit_order("s", SYM, SELL, 1.0, reduce_only=True)
+    assert opening.status is OrderStatus.DENIED and "would not reduce" in opening.reason
+    engine.submit_order("s", SYM, BUY, 1.0)
+    too_big = engine.submit_order("s", SYM, SELL, 1.5, reduce_only=True)
+    assert too_big.status is OrderStatus.DENIED and "+1" in too_big.reason
+    closing = engine.submit_order("s", SYM, SELL, 1.0, reduce_only=True)
+    assert closing.status is OrderStatus.FILLED
+    assert engine.account.position_qty(SYM) == 0
