@@ -45,24 +45,42 @@ async def test_console_shows_live_positions_fills_and_equity():
     try:
         async with app.run_test(size=(140, 45)) as pilot:
             await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
-            await pilot.pause(0.7)  # one refresh after the condition
+            session.stop()
+            await trading  # freeze the engine, then let the console catch up with it
+            await pilot.pause(app.REFRESH_SECONDS + 0.3)
             snap = session.snapshot()
             fills = app.query_one("#fills", DataTable)
-            assert fills.row_count >= 3
-            last = session.engine.fills[fills.row_count - 1]
-            assert cell_text(fills, last.fill_id, 1) == last.strategy
-            assert cell_text(fills, last.fill_id, 2) == last.symbol
+            assert fills.row_count == len(session.engine.fills)
+            for fill in session.engine.fills:
+                assert cell_text(fills, fill.fill_id, 1) == fill.strategy
+                assert cell_text(fills, fill.fill_id, 2) == fill.symbol
             positions = app.query_one("#positions", DataTable)
-            held = [p for p in snap.positions]
-            assert positions.row_count == len(held) > 0
+            assert positions.row_count == len(snap.positions) > 0
+            for p in snap.positions:
+                assert cell_text(positions, p.symbol, 1) == f"{p.qty:+,.4f}"
             strategies = app.query_one("#strategies", DataTable)
             assert [str(strategies.get_row(s.name)[2]) for s in snap.strategies] == ["RUNNING"] * 3
             status = str(app.query_one("#status", Static).render())
-            assert "simulated venue" in status and "equity" in status and "fills" in status
+            assert "simulated venue" in status and f"equity {snap.equity:,.2f}" in status
+            assert f"fills {snap.fills}" in status
+    finally:
+        session.stop()
+        await trading
+
+
+async def test_q_stops_the_session_and_quits():
+    session = PaperSession(make_config())
+    app = PaperdeskApp(session)
+    trading = asyncio.create_task(session.run())
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.pause(0.3)
+            assert not session.stopping
             await pilot.press("q")
             await pilot.pause()
             assert session.stopping
         assert app.return_code == 0
+        await asyncio.wait_for(trading, timeout=5)
     finally:
         session.stop()
         await trading
@@ -74,9 +92,8 @@ async def test_console_updates_rows_in_place_and_keeps_the_cursor():
     trading = asyncio.create_task(session.run())
     try:
         async with app.run_test(size=(140, 45)) as pilot:
-            await wait_until(pilot, lambda: len(session.engine.account.positions) >= 2)
-            await pilot.pause(0.6)
             positions = app.query_one("#positions", DataTable)
+            await wait_until(pilot, lambda: positions.row_count >= 2)
             positions.focus()
             positions.move_cursor(row=1)
             key_before = positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key
