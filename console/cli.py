@@ -11,7 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.backtest import BacktestInputError, run_backtest
 from engine.config import AppConfig, ConfigError, load_config
+from engine.data.bar_file import BarFileError
+from engine.data.recording import RecordingError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InputError, ValueError) as exc:
+    except (ConfigError, InputError, BarFileError, RecordingError, BacktestInputError) as exc:
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -64,6 +67,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration {args.duration:g}: must be a positive number of seconds")
     config = _config(args.config)
+    if args.record is not None:
+        _check_writable(args.record)
     if args.no_ui:
         from console.headless import run_headless
 
@@ -71,6 +76,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from console.app import run_console
 
     return asyncio.run(run_console(config, args.duration, args.record))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a --record path before trading starts rather than fail mid-session."""
+    if path.suffix.lower() != ".jsonl":
+        raise InputError(f"--record {path}: name the file *.jsonl (paperdesk backtest recognises recordings by it)")
+    if path.exists():
+        raise InputError(f"--record {path}: the file exists; choose a new name (nothing is overwritten)")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"--record {path}: the directory {parent} does not exist")
+    try:
+        path.touch(exist_ok=False)
+        path.unlink()
+    except OSError as exc:
+        raise InputError(f"--record {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -89,7 +110,6 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from engine.backtest import BacktestResult, run_backtest
     from engine.strategy.registry import strategy_class
 
     config = _config(args.config)
@@ -109,7 +129,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             cls.Params(**params)
         except ValidationError as exc:
             raise InputError("\n".join(_param_problem(e, cls.Params.model_fields) for e in exc.errors())) from None
-    result: BacktestResult = run_backtest(config, args.data, strategy_kind=args.strategy, params=params,
+    result = run_backtest(config, args.data, strategy_kind=args.strategy, params=params,
                                           symbol=args.symbol, timeframe=args.timeframe)
     for line in result.lines():
         print(line)

@@ -13,7 +13,12 @@ from engine.core import Engine
 from engine.data.bar_file import load_bar_file
 from engine.data.recording import load_recording
 from engine.model.market import Bar, MarketEvent
+from engine.runtime import backtest_engine
 from engine.strategy.registry import strategy_class
+
+
+class BacktestInputError(ValueError):
+    """A backtest asked for something the config or the data cannot give."""
 
 
 def replay(engine: Engine, events: Iterable[MarketEvent], mark_every_bar: bool = True) -> int:
@@ -73,7 +78,8 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
     symbols = [i.symbol for i in config.instruments]
     symbol = symbol or symbols[0]
     if symbol not in symbols:
-        raise ValueError(f"--symbol {symbol!r} is not an instrument in the config; instruments: {', '.join(symbols)}")
+        raise BacktestInputError(f"--symbol {symbol!r} is not an instrument in the config; "
+                                 f"instruments: {', '.join(symbols)}")
     recording = Path(data).suffix.lower() in (".jsonl", ".ndjson")
     if recording:
         events: Iterable[MarketEvent] = load_recording(data)
@@ -90,9 +96,7 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
         strategies = [strategy_class(s.kind)(s.name, s.symbols, file_timeframe, s.params)
                       for s in config.strategies if symbol in s.symbols]
         if not strategies:
-            raise ValueError(f"no strategy in the config trades {symbol}; pass --strategy")
-    from engine.runtime import backtest_engine
-
+            raise BacktestInputError(f"no strategy in the config trades {symbol}; pass --strategy")
     engine = backtest_engine(config, strategies)
     count = replay(engine, events)
     return BacktestResult(engine, count, str(data))

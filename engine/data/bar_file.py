@@ -6,7 +6,7 @@ integer epoch seconds / milliseconds / nanoseconds. Every problem is reported wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from engine.clock import NS_PER_SECOND
+from engine.data.bars import timeframe_ns
 from engine.model.market import Bar
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -68,6 +69,8 @@ def load_bar_file(path: str | Path, symbol: str, timeframe: str | None = None) -
         raw = pd.read_csv(path, dtype=str, skip_blank_lines=False, keep_default_na=False)
     except FileNotFoundError:
         raise BarFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BarFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise BarFileError(f"{path}: not a readable CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
@@ -141,9 +144,10 @@ def load_bar_file(path: str | Path, symbol: str, timeframe: str | None = None) -
         except ValueError as exc:
             raise BarFileError(f"{path}: {exc}; pass --timeframe") from None
     else:
-        from engine.data.bars import timeframe_ns
-
-        period = timeframe_ns(timeframe)
+        try:
+            period = timeframe_ns(timeframe)
+        except ValueError as exc:
+            raise BarFileError(str(exc)) from None
         if len(steps) and int(steps.min()) < period:
             i = int(np.argmin(steps)) + 1
             raise BarFileError(f"{path}:{line(i)}: bars {steps.min() / NS_PER_SECOND:g}s apart are closer "
@@ -152,7 +156,7 @@ def load_bar_file(path: str | Path, symbol: str, timeframe: str | None = None) -
                    values["volume"])
 
 
-def _timestamps(path: Path, text: pd.Series, line) -> np.ndarray:  # noqa: ANN001
+def _timestamps(path: Path, text: pd.Series, line: Callable[[int], int]) -> np.ndarray:
     empty = np.flatnonzero((text == "").to_numpy())
     if len(empty):
         raise BarFileError(f"{path}:{line(empty[0])}: timestamp is empty")

@@ -65,6 +65,8 @@ def load_recording(path: str | Path) -> Iterator[MarketEvent]:
         handle = open(path, encoding="utf-8")
     except FileNotFoundError:
         raise RecordingError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     with handle:
         first = handle.readline()
         try:

@@ -9,7 +9,8 @@ fill at the next bar's open. Every fill records the depth, latency, mid and slip
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from engine.clock import Clock
@@ -44,7 +45,7 @@ class _Working:
     triggered: bool = False
     queue_ahead: float = 0.0
     fills: int = 0
-    resting: bool = field(default=False)
+    resting: bool = False
 
 
 class FillSimulator:
@@ -180,7 +181,7 @@ class FillSimulator:
             ahead = next((size for price, size in same_side if price == limit), 0.0)
             self._rest(w, queue_ahead=ahead)
 
-    def _levels(self, w: _Working, book: BookSnapshot, limit: float | None):  # noqa: ANN202
+    def _levels(self, w: _Working, book: BookSnapshot, limit: float | None) -> Iterator[tuple[float, float]]:
         """Opposite-side levels the order may take, with the quantity still available at each."""
         buy = w.order.side is OrderSide.BUY
         consumed = self._consumed.setdefault(book.symbol, {})

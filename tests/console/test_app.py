@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 from textual.widgets import DataTable, Static
 
@@ -34,98 +35,84 @@ async def wait_until(pilot, condition, timeout=20.0):
         await pilot.pause(0.1)
 
 
+@asynccontextmanager
+async def console_over_session(config):
+    """A real paper session trading in the background and the real app watching it."""
+    session = PaperSession(config)
+    app = PaperdeskApp(session)
+    trading = asyncio.create_task(session.run())
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            yield session, app, pilot, trading
+    finally:
+        session.stop()
+        await trading
+
+
 def cell_text(table: DataTable, row_key: str, column: int) -> str:
     return str(table.get_row(row_key)[column])
 
 
 async def test_console_shows_live_positions_fills_and_equity():
-    session = PaperSession(make_config())
-    app = PaperdeskApp(session)
-    trading = asyncio.create_task(session.run())
-    try:
-        async with app.run_test(size=(140, 45)) as pilot:
-            await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
-            session.stop()
-            await trading  # freeze the engine, then let the console catch up with it
-            await pilot.pause(app.REFRESH_SECONDS + 0.3)
-            snap = session.snapshot()
-            fills = app.query_one("#fills", DataTable)
-            assert fills.row_count == len(session.engine.fills)
-            for fill in session.engine.fills:
-                assert cell_text(fills, fill.fill_id, 1) == fill.strategy
-                assert cell_text(fills, fill.fill_id, 2) == fill.symbol
-            positions = app.query_one("#positions", DataTable)
-            assert positions.row_count == len(snap.positions) > 0
-            for p in snap.positions:
-                assert cell_text(positions, p.symbol, 1) == f"{p.qty:+,.4f}"
-            strategies = app.query_one("#strategies", DataTable)
-            assert [str(strategies.get_row(s.name)[2]) for s in snap.strategies] == ["RUNNING"] * 3
-            status = str(app.query_one("#status", Static).render())
-            assert "simulated venue" in status and f"equity {snap.equity:,.2f}" in status
-            assert f"fills {snap.fills}" in status
-    finally:
+    async with console_over_session(make_config()) as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
         session.stop()
-        await trading
+        await trading  # freeze the engine, then let the console catch up with it
+        await pilot.pause(app.REFRESH_SECONDS + 0.3)
+        snap = session.snapshot()
+        fills = app.query_one("#fills", DataTable)
+        assert fills.row_count == len(session.engine.fills)
+        for fill in session.engine.fills:
+            assert cell_text(fills, fill.fill_id, 1) == fill.strategy
+            assert cell_text(fills, fill.fill_id, 2) == fill.symbol
+        positions = app.query_one("#positions", DataTable)
+        assert positions.row_count == len(snap.positions) > 0
+        for p in snap.positions:
+            assert cell_text(positions, p.symbol, 1) == f"{p.qty:+,.4f}"
+        strategies = app.query_one("#strategies", DataTable)
+        assert [str(strategies.get_row(s.name)[2]) for s in snap.strategies] == ["RUNNING"] * 3
+        status = str(app.query_one("#status", Static).render())
+        assert "simulated venue" in status and f"equity {snap.equity:,.2f}" in status
+        assert f"fills {snap.fills}" in status
 
 
 async def test_q_stops_the_session_and_quits():
-    session = PaperSession(make_config())
-    app = PaperdeskApp(session)
-    trading = asyncio.create_task(session.run())
-    try:
-        async with app.run_test(size=(140, 45)) as pilot:
-            await pilot.pause(0.3)
-            assert not session.stopping
-            await pilot.press("q")
-            await pilot.pause()
-            assert session.stopping
-        assert app.return_code == 0
-        await asyncio.wait_for(trading, timeout=5)
-    finally:
-        session.stop()
-        await trading
+    async with console_over_session(make_config()) as (session, app, pilot, trading):
+        await pilot.pause(0.3)
+        assert not session.stopping
+        await pilot.press("q")
+        await pilot.pause()
+        assert session.stopping
+    assert app.return_code == 0
+    await asyncio.wait_for(trading, timeout=5)
 
 
 async def test_console_updates_rows_in_place_and_keeps_the_cursor():
-    session = PaperSession(make_config())
-    app = PaperdeskApp(session)
-    trading = asyncio.create_task(session.run())
-    try:
-        async with app.run_test(size=(140, 45)) as pilot:
-            positions = app.query_one("#positions", DataTable)
-            await wait_until(pilot, lambda: positions.row_count >= 2)
-            positions.focus()
-            positions.move_cursor(row=1)
-            key_before = positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key
-            marks_before = session.engine.account.marks.copy()
-            await wait_until(pilot, lambda: session.engine.account.marks != marks_before)
-            await pilot.pause(1.1)
-            assert positions.cursor_coordinate.row == 1
-            assert positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key == key_before
-    finally:
-        session.stop()
-        await trading
+    async with console_over_session(make_config()) as (session, app, pilot, trading):
+        positions = app.query_one("#positions", DataTable)
+        await wait_until(pilot, lambda: positions.row_count >= 2)
+        positions.focus()
+        positions.move_cursor(row=1)
+        key_before = positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key
+        marks_before = session.engine.account.marks.copy()
+        await wait_until(pilot, lambda: session.engine.account.marks != marks_before)
+        await pilot.pause(1.1)
+        assert positions.cursor_coordinate.row == 1
+        assert positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key == key_before
 
 
 async def test_a_failed_strategy_is_shown_and_the_others_keep_trading():
     strategies = [*BASE_CONFIG["strategies"],
                   {"name": "buggy", "kind": "fails_on_third_bar_test", "symbols": ["BTC/USDT"], "timeframe": "1m"}]
-    session = PaperSession(make_config(strategies=strategies))
-    app = PaperdeskApp(session)
-    trading = asyncio.create_task(session.run())
-    try:
-        async with app.run_test(size=(140, 45)) as pilot:
-            await wait_until(pilot, lambda: session.engine.strategies["buggy"].status.value == "FAILED")
-            decisions_then = len(session.engine.decisions)
-            await pilot.pause(1.0)
-            strategies_table = app.query_one("#strategies", DataTable)
-            assert str(strategies_table.get_row("buggy")[2]) == "FAILED"
-            assert "FAILED: buggy" in str(app.query_one("#status", Static).render())
-            assert app.query_one("#status").has_class("-failed")
-            assert len(session.engine.decisions) > decisions_then  # the others go on
-    finally:
-        session.stop()
-        await trading
+    async with console_over_session(make_config(strategies=strategies)) as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: session.engine.strategies["buggy"].status.value == "FAILED")
+        decisions_then = len(session.engine.decisions)
+        await pilot.pause(1.0)
+        strategies_table = app.query_one("#strategies", DataTable)
+        assert str(strategies_table.get_row("buggy")[2]) == "FAILED"
+        assert "FAILED: buggy" in str(app.query_one("#status", Static).render())
+        assert app.query_one("#status").has_class("-failed")
+        assert len(session.engine.decisions) > decisions_then  # the others go on
 
 
 async def test_the_app_exits_when_the_session_ends(monkeypatch):

@@ -105,17 +105,26 @@ def test_backtest_on_a_bar_file(tmp_path):
      "--symbol 'XRP/USDT' is not an instrument"),
     (["run", "--no-ui", "--duration", "0"], "--duration 0: must be a positive number of seconds"),
     (["run", "--no-ui", "--config", "MISSING"], "no such config file"),
+    (["run", "--no-ui", "--record", "EXISTING"], "the file exists; choose a new name"),
+    (["run", "--no-ui", "--record", "NODIR"], "does not exist"),
+    (["run", "--no-ui", "--record", "BARS"], "name the file *.jsonl"),
+    (["backtest", "--data", "NOREC"], "no such file"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     bars = write_bars(tmp_path / "bars.csv", 50)
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,open,high,low,close,volume\n2024-01-01T00:00:00,1,2,1,1,1\n"
                    "2024-01-01T00:01:00,1.5,1,2,1.5,1\n")
-    subs = {"BARS": str(bars), "BAD": str(bad), "MISSING": str(tmp_path / "missing.toml")}
+    existing = tmp_path / "old.jsonl"
+    existing.write_text("keep me")
+    subs = {"BARS": str(bars), "BAD": str(bad), "MISSING": str(tmp_path / "missing.toml"),
+            "EXISTING": str(existing), "NODIR": str(tmp_path / "no" / "such" / "x.jsonl"),
+            "NOREC": str(tmp_path / "none.jsonl")}
     result = paperdesk(*[subs.get(a, a) for a in args])
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert existing.read_text() == "keep me"
 
 
 def test_parse_params_reads_toml_values():
