@@ -106,7 +106,7 @@ class Engine:
             strategy._ts = tick.ts
             try:
                 strategy.on_tick(tick)
-            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+            except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
 
     def on_bar(self, bar: Bar) -> None:
@@ -124,7 +124,7 @@ class Engine:
             strategy.decided = False
             try:
                 strategy.on_bar(bar)
-            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+            except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
                 continue
             if not strategy.decided:
@@ -242,7 +242,7 @@ class Engine:
         if strategy is not None and strategy.status is StrategyStatus.RUNNING:
             try:
                 strategy.on_fill(fill)
-            except Exception as exc:  # noqa: BLE001  one strategy's bug must not stop the others
+            except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
 
     def _release(self, order: Order) -> None:

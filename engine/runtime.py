@@ -79,7 +79,6 @@ class PaperSession:
         self._stop = asyncio.Event()
         self.recorded_events = 0
         self._record_file: TextIO | None = None
-        self.started = False
 
     def stop(self) -> None:
         """Ask the session to end at the next market update (safe from signal handlers)."""
@@ -104,7 +103,6 @@ class PaperSession:
         next_mark = next_status = next_flush = started
         last_ns = self.clock.now_ns()
         engine, market = self.engine, self.market
-        self.started = True
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
         try:
@@ -139,7 +137,7 @@ class PaperSession:
         return self.snapshot()
 
     def _open_recording(self) -> TextIO:
-        out = open(self.record_to, "w", encoding="utf-8")  # noqa: SIM115  closed at the end of run()
+        out = open(self.record_to, "w", encoding="utf-8")  # closed at the end of run()
         write_header(out)
         return out
 
