@@ -69,10 +69,15 @@ class Engine:
                 raise ValueError(f"strategy {strategy.name!r} trades {symbol!r}, which is not a configured "
                                  f"instrument ({', '.join(self.instruments)})")
         self.strategies[strategy.name] = strategy
+        # subscribe only to what the strategy handles, so a tick strategy logs no empty bar decisions
+        wants_bars = type(strategy).on_bar is not Strategy.on_bar
+        wants_ticks = type(strategy).on_tick is not Strategy.on_tick
         for symbol in strategy.symbols:
-            self._bar_subs.setdefault((symbol, strategy.timeframe), []).append(strategy)
-            if type(strategy).on_tick is not Strategy.on_tick:
+            if wants_ticks:
                 self._tick_subs.setdefault(symbol, []).append(strategy)
+            if not wants_bars:
+                continue
+            self._bar_subs.setdefault((symbol, strategy.timeframe), []).append(strategy)
             builders = self._builders.setdefault(symbol, [])
             if all(b.timeframe != strategy.timeframe for b in builders):
                 builders.append(BarBuilder(symbol, strategy.timeframe))

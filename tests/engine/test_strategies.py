@@ -127,3 +127,49 @@ def test_target_position_orders_only_the_difference(tmp_path):
     assert len(engine.orders) == 2  # one per strategy, though both asked on every bar
     assert engine.account.position_qty("BTC/USDT") == pytest.approx(0.6)
     assert engine.strategy_position("a", "BTC/USDT") == pytest.approx(0.3)
+
+
+def test_bars_of_several_timeframes_are_built_from_one_tick_stream_and_ticks_reach_tick_strategies():
+    from engine.model.market import TradeTick
+    from engine.model.order import OrderSide
+
+    class Recorder(Strategy):
+        kind = "recorder_test"
+
+        def on_start(self) -> None:
+            self.bars = []
+
+        def on_bar(self, bar: Bar) -> None:
+            self.bars.append(bar)
+            self.hold(bar.symbol, reason="seen")
+
+    class TickTrader(Strategy):
+        kind = "tick_trader_test"
+
+        def on_tick(self, tick) -> None:
+            if tick.price > 105 and not self.bought:
+                self.bought = True
+                self.buy(tick.symbol, 0.1, reason="price above 105")
+
+        def on_start(self) -> None:
+            self.bought = False
+
+    instrument = Instrument("BTC/USDT", "BTC", "USDT", 0.01, 0.001, 0.001, 0.0, 0.0, 0.0)
+    one, five = Recorder("one", ["BTC/USDT"], "1m"), Recorder("five", ["BTC/USDT"], "5m")
+    ticker = TickTrader("ticker", ["BTC/USDT"], "1m")
+    clock = SimClock()
+    engine = Engine(clock, [instrument], 1_000_000.0, [one, five, ticker])
+    s = 10**9
+    for minute in range(11):
+        ts = minute * 60 * s + 30 * s
+        clock.advance_to(ts)
+        engine.process(TradeTick(ts, "BTC/USDT", 100.0 + minute, 1.0, OrderSide.BUY))
+    assert [b.ts // (60 * s) for b in one.bars] == list(range(10))
+    assert [(b.ts // (60 * s), b.open, b.close) for b in five.bars] == [(0, 100.0, 104.0), (5, 105.0, 109.0)]
+    assert all(d.ts == b.end for d, b in zip([d for d in engine.decisions if d.strategy == "one"], one.bars,
+                                             strict=True))
+    tick_decisions = [d for d in engine.decisions if d.strategy == "ticker"]
+    assert len(tick_decisions) == 1 and tick_decisions[0].signal is Signal.BUY
+    assert tick_decisions[0].ts == 6 * 60 * s + 30 * s
+    assert len(engine.orders) == 1  # no book or bars for the venue yet: the order waits, it is not lost
+    assert next(iter(engine.orders.values())).is_open
