@@ -2,8 +2,10 @@
 
 Market orders walk the L2 book (our own takes are remembered until the next snapshot, so two
 orders cannot take the same liquidity); resting limits fill only against printed trades, after
-the size that was displayed ahead of them; stops trigger on trades. Symbols with bar data only
-fill at the next bar's open. Every fill records the depth, latency, mid and slippage it assumed.
+the size that was displayed ahead of them; stops trigger on trades. Without a book, market
+orders take from printed trades. With bar data only, an order fills at the open of the bar
+during which it arrives: the next bar's, for any latency shorter than a bar. Every fill records
+the depth, latency, mid and slippage it assumed.
 """
 
 from __future__ import annotations
@@ -255,7 +257,12 @@ class FillSimulator:
                     else:
                         self._rest(w, 0.0)
                 continue
-            if order.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            if order.type in (OrderType.MARKET, OrderType.STOP):
+                # no book to walk (trade-only data): take from printed trades, at most what they printed
+                qty = w.instrument.floor_qty(min(left, w.remaining))
+                if qty > 0:
+                    left -= qty
+                    self._fill(w, qty, tick.price, Liquidity.TAKER, FillBasis.TRADE, tick.size, tick.ts)
                 continue
             limit = order.price
             through = tick.price < limit if buy else tick.price > limit

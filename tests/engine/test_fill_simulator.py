@@ -252,3 +252,19 @@ def test_reduce_only_orders_are_denied_unless_they_reduce():
     closing = engine.submit_order("s", SYM, SELL, 1.0, reduce_only=True)
     assert closing.status is OrderStatus.FILLED
     assert engine.account.position_qty(SYM) == 0
+
+
+def test_without_a_book_market_orders_and_triggered_stops_take_from_printed_trades():
+    engine, _ = make_engine()
+    engine.process(trade(0, 100.0, 1.0))
+    order = engine.submit_order("s", SYM, BUY, 1.5)
+    stop = engine.submit_order("s", SYM, SELL, 1.0, OrderType.STOP, stop_price=95.0)
+    engine.process(trade(1, 100.5, 1.0))
+    assert order.filled_qty == 1.0 and engine.fills[0].price == 100.5
+    assert engine.fills[0].basis is FillBasis.TRADE and engine.fills[0].liquidity is Liquidity.TAKER
+    engine.process(trade(2, 100.7, 2.0))
+    assert order.status is OrderStatus.FILLED and engine.fills[1].qty == 0.5
+    engine.process(trade(3, 94.0, 5.0))  # triggers the stop; the trade that triggers it cannot also fill it
+    assert stop.status is OrderStatus.TRIGGERED
+    engine.process(trade(4, 93.5, 0.4))
+    assert stop.status is OrderStatus.PARTIALLY_FILLED and engine.fills[-1].price == 93.5
