@@ -240,9 +240,7 @@ class FillSimulator:
 
     def _match_trade(self, tick: TradeTick, working: list[_Working]) -> None:
         left = tick.size
-        for w in list(working):
-            if left <= _EPS:
-                return
+        for w in list(working):  # every order sees the trade: stops trigger on price even when its size is used up
             order = w.order
             buy = order.side is OrderSide.BUY
             if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
@@ -257,30 +255,41 @@ class FillSimulator:
                     else:
                         self._rest(w, 0.0)
                 continue
-            if order.type in (OrderType.MARKET, OrderType.STOP):
-                # no book to walk (trade-only data): take from printed trades, at most what they printed
-                qty = w.instrument.floor_qty(min(left, w.remaining))
-                if qty > 0:
-                    left -= qty
-                    self._fill(w, qty, tick.price, Liquidity.TAKER, FillBasis.TRADE, tick.size, tick.ts)
+            match = self._against_trade(w, tick, left)
+            if match is None:
+                if order.tif is not TimeInForce.GTC:
+                    self._close(w, f"{order.tif.value}: the next trade ({tick.price:g}) did not reach {order.price:g}")
                 continue
-            limit = order.price
-            through = tick.price < limit if buy else tick.price > limit
-            at_price = tick.price == limit
-            rule = self.model.limit_fill
-            if through or (at_price and rule is LimitFillRule.TOUCH):
-                fillable = left
-            elif at_price and rule is LimitFillRule.QUEUE:
-                used = min(w.queue_ahead, left)
-                w.queue_ahead -= used
-                fillable = left - used
-                left -= used
-            else:
+            left, price, liquidity = match  # size ahead of us in the queue is gone for everyone behind
+            if order.tif is TimeInForce.FOK and left + _EPS < w.remaining:
+                self._close(w, f"FOK: the next trade offered {left:g} of {w.remaining:g}")
                 continue
-            qty = w.instrument.floor_qty(min(fillable, w.remaining))
+            qty = w.instrument.floor_qty(min(left, w.remaining))
             if qty > 0:
                 left -= qty
-                self._fill(w, qty, limit, Liquidity.MAKER, FillBasis.TRADE, tick.size, tick.ts)
+                self._fill(w, qty, price, liquidity, FillBasis.TRADE, tick.size, tick.ts)
+            if order.tif is not TimeInForce.GTC and w.remaining > _EPS:
+                # parked for want of a book, an IOC gets one trade to match against, not a resting life
+                self._close(w, f"IOC: {w.remaining:g} of {order.qty:g} unfilled by the next trade")
+
+    def _against_trade(self, w: _Working, tick: TradeTick, left: float) -> tuple[float, float, Liquidity] | None:
+        """What of a printed trade (`left` of it unclaimed) this order can take and at what price; None if none."""
+        order = w.order
+        if order.type in (OrderType.MARKET, OrderType.STOP):
+            return left, tick.price, Liquidity.TAKER  # no book to walk: take from the trade
+        limit = order.price
+        buy = order.side is OrderSide.BUY
+        if tick.price < limit if buy else tick.price > limit:
+            return left, limit, Liquidity.MAKER
+        if tick.price == limit:
+            rule = self.model.limit_fill
+            if rule is LimitFillRule.TOUCH:
+                return left, limit, Liquidity.MAKER
+            if rule is LimitFillRule.QUEUE:
+                used = min(w.queue_ahead, left)
+                w.queue_ahead -= used
+                return left - used, limit, Liquidity.MAKER
+        return None
 
     def _match_bar(self, bar: Bar, working: list[_Working]) -> None:
         for w in list(working):

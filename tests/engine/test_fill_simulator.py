@@ -268,3 +268,14 @@ def test_without_a_book_market_orders_and_triggered_stops_take_from_printed_trad
     assert stop.status is OrderStatus.TRIGGERED
     engine.process(trade(4, 93.5, 0.4))
     assert stop.status is OrderStatus.PARTIALLY_FILLED and engine.fills[-1].price == 93.5
+
+
+def test_a_trade_used_up_by_earlier_orders_still_triggers_later_stops():
+    engine, _ = make_engine()
+    engine.process(book())
+    limit = engine.submit_order("s", SYM, BUY, 1.0, OrderType.LIMIT, price=98.5)
+    stop = engine.submit_order("s", SYM, SELL, 1.0, OrderType.STOP, stop_price=98.2)
+    engine.process(trade(1, 98.0, 0.5))  # fills 0.5 of the limit, nothing left of the trade for anyone else
+    assert limit.filled_qty == 0.5
+    assert stop.status is not OrderStatus.ACCEPTED  # triggered all the same, then took the book
+    assert stop.status is OrderStatus.FILLED and engine.fills[-1].price == 99.0
