@@ -64,7 +64,7 @@ class PaperdeskApp(App[int]):
         fills = self.query_one("#fills", DataTable)
         fills.border_title = "Fills (newest last)"
         fills.add_columns("time", "strategy", "symbol", "side", "qty", "price", "fee", "liq", "basis",
-                          "slip bps")
+                          "depth", "slip bps")
         self.query_one("#equity", PlotextPlot).border_title = "Equity"
         self.refresh_view()
         self.set_interval(self.REFRESH_SECONDS, self.refresh_view)
@@ -118,7 +118,7 @@ class PaperdeskApp(App[int]):
             cells = (time.strftime("%H:%M:%S", time.gmtime(fill.ts / 1e9)), fill.strategy, fill.symbol,
                      Text(fill.side.name, style="green" if fill.side > 0 else "red"), _num(fill.qty, 4),
                      _num(fill.price), _num(fill.fee, 4), fill.liquidity.value, fill.basis.value,
-                     _num(fill.slippage_bps, 1, signed=True))
+                     _num(fill.depth, 4), _num(fill.slippage_bps, 1, signed=True))
             table.add_row(*cells, key=fill.fill_id)
             self._fill_keys.append(fill.fill_id)
             added = True

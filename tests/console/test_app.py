@@ -65,6 +65,10 @@ async def test_console_shows_live_positions_fills_and_equity():
         for fill in session.engine.fills:
             assert cell_text(fills, fill.fill_id, 1) == fill.strategy
             assert cell_text(fills, fill.fill_id, 2) == fill.symbol
+            # what the simulator assumed is on screen: liquidity, basis, depth, slippage
+            assert cell_text(fills, fill.fill_id, 7) == fill.liquidity.value
+            assert cell_text(fills, fill.fill_id, 9) == f"{fill.depth:,.4f}"
+            assert cell_text(fills, fill.fill_id, 10) == f"{fill.slippage_bps:+,.1f}"
         positions = app.query_one("#positions", DataTable)
         assert positions.row_count == len(snap.positions) > 0
         for p in snap.positions:
