@@ -1,4 +1,9 @@
-"""The only source of "now" in the engine: wall time in paper, event time in backtest."""
+"""The only source of "now" in the engine.
+
+LiveClock is wall time (optionally sped up); SimClock is event time, moved by whoever feeds the
+engine. A backtest moves a SimClock through recorded events; a paper session on the simulated
+venue moves one through the events its LiveClock stamps as the market is generated.
+"""
 
 from __future__ import annotations
 

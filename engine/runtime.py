@@ -70,7 +70,10 @@ class PaperSession:
 
     def __init__(self, config: AppConfig, record_to: Path | None = None) -> None:
         self.config = config
-        self.clock = LiveClock(config.venue.speed)
+        # the wall clock paces the simulated market and stamps its events; the engine lives in event
+        # time, so a replay of the recording sees exactly the times it saw, whatever the latency
+        self.wall_clock = LiveClock(config.venue.speed)
+        self.clock = SimClock(self.wall_clock.now_ns())
         self.engine = build_engine(config, self.clock)
         self.market = build_market(config)
         self.record_to = record_to
@@ -101,8 +104,8 @@ class PaperSession:
         status_every = self.config.session.status_seconds
         started = loop.time()
         next_mark = next_status = next_flush = started
-        last_ns = self.clock.now_ns()
-        engine, market = self.engine, self.market
+        last_ns = self.wall_clock.now_ns()
+        engine, market, advance = self.engine, self.market, self.clock.advance_to
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
         try:
@@ -115,7 +118,8 @@ class PaperSession:
                     break
                 except TimeoutError:
                     pass
-                ts = self.clock.now_ns()
+                ts = self.wall_clock.now_ns()
+                advance(ts)
                 for event in market.step(ts, max(1e-9, (ts - last_ns) / 1e9)):
                     engine.process(event)
                 last_ns = ts

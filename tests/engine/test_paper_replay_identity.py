@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from engine.backtest import run_backtest
 from engine.data.recording import load_recording
 from engine.runtime import PaperSession
@@ -13,8 +15,9 @@ def fill_key(f):
             f.basis, f.depth, f.latency_ns, f.mid_at_decision, f.slippage_bps)
 
 
-def test_replaying_a_recorded_paper_session_reproduces_every_decision(tmp_path):
-    config = make_config(venue={"latency_ms": 0.0, "bar_slippage_bps": 0.0})
+@pytest.mark.parametrize("latency_ms", [0.0, 50.0, 7000.0])
+def test_replaying_a_recorded_paper_session_reproduces_every_decision(tmp_path, latency_ms):
+    config = make_config(venue={"latency_ms": latency_ms, "bar_slippage_bps": 0.0})
     recording = tmp_path / "session.jsonl"
     session = PaperSession(config, record_to=recording)
     final = asyncio.run(session.run(duration=3.0))
