@@ -39,10 +39,6 @@ class LiveClock:
         # monotonic elapsed time keeps the clock from stepping back when NTP adjusts the wall clock
         return self._origin_ns + int((time.perf_counter_ns() - self._origin_perf) * self.speed)
 
-    def wall_seconds(self, market_ns: int) -> float:
-        """Wall seconds that a span of market nanoseconds takes at this speed."""
-        return market_ns / NS_PER_SECOND / self.speed
-
 
 class SimClock:
     """Jumps to each replayed event's timestamp; never moves backwards."""

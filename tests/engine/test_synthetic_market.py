@@ -68,7 +68,7 @@ def test_volatility_regimes_switch_and_stormy_markets_move_more():
     for i in range(1, 20000):
         was_stormy = m.stormy
         m.step(i * 10**9, 1.0)
-        now = float(m._log_price[0])
+        now = math.log(m.prices()[spec.instrument.symbol])
         if m.stormy == was_stormy:
             (stormy if m.stormy else calm).append(now - last)
         last = now
@@ -84,7 +84,7 @@ def test_jumps_happen_at_roughly_the_configured_rate():
     big_moves, last = 0, math.log(100.0)
     for i in range(1, 8641):  # one market day in 10 s steps
         m.step(i * 10 * 10**9, 10.0)
-        now = float(m._log_price[0])
+        now = math.log(m.prices()[spec.instrument.symbol])
         big_moves += abs(now - last) > 0.002  # diffusion alone moves ~1e-6 per step
         last = now
     assert 150 < big_moves < 250
