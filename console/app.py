@@ -43,6 +43,7 @@ class PaperdeskApp(App[int]):
         super().__init__()
         self.session = session
         self._fill_keys: list[str] = []
+        self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
 
     def compose(self) -> ComposeResult:
         yield Static(id="status", markup=False)
@@ -75,7 +76,7 @@ class PaperdeskApp(App[int]):
         self.exit(0)
 
     def refresh_view(self) -> None:
-        snap = self.session.snapshot()
+        snap = self._snapshot = self.session.snapshot()
         self._show_status(snap)
         self._show_positions(snap)
         self._show_strategies(snap)
@@ -138,7 +139,9 @@ class PaperdeskApp(App[int]):
             table.add_row(*cells, key=key)
 
     def refresh_chart(self) -> None:
-        series = self.session.snapshot().equity_series
+        if self._snapshot is None:
+            return
+        series = self._snapshot.equity_series
         plot = self.query_one("#equity", PlotextPlot)
         plt = plot.plt
         plt.clear_data()

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from engine.backtest import BacktestInputError, run_backtest
 from engine.config import AppConfig, ConfigError, load_config
 from engine.data.bar_file import BarFileError
-from engine.data.recording import RecordingError
+from engine.data.recording import RecordingError, is_recording
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
@@ -80,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _check_writable(path: Path) -> None:
     """Refuse a --record path before trading starts rather than fail mid-session."""
-    if path.suffix.lower() != ".jsonl":
+    if not is_recording(path):
         raise InputError(f"--record {path}: name the file *.jsonl (paperdesk backtest recognises recordings by it)")
     if path.exists():
         raise InputError(f"--record {path}: the file exists; choose a new name (nothing is overwritten)")

@@ -11,9 +11,9 @@ from engine.clock import SimClock
 from engine.config import AppConfig
 from engine.core import Engine
 from engine.data.bar_file import load_bar_file
-from engine.data.recording import load_recording
+from engine.data.recording import is_recording, load_recording
 from engine.model.market import Bar, MarketEvent
-from engine.runtime import backtest_engine
+from engine.runtime import build_engine
 from engine.strategy.registry import strategy_class
 
 
@@ -80,8 +80,7 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
     if symbol not in symbols:
         raise BacktestInputError(f"--symbol {symbol!r} is not an instrument in the config; "
                                  f"instruments: {', '.join(symbols)}")
-    recording = Path(data).suffix.lower() in (".jsonl", ".ndjson")
-    if recording:
+    if is_recording(data):
         events: Iterable[MarketEvent] = load_recording(data)
         file_timeframe = None
     else:
@@ -97,6 +96,6 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
                       for s in config.strategies if symbol in s.symbols]
         if not strategies:
             raise BacktestInputError(f"no strategy in the config trades {symbol}; pass --strategy")
-    engine = backtest_engine(config, strategies)
+    engine = build_engine(config, SimClock(), strategies)
     count = replay(engine, events)
     return BacktestResult(engine, count, str(data))

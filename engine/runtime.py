@@ -6,7 +6,6 @@ The same builders serve the backtest path: only the clock and the data source di
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -21,8 +20,6 @@ from engine.model.instrument import Instrument
 from engine.snapshot import EngineSnapshot, take_snapshot
 from engine.strategy.base import Strategy
 from engine.strategy.registry import strategy_class
-
-log = logging.getLogger("paperdesk.runtime")
 
 
 def build_instrument(cfg: InstrumentConfig) -> Instrument:
@@ -54,11 +51,6 @@ def build_market(config: AppConfig) -> SyntheticMarket:
     v = config.venue
     return SyntheticMarket(symbols, MarketDynamics(correlation=v.correlation, jumps_per_day=v.jumps_per_day),
                            v.seed)
-
-
-def backtest_engine(config: AppConfig, strategies: list[Strategy] | None = None,
-                    fill_model: FillModel | None = None) -> Engine:
-    return build_engine(config, SimClock(), strategies, fill_model)
 
 
 class PaperSession:

@@ -14,6 +14,12 @@ from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick, event
 from engine.model.order import OrderSide
 
 HEADER = {"format": "paperdesk-recording", "version": 1}
+SUFFIXES = (".jsonl", ".ndjson")
+
+
+def is_recording(path: str | Path) -> bool:
+    """Recordings are told from bar files by their suffix."""
+    return Path(path).suffix.lower() in SUFFIXES
 
 
 class RecordingError(ValueError):
