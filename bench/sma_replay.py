@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.backtest import replay  # noqa: E402
 from engine.clock import SimClock  # noqa: E402
 from engine.core import Engine  # noqa: E402
 from engine.data.bar_file import load_bar_file  # noqa: E402
 from engine.model.instrument import Instrument  # noqa: E402
+from engine.replay import replay  # noqa: E402
 from engine.strategy.builtins.sma_crossover import SmaCrossover  # noqa: E402
 
 

@@ -150,9 +150,11 @@ class PaperdeskApp(App[int]):
         plot.refresh()
 
 
-async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None) -> int:
+async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None,
+                      db: Path | None = None, new_session: bool = False) -> int:
     """Run the session and the console on one loop; SIGTERM/SIGHUP stop both cleanly."""
-    session = PaperSession(config, record_to)
+    session = PaperSession(config, record_to, db, new_session)
+    await session.open()  # a database that cannot be used is reported before the screen takes over
     app = PaperdeskApp(session)
     loop = asyncio.get_running_loop()
 

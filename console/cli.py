@@ -15,7 +15,9 @@ from engine.backtest import BacktestInputError, run_backtest
 from engine.config import AppConfig, ConfigError, load_config
 from engine.data.bar_file import BarFileError
 from engine.data.recording import RecordingError, is_recording
+from engine.store.database import StoreError
 
+EXPORT_KINDS = ("fills", "orders", "decisions", "equity", "market_data")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InputError, BarFileError, RecordingError, BacktestInputError) as exc:
+    except (ConfigError, InputError, BarFileError, RecordingError, BacktestInputError, StoreError) as exc:
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -43,7 +45,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ui", action="store_true", help="run without the console, printing status lines")
     run.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
     run.add_argument("--record", type=Path, help="write the market data the session sees to this .jsonl file")
+    _db_option(run)
+    run.add_argument("--new-session", action="store_true",
+                     help="end the database's resumable session (if any) and start a new one")
     run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="the running (or last) session: state, equity, positions, orders, fills")
+    _db_option(status)
+    status.add_argument("--session", type=int, help="session id (default: the latest)")
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+    status.set_defaults(func=_cmd_status)
+
+    sessions = sub.add_parser("sessions", help="every session in the database with its config hash and P&L")
+    _db_option(sessions)
+    sessions.add_argument("--json", action="store_true", help="print JSON for machines")
+    sessions.set_defaults(func=_cmd_sessions)
+
+    export = sub.add_parser("export", help="write a session's fills, orders, decisions, equity or market data")
+    _db_option(export)
+    export.add_argument("--what", required=True, choices=sorted(EXPORT_KINDS))
+    export.add_argument("--format", default="csv", choices=("csv", "parquet"))
+    export.add_argument("--session", type=int, help="session id (default: the latest)")
+    export.add_argument("--out", type=Path, help="output file (default for csv: standard output)")
+    export.set_defaults(func=_cmd_export)
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check every link of the chain; exit 1 at the first broken one")
+    _db_option(verify)
+    verify.set_defaults(func=_cmd_audit_verify)
 
     bt = sub.add_parser("backtest", help="replay bars (CSV) or a recorded session (.jsonl) through the engine")
     bt.add_argument("--data", type=Path, required=True, help="OHLCV CSV file or a recording made with --record")
@@ -57,10 +87,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(path: Path | None) -> AppConfig:
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, help="database file (default: [store] path in the config, relative "
+                                                 "to the config file's folder)")
+    if not any(a.dest == "config" for a in parser._actions):
+        parser.add_argument("--config", type=Path, help="config file giving the default --db")
+
+
+def _config_path(path: Path | None) -> Path:
     if path is None:
-        path = Path("config.toml") if Path("config.toml").is_file() else DEFAULT_CONFIG
-    return load_config(path)
+        return Path("config.toml") if Path("config.toml").is_file() else DEFAULT_CONFIG
+    return path
+
+
+def _config(path: Path | None) -> AppConfig:
+    return load_config(_config_path(path))
+
+
+def _db_path(args: argparse.Namespace, config: AppConfig | None = None) -> Path:
+    """--db, else the config's [store] path (relative to the config file's folder)."""
+    if args.db is not None:
+        return args.db
+    config_path = _config_path(args.config)
+    config = config or load_config(config_path)
+    path = Path(config.store.path).expanduser()
+    return path if path.is_absolute() else config_path.resolve().parent / path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -69,13 +120,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _config(args.config)
     if args.record is not None:
         _check_writable(args.record)
+    db = _db_path(args, config)
     if args.no_ui:
         from console.headless import run_headless
 
-        return asyncio.run(run_headless(config, args.duration, args.record))
+        return asyncio.run(run_headless(config, args.duration, args.record, db, args.new_session))
     from console.app import run_console
 
-    return asyncio.run(run_console(config, args.duration, args.record))
+    return asyncio.run(run_console(config, args.duration, args.record, db, args.new_session))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from console.store_views import print_status
+
+    return print_status(_db_path(args), args.session, args.json)
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from console.store_views import print_sessions
+
+    return print_sessions(_db_path(args), args.json)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from console.store_views import export
+
+    if args.format == "parquet" and args.out is None:
+        raise InputError("--format parquet needs --out FILE (parquet is binary; it does not go to the terminal)")
+    if args.out is not None and args.out.exists():
+        raise InputError(f"--out {args.out}: the file exists; choose a new name (nothing is overwritten)")
+    return export(_db_path(args), args.what, args.format, args.session, args.out)
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from console.store_views import verify_audit
+
+    return verify_audit(_db_path(args))
 
 
 def _check_writable(path: Path) -> None:

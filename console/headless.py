@@ -14,6 +14,7 @@ from typing import TextIO
 
 from engine.config import AppConfig
 from engine.runtime import PaperSession
+from engine.store.database import StoreError
 
 
 def _stamp() -> str:
@@ -21,15 +22,19 @@ def _stamp() -> str:
 
 
 async def run_headless(config: AppConfig, duration: float | None, record_to: Path | None = None,
-                       out: TextIO = sys.stdout) -> int:
-    """Run until duration, SIGINT, SIGTERM or SIGHUP; the last line is the summary. Returns an exit code."""
-    session = PaperSession(config, record_to)
+                       db: Path | None = None, new_session: bool = False, out: TextIO = sys.stdout) -> int:
+    """Run until duration, SIGINT, SIGTERM or SIGHUP; the last line is the summary. Returns an exit code.
+
+    Raises StoreError before trading if the database cannot be used or its session cannot be resumed.
+    """
+    session = PaperSession(config, record_to, db, new_session)
+    await session.open()
     loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
         stopped_by.append(sig.name)
-        session.stop()
+        session.stop(sig.name)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -37,10 +42,18 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
     strategies = ",".join(f"{s.name}({s.kind})" for s in config.strategies) or "none"
     print(f"{_stamp()} start venue={config.venue.kind} speed={config.venue.speed:g} symbols={symbols} "
           f"strategies={strategies} duration={duration if duration is not None else 'until-signal'}"
-          + (f" record={record_to}" if record_to else ""), file=out, flush=True)
+          + (f" record={record_to}" if record_to else "")
+          + (f" db={db} session={session.session_id}" if db else ""), file=out, flush=True)
+    if session.recovered is not None:
+        print(f"{_stamp()} resumed session {session.session_id}: {session.recovered.summary()}", file=out, flush=True)
+    exit_code = 0
     try:
         snapshot = await session.run(
             duration, on_status=lambda s: print(f"{_stamp()} status {s.status_line()}", file=out, flush=True))
+    except StoreError as exc:
+        print(f"{_stamp()} error {exc}", file=out, flush=True)
+        snapshot, exit_code = session.snapshot(), 1
+        stopped_by.append("store-error")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -49,4 +62,4 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
             print(f"{_stamp()} error {message}", file=out, flush=True)
     reason = stopped_by[0] if stopped_by else "duration"
     print(f"{_stamp()} summary stopped_by={reason} {snapshot.status_line()}", file=out, flush=True)
-    return 0
+    return exit_code

@@ -12,30 +12,14 @@ from engine.config import AppConfig
 from engine.core import Engine
 from engine.data.bar_file import load_bar_file
 from engine.data.recording import is_recording, load_recording
-from engine.model.market import Bar, MarketEvent
+from engine.model.market import MarketEvent
+from engine.replay import replay
 from engine.runtime import build_engine
 from engine.strategy.registry import strategy_class
 
 
 class BacktestInputError(ValueError):
     """A backtest asked for something the config or the data cannot give."""
-
-
-def replay(engine: Engine, events: Iterable[MarketEvent], mark_every_bar: bool = True) -> int:
-    """Feed events to engine in order, moving its SimClock to each; returns the number of events."""
-    clock = engine.clock
-    if not isinstance(clock, SimClock):
-        raise TypeError("replay needs an Engine built with a SimClock")
-    process = engine.process
-    advance = clock.advance_to
-    count = 0
-    for event in events:
-        advance(event.end if type(event) is Bar else event.ts)  # event_time(), inlined: once per event
-        process(event)
-        count += 1
-        if mark_every_bar and type(event) is Bar:
-            engine.mark_equity(event.end)
-    return count
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,12 @@ class LiveClock:
 
     __slots__ = ("speed", "_origin_ns", "_origin_perf")
 
-    def __init__(self, speed: float = 1.0) -> None:
+    def __init__(self, speed: float = 1.0, start_ns: int | None = None) -> None:
+        """start_ns sets what now is at construction (a resumed session continues its market time)."""
         if not speed > 0:
             raise ValueError(f"clock speed must be > 0, got {speed}")
         self.speed = speed
-        self._origin_ns = time.time_ns()
+        self._origin_ns = time.time_ns() if start_ns is None else start_ns
         self._origin_perf = time.perf_counter_ns()
 
     def now_ns(self) -> int:
@@ -55,3 +56,13 @@ class SimClock:
         if ts < self._now:
             raise ValueError(f"SimClock cannot go back from {self._now} to {ts}")
         self._now = ts
+
+
+def wall_ns() -> int:
+    """Wall time for bookkeeping (when a row was saved, a session started); trading never reads it."""
+    return time.time_ns()
+
+
+def monotonic_s() -> float:
+    """Seconds on a monotonic clock, for measuring durations (commit times, retry windows)."""
+    return time.perf_counter()

@@ -31,6 +31,15 @@ class SessionConfig(_Section):
     status_seconds: float = Field(5.0, gt=0, le=3600)
 
 
+class StoreConfig(_Section):
+    """Where and how sessions are persisted. A relative path is relative to the config file's folder."""
+
+    path: str = Field("paperdesk.sqlite", min_length=1)
+    flush_ms: float = Field(100.0, ge=5, le=5000)
+    max_backlog_rows: int = Field(200_000, ge=1000, le=10_000_000)
+    write_retry_seconds: float = Field(5.0, ge=0, le=600)
+
+
 class VenueConfig(_Section):
     """The built-in simulated venue; speed > 1 runs market time faster than the wall clock."""
 
@@ -97,6 +106,7 @@ class StrategyConfig(_Section):
 class AppConfig(_Section):
     session: SessionConfig = SessionConfig()
     venue: VenueConfig = VenueConfig()
+    store: StoreConfig = StoreConfig()
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategies: list[StrategyConfig] = Field(default_factory=list)
 

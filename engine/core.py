@@ -10,6 +10,7 @@ import logging
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from engine.clock import Clock
 from engine.data.bars import BarBuilder
@@ -26,6 +27,16 @@ from engine.strategy.base import Strategy, StrategyStatus
 log = logging.getLogger("paperdesk.engine")
 
 FillListener = Callable[[Fill], None]
+
+
+class Journal(Protocol):
+    """Receives everything the engine does, in order, for persistence. Must not block: it only queues."""
+
+    def market(self, event: MarketEvent) -> None: ...
+    def decision(self, decision: Decision, order: Order | None) -> None: ...
+    def order(self, order: Order) -> None: ...
+    def fill(self, fill: Fill) -> None: ...
+    def strategy(self, strategy: Strategy) -> None: ...
 
 
 class Engine:
@@ -50,6 +61,7 @@ class Engine:
         self.recording: list[MarketEvent] | None = None  # set to a list to record what the engine saw
         self.events: deque[tuple[int, str, str]] = deque(maxlen=500)  # operator-facing log lines
         self.fill_listeners: list[FillListener] = []
+        self.journal: Journal | None = None
         self._order_prefix = order_id_prefix
         self._order_seq = 0
         self._pending: dict[tuple[str, str], float] = {}  # signed open quantity per (strategy, symbol)
@@ -89,6 +101,8 @@ class Engine:
         """Handle one market event of any kind."""
         if self.recording is not None:
             self.recording.append(event)
+        if self.journal is not None:
+            self.journal.market(event)
         if type(event) is Bar:
             self.on_bar(event)
         elif type(event) is TradeTick:
@@ -145,6 +159,8 @@ class Engine:
                 if strategy in subs:
                     table[key] = [s for s in subs if s is not strategy]
         self._event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
+        if self.journal is not None:
+            self.journal.strategy(strategy)
         log.error("strategy %s failed:\n%s", strategy.name, "".join(traceback.format_exception(exc)))
 
     def mark_equity(self, ts: int) -> float:
@@ -162,21 +178,29 @@ class Engine:
 
     def decide(self, strategy: Strategy, decision: Decision) -> None:
         self.decisions.append(decision)
+        if self.journal is not None:
+            self.journal.decision(decision, None)
 
     def intend_target(self, strategy: Strategy, decision: Decision) -> None:
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
         delta = decision.target - self.account.strategy_qty.get(key, 0.0) - self._pending.get(key, 0.0)
         qty = self.instruments[decision.symbol].floor_qty(abs(delta))
+        order = None
         if qty > 0:
-            self.submit_order(strategy.name, decision.symbol, OrderSide.BUY if delta > 0 else OrderSide.SELL,
-                              qty)
+            order = self.submit_order(strategy.name, decision.symbol,
+                                      OrderSide.BUY if delta > 0 else OrderSide.SELL, qty)
+        if self.journal is not None:
+            self.journal.decision(decision, order)
 
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
                      tif: TimeInForce, reduce_only: bool) -> None:
         self.decisions.append(decision)
-        self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif, reduce_only)
+        order = self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
+                                  reduce_only)
+        if self.journal is not None:
+            self.journal.decision(decision, order)
 
     # ---- orders -------------------------------------------------------------------------------
 
@@ -196,9 +220,11 @@ class Engine:
                 reason = (f"reduce-only: {side.name} {qty:g} would not reduce {strategy}'s {symbol} position "
                           f"of {held:+g} (open orders included)")
                 order.transition(OrderStatus.DENIED, reason)
+                self._journal_order(order)
                 self._event("WARN", f"order {order.client_id} denied: {order.reason}")
                 return order
         order.transition(OrderStatus.SUBMITTED)
+        self._journal_order(order)
         self._pending[key] = self._pending.get(key, 0.0) + side * qty
         self.venue.submit(order)
         return order
@@ -209,8 +235,10 @@ class Engine:
         if order is None or not order.is_open:
             return False
         order.transition(OrderStatus.PENDING_CANCEL)
+        self._journal_order(order)
         if not self.venue.cancel(client_id):
             order.transition(OrderStatus.ACCEPTED, "cancel failed: the venue no longer has the order")
+            self._journal_order(order)
             return False
         return True
 
@@ -221,18 +249,22 @@ class Engine:
 
     def order_accepted(self, order: Order) -> None:
         order.transition(OrderStatus.ACCEPTED)
+        self._journal_order(order)
 
     def order_triggered(self, order: Order) -> None:
         order.transition(OrderStatus.TRIGGERED)
+        self._journal_order(order)
 
     def order_rejected(self, order: Order, reason: str) -> None:
         order.transition(OrderStatus.REJECTED, reason)
+        self._journal_order(order)
         self._release(order)
         self._event("WARN", f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
                             f"{order.symbol}) rejected: {reason}")
 
     def order_canceled(self, order: Order, reason: str) -> None:
         order.transition(OrderStatus.CANCELED, reason)
+        self._journal_order(order)
         self._release(order)
 
     def order_filled(self, order: Order, fill: Fill) -> None:
@@ -241,6 +273,9 @@ class Engine:
         self._pending[key] -= order.side * fill.qty
         self.account.apply_fill(fill)
         self.fills.append(fill)
+        if self.journal is not None:
+            self.journal.fill(fill)
+            self.journal.order(order)
         for listener in self.fill_listeners:
             listener(fill)
         strategy = self.strategies.get(order.strategy)
@@ -249,6 +284,10 @@ class Engine:
                 strategy.on_fill(fill)
             except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
+
+    def _journal_order(self, order: Order) -> None:
+        if self.journal is not None:
+            self.journal.order(order)
 
     def _release(self, order: Order) -> None:
         """An order ended unfilled (in part): its remaining quantity is no longer pending."""

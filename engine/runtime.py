@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
+
+import aiosqlite
 
 from engine.clock import Clock, LiveClock, SimClock
 from engine.config import AppConfig, InstrumentConfig
@@ -18,6 +21,11 @@ from engine.data.synthetic import MarketDynamics, SyntheticMarket, SyntheticSymb
 from engine.execution.fill_model import FillModel
 from engine.model.instrument import Instrument
 from engine.snapshot import EngineSnapshot, take_snapshot
+from engine.store.database import StoreError, WriterLock
+from engine.store.journal import StoreJournal
+from engine.store.recovery import Recovered, recover
+from engine.store.sessions import STOPPED, open_session
+from engine.store.writer import StoreWriter
 from engine.strategy.base import Strategy
 from engine.strategy.registry import strategy_class
 
@@ -56,11 +64,13 @@ def build_market(config: AppConfig) -> SyntheticMarket:
 class PaperSession:
     """A live paper session: the simulated market ticks on a LiveClock and the engine trades it.
 
-    Everything runs on the caller's asyncio loop; the only disk work (an optional recording) is
-    done in a worker thread so the loop never waits on it.
+    With a database (db_path), open() resumes the database's latest session or starts one, and
+    everything the engine does is persisted by a writer task; without one, nothing is kept.
+    Everything runs on the caller's asyncio loop; disk work happens in worker threads.
     """
 
-    def __init__(self, config: AppConfig, record_to: Path | None = None) -> None:
+    def __init__(self, config: AppConfig, record_to: Path | None = None, db_path: Path | None = None,
+                 new_session: bool = False) -> None:
         self.config = config
         # the wall clock paces the simulated market and stamps its events; the engine lives in event
         # time, so a replay of the recording sees exactly the times it saw, whatever the latency
@@ -71,12 +81,22 @@ class PaperSession:
         self.record_to = record_to
         if record_to is not None:
             self.engine.recording = []
+        self.db_path = db_path
+        self.new_session = new_session
+        self.session_id: int | None = None
+        self.recovered: Recovered | None = None
+        self.journal: StoreJournal | None = None
+        self.writer: StoreWriter | None = None
+        self.stop_reason = "duration"
+        self._lock = WriterLock(db_path) if db_path is not None else None
         self._stop = asyncio.Event()
         self.recorded_events = 0
         self._record_file: TextIO | None = None
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stop requested") -> None:
         """Ask the session to end at the next market update (safe from signal handlers)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
         self._stop.set()
 
     @property
@@ -84,11 +104,74 @@ class PaperSession:
         return self._stop.is_set()
 
     def snapshot(self) -> EngineSnapshot:
-        return take_snapshot(self.engine)
+        snap = take_snapshot(self.engine)
+        if self.writer is None:
+            return snap
+        writer = self.writer
+        return replace(snap, session_id=self.session_id, restarts=self.recovered.restarts if self.recovered else 0,
+                       store_backlog=writer.backlog, store_waits=writer.waits, store_committed=writer.rows_committed,
+                       store_error=writer.error or "")
+
+    async def open(self) -> None:
+        """Start or resume the database's session before trading (nothing to do without a database).
+
+        Raises StoreError (RecoveryError included) when the database cannot be used or the session
+        cannot be rebuilt exactly; nothing has traded then.
+        """
+        if self._lock is None or self.writer is not None:
+            return
+        assert self.db_path is not None
+        started_ns = self.clock.now_ns()
+        opened = await asyncio.to_thread(open_session, self.db_path, self._lock, self.config, self.new_session,
+                                         started_ns)
+        try:
+            record = opened.record
+            self.session_id = record.id
+            if opened.resumed:
+                # a fresh engine and market, rebuilt by replaying what the session saw
+                self.clock = SimClock(record.market_start_ns)
+                self.engine = build_engine(self.config, self.clock)
+                self.market = build_market(self.config)
+                journal = StoreJournal(record.id, self.clock)
+                self.engine.journal = journal
+                self.recovered = await asyncio.to_thread(recover, self.db_path, record.id, record.restarts,
+                                                         record.market_start_ns, self.engine, self.market, journal)
+                last_ts = self.recovered.last_ts
+                self.clock.advance_to(last_ts)
+                # market time resumes where it stopped: the simulated venue did not run while we were down
+                self.wall_clock = LiveClock(self.config.venue.speed, start_ns=last_ts)
+                if self.record_to is not None:
+                    self.engine.recording = []
+                journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
+                self.engine._event("INFO", f"resumed session {record.id}: {self.recovered.summary()}")
+            else:
+                journal = StoreJournal(record.id, self.clock)
+                self.engine.journal = journal
+                for strategy in self.engine.strategies.values():
+                    journal.strategy(strategy)
+                detail = f"config {record.config_hash[:12]}"
+                if opened.ended_previous is not None:
+                    detail += f"; ended session {opened.ended_previous} (--new-session)"
+                journal.state_event("session", "STARTED", detail, started_ns)
+            self.journal = journal
+            store = self.config.store
+            db = await aiosqlite.connect(self.db_path, isolation_level=None)
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA busy_timeout = 5000")
+            self.writer = StoreWriter(db, journal, opened.audit_head, store.flush_ms, store.max_backlog_rows,
+                                      store.write_retry_seconds)
+            self.writer.start()
+        except BaseException:
+            self._lock.release()
+            raise
 
     async def run(self, duration: float | None = None,
                   on_status: Callable[[EngineSnapshot], None] | None = None) -> EngineSnapshot:
-        """Trade until stop() or until duration wall seconds have passed; returns the final snapshot."""
+        """Trade until stop() or until duration wall seconds have passed; returns the final snapshot.
+
+        Raises StoreError if the database stops accepting writes for longer than the store allows.
+        """
+        await self.open()
         loop = asyncio.get_running_loop()
         venue = self.config.venue
         interval = venue.tick_interval_ms / 1000.0
@@ -96,8 +179,10 @@ class PaperSession:
         status_every = self.config.session.status_seconds
         started = loop.time()
         next_mark = next_status = next_flush = started
-        last_ns = self.wall_clock.now_ns()
         engine, market, advance = self.engine, self.market, self.clock.advance_to
+        journal, writer = self.journal, self.writer
+        last_ns = self.clock.now_ns()
+        failed: BaseException | None = None
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
         try:
@@ -115,9 +200,13 @@ class PaperSession:
                 for event in market.step(ts, max(1e-9, (ts - last_ns) / 1e9)):
                     engine.process(event)
                 last_ns = ts
+                if journal is not None:
+                    journal.venue_state(ts, market.state())
                 now = loop.time()
                 if now >= next_mark:
                     engine.mark_equity(ts)
+                    if journal is not None:
+                        journal.mark(engine, ts)
                     next_mark = now + mark_every
                 if on_status is not None and now >= next_status:
                     on_status(self.snapshot())
@@ -125,13 +214,33 @@ class PaperSession:
                 if self._record_file is not None and now >= next_flush:
                     await self._flush_recording()
                     next_flush = now + 1.0
+                if writer is not None:
+                    if writer.failed is not None:
+                        raise writer.failed
+                    await writer.make_room()
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
             engine.mark_equity(self.clock.now_ns())
             if self._record_file is not None:
                 await self._flush_recording()
                 await asyncio.to_thread(self._record_file.close)
+            await self._close_store(failed)
         return self.snapshot()
 
+    async def _close_store(self, failed: BaseException | None) -> None:
+        if self.writer is None or self.journal is None or self._lock is None:
+            return
+        try:
+            if failed is None or not isinstance(failed, StoreError):
+                self.journal.mark(self.engine, self.clock.now_ns())
+                reason = self.stop_reason if failed is None else f"error: {type(failed).__name__}: {failed}"
+                self.journal.state_event("session", "STOPPED", reason, self.clock.now_ns())
+                await self.writer.end_session(STOPPED, reason)
+            await self.writer.close()
+        finally:
+            self._lock.release()
     def _open_recording(self) -> TextIO:
         out = open(self.record_to, "w", encoding="utf-8")  # closed at the end of run()
         write_header(out)

@@ -44,6 +44,12 @@ class EngineSnapshot:
     fills: int
     decisions: int
     events: tuple[tuple[int, str, str], ...]
+    session_id: int | None = None
+    restarts: int = 0
+    store_backlog: int = 0
+    store_waits: int = 0
+    store_committed: int = 0
+    store_error: str = ""
 
     def status_line(self) -> str:
         """One line for logs and the headless mode."""
@@ -53,7 +59,14 @@ class EngineSnapshot:
         text = (f"equity={self.equity:.2f} pnl={pnl:+.2f} cash={self.cash:.2f} fees={self.fees:.2f} "
                 f"orders={self.orders} open={self.open_orders} fills={self.fills} decisions={self.decisions} "
                 f"positions={held}")
-        return text + (f" failed={','.join(failed)}" if failed else "")
+        if failed:
+            text += f" failed={','.join(failed)}"
+        if self.session_id is not None:
+            text += (f" session={self.session_id} restarts={self.restarts} saved_rows={self.store_committed} "
+                     f"backlog={self.store_backlog} backpressure_waits={self.store_waits}")
+            if self.store_error:
+                text += f" store_error={self.store_error!r}"
+        return text
 
 
 def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_events: int = 50) -> EngineSnapshot:

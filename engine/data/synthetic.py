@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,22 @@ class SyntheticMarket:
         self._sigma = np.array([s.daily_vol / math.sqrt(SECONDS_PER_DAY) for s in symbols])
         self.stormy = False
         self.steps = 0
+
+    def state(self) -> dict[str, Any]:
+        """Everything that decides the next steps, as JSON-able values; restore() takes it back."""
+        return {"rng": self.rng.bit_generator.state, "log_price": [float(x) for x in self._log_price],
+                "stormy": self.stormy, "steps": self.steps}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue exactly where state() was taken (same symbols and dynamics assumed)."""
+        log_price = np.array(state["log_price"], dtype=float)
+        if log_price.shape != self._log_price.shape:
+            raise ValueError(f"saved market state has {log_price.size} symbols, this market has "
+                             f"{self._log_price.size}")
+        self.rng.bit_generator.state = state["rng"]
+        self._log_price = log_price
+        self.stormy = bool(state["stormy"])
+        self.steps = int(state["steps"])
 
     def prices(self) -> dict[str, float]:
         return {s.instrument.symbol: float(math.exp(lp)) for s, lp in zip(self.symbols, self._log_price,

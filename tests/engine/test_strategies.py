@@ -4,13 +4,14 @@ import math
 
 import pytest
 
-from engine.backtest import replay, run_backtest
+from engine.backtest import run_backtest
 from engine.clock import SimClock
 from engine.core import Engine
 from engine.data.bar_file import load_bar_file
 from engine.model.decision import Signal
 from engine.model.instrument import Instrument
 from engine.model.market import Bar
+from engine.replay import replay
 from engine.strategy.base import Strategy, StrategyStatus
 from engine.strategy.builtins.sma_crossover import SmaCrossover
 from engine.strategy.registry import strategy_class, strategy_kinds

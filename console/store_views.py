@@ -1,0 +1,135 @@
+"""`paperdesk status | sessions | export | audit verify`: the database, read while a session writes.
+
+Plain text for people, --json for machines. Never imports textual; never writes to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.store.audit import verify_chain
+from engine.store.read import export_chunks, open_reader, pick_session, sessions, status
+
+
+def _time(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _num(value: float | None, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+    conn = open_reader(db)
+    try:
+        view = status(conn, db, session_id)
+    finally:
+        conn.close()
+    if as_json:
+        print(json.dumps(view, indent=2), file=out)
+        return 0
+    s = view["session"]
+    pnl = None if s["equity"] is None else s["equity"] - s["starting_cash"]
+    lines = [
+        f"session {s['id']}: {view['state']}" + (f" (pid {s['pid']})" if view["running"] else "")
+        + f", restarts {s['restarts']}, config {s['config_hash'][:12]}",
+        f"  market time {_time(s['market_ts'])}  equity {_num(s['equity'])}  P&L {_num(pnl, '+.2f')}  "
+        f"cash {_num(s['cash'])}  fees {_num(s['fees'])}",
+        f"  saved {s['rows_committed']} rows this run, backlog {s['writer_backlog']}, back-pressure waits "
+        f"{s['writer_waits']}; last mark saved {_num(view['saved_seconds_ago'], '.1f')} s ago",
+        "  counts: " + " ".join(f"{k}={v}" for k, v in view["counts"].items()),
+        "positions:" if view["positions"] else "positions: flat",
+    ]
+    lines += [f"  {p['symbol']:<10} {p['qty']:+.6g} @ {p['avg_price']:.2f}  mark {p['mark']:.2f}  "
+              f"unrealised {p['unrealised']:+.2f}" for p in view["positions"]]
+    lines.append("open orders:" if view["open_orders"] else "open orders: none")
+    lines += [f"  {o['client_id']} {o['strategy']} {o['side']} {o['type']} {o['qty']:g}"
+              + (f" @ {o['price']:g}" if o["price"] is not None else "")
+              + f" {o['status']} filled {o['filled_qty']:g}" for o in view["open_orders"]]
+    lines.append("last fills:" if view["last_fills"] else "last fills: none")
+    lines += [f"  {_time(f['ts'])} {f['fill_id']} {f['strategy']} {f['side']} {f['qty']:g} {f['symbol']} "
+              f"@ {f['price']:g} fee {f['fee']:.4f} slip {f['slippage_bps']:+.1f}bp" for f in view["last_fills"]]
+    lines.append("strategies: " + (", ".join(f"{x['name']} {x['status']}" + (f" ({x['error']})" if x["error"] else "")
+                                             for x in view["strategies"]) or "none"))
+    lines += [f"  event {_time(e['wall_ns'])} {e['kind']}: {e['detail']}" for e in view["events"]]
+    print("\n".join(lines), file=out)
+    return 0
+
+
+def print_sessions(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
+    conn = open_reader(db)
+    try:
+        rows = sessions(conn)
+    finally:
+        conn.close()
+    if as_json:
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    print(f"{'id':>4}  {'status':<8} {'started (UTC)':<19}  {'ended (UTC)':<19}  {'restarts':>8}  {'config':<12}  "
+          f"{'start cash':>12}  {'equity':>12}  {'P&L':>10}", file=out)
+    for r in rows:
+        print(f"{r['id']:>4}  {r['status']:<8} {_time(r['started_wall_ns']):<19}  {_time(r['ended_wall_ns']):<19}  "
+              f"{r['restarts']:>8}  {r['config_hash'][:12]:<12}  {r['starting_cash']:>12.2f}  "
+              f"{_num(r['equity']):>12}  {_num(r['pnl'], '+.2f'):>10}", file=out)
+    return 0
+
+
+def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path | None,
+           out: TextIO = sys.stdout) -> int:
+    conn = open_reader(db)
+    try:
+        sid = pick_session(conn, session_id)
+        chunks = export_chunks(conn, what, sid)
+        if fmt == "parquet":
+            import pandas as pd
+
+            assert out_path is not None
+            frame = pd.concat(list(chunks), ignore_index=True)
+            _write_new(out_path, lambda handle: frame.to_parquet(handle, index=False), binary=True)
+            rows = len(frame)
+        else:
+            rows = 0
+
+            def write_csv(handle: Any) -> None:
+                nonlocal rows
+                for index, chunk in enumerate(chunks):
+                    chunk.to_csv(handle, index=False, header=index == 0)
+                    rows += len(chunk)
+
+            if out_path is None:
+                write_csv(out)
+            else:
+                _write_new(out_path, write_csv, binary=False)
+    finally:
+        conn.close()
+    if out_path is not None:
+        print(f"exported {rows} {what} rows of session {sid} to {out_path}", file=sys.stderr)
+    return 0
+
+
+def _write_new(path: Path, write: Any, binary: bool) -> None:
+    """Write through a temporary name and rename, so a failed export leaves no half file behind."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
+            write(handle)
+        tmp.rename(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def verify_audit(db: Path, out: TextIO = sys.stdout) -> int:
+    conn = open_reader(db)
+    try:
+        report = verify_chain(conn)
+    finally:
+        conn.close()
+    print(report.line(), file=out)
+    return 0 if report.intact else 1

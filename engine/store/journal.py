@@ -1,0 +1,139 @@
+"""The engine's journal: turns what the engine does into rows, queued in memory for the writer.
+
+Called synchronously from the hot path, it only builds tuples and appends them; the writer task
+commits them. Between two market steps the queue holds whole steps, so every commit is a
+consistent cut: a step's market data, what followed from it and the venue state after it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.clock import Clock, wall_ns
+from engine.core import Engine
+from engine.model.decision import Decision
+from engine.model.fill import Fill
+from engine.model.market import MarketEvent
+from engine.model.order import Order, OrderStatus
+from engine.store.rows import canonical_json, fill_row, market_row, order_row
+from engine.strategy.base import Strategy
+
+# table operations, in the order a batch applies them
+OPS = ("market", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
+       "mark", "state_event")
+
+
+class StoreJournal:
+    """Rows waiting to be written, per operation; `audit` entries are chained by the writer in order."""
+
+    def __init__(self, session_id: int, clock: Clock) -> None:
+        self.session_id = session_id
+        self.clock = clock
+        self.pending: dict[str, list[tuple[Any, ...]]] = {op: [] for op in OPS}
+        self.audit: list[tuple[int, str, str, dict[str, Any]]] = []
+        self.count = 0
+        self.market_seq = 0
+        self.decision_seq = 0
+        self._order_events: dict[str, int] = {}
+        # recovery replays durable market data through the engine: those rows exist already
+        self.replaying = False
+        self.known_refs: set[str] = set()
+
+    # ---- the engine's Journal protocol -----------------------------------------------------
+
+    def market(self, event: MarketEvent) -> None:
+        self.market_seq += 1
+        if not self.replaying:
+            self._add("market", market_row(self.session_id, self.market_seq, event))
+
+    def decision(self, decision: Decision, order: Order | None) -> None:
+        self.decision_seq += 1
+        denied_rule = denied_reason = None
+        if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            denied_rule = "reduce_only" if order.status is OrderStatus.DENIED else "venue"
+            denied_reason = order.reason
+        self._add("decision", (self.session_id, self.decision_seq, decision.ts, decision.strategy, decision.symbol,
+                               decision.signal.value, decision.confidence, decision.reason,
+                               json.dumps(decision.indicators), decision.target,
+                               order.client_id if order is not None else None, denied_rule, denied_reason))
+
+    def order(self, order: Order) -> None:
+        n = self._order_events.get(order.client_id, 0) + 1
+        self._order_events[order.client_id] = n
+        ts = order.created_ns if n == 1 else self.clock.now_ns()
+        self._add("order", order_row(self.session_id, order, ts))
+        self._add("order_event", (self.session_id, order.client_id, n, ts, order.status.value, order.filled_qty,
+                                  order.reason))
+        if order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            self._audit("rejection", f"order:{self.session_id}:{order.client_id}:{order.status.value}",
+                        {"client_id": order.client_id, "status": order.status.value, "reason": order.reason,
+                         "strategy": order.strategy, "symbol": order.symbol, "side": order.side.name,
+                         "qty": order.qty})
+
+    def fill(self, fill: Fill) -> None:
+        row = fill_row(self.session_id, fill)
+        self._add("fill", row)
+        self._audit("fill", f"fill:{self.session_id}:{fill.fill_id}",
+                    {"fill_id": fill.fill_id, "client_id": fill.client_id, "side": fill.side.name, "qty": fill.qty,
+                     "price": fill.price, "fee": fill.fee, "ts": fill.ts, "symbol": fill.symbol})
+
+    def strategy(self, strategy: Strategy) -> None:
+        self._add("strategy", (self.session_id, strategy.name, strategy.kind, json.dumps(strategy.symbols),
+                               strategy.timeframe, canonical_json(strategy.params.model_dump(mode="json")),
+                               strategy.status.value, strategy.error, self.clock.now_ns()))
+
+    # ---- what the session adds ---------------------------------------------------------------
+
+    def venue_state(self, ts: int, state: dict[str, Any]) -> None:
+        """The simulated market's state after the step whose events were journaled last."""
+        self._add("venue_state", (self.session_id, self.market_seq, ts, json.dumps(state)))
+
+    def mark(self, engine: Engine, ts: int) -> None:
+        """Equity mark, positions and the account, for the curve and for `paperdesk status`."""
+        account = engine.account
+        equity, realised, unrealised = account.equity(), account.realised_pnl(), account.unrealised_pnl()
+        self._add("equity", (self.session_id, ts, equity, account.cash, realised, unrealised, account.fees_paid))
+        for symbol, p in account.positions.items():
+            mark = account.marks.get(symbol, p.avg_price)
+            self._add("position", (self.session_id, symbol, p.qty, p.avg_price, p.realised_pnl, mark,
+                                   p.unrealised(mark), ts))
+        self._add("mark", (wall_ns(), ts, equity, account.cash, realised, unrealised, account.fees_paid,
+                           self.session_id))
+
+    def state_event(self, scope: str, kind: str, detail: str, market_ts: int | None) -> None:
+        """A lifecycle or trading-state event, also appended to the audit chain."""
+        wall = wall_ns()
+        self._add("state_event", (self.session_id, wall, market_ts, scope, kind, detail))
+        self._audit("state", f"state:{self.session_id}:{kind}:{wall}", {"scope": scope, "kind": kind,
+                                                                          "detail": detail})
+
+    # ---- the writer's side -------------------------------------------------------------------
+
+    def take(self) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[int, str, str, dict[str, Any]]], int]:
+        """Everything queued so far, leaving the journal empty."""
+        batch, audit, count = self.pending, self.audit, self.count
+        self.pending = {op: [] for op in OPS}
+        self.audit = []
+        self.count = 0
+        return batch, audit, count
+
+    def put_back(self, batch: dict[str, list[tuple[Any, ...]]], audit: list[tuple[int, str, str, dict[str, Any]]],
+                 count: int) -> None:
+        """A batch that could not be committed goes back in front of what came after it."""
+        for op in OPS:
+            self.pending[op] = batch[op] + self.pending[op]
+        self.audit = audit + self.audit
+        self.count += count
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _add(self, op: str, row: tuple[Any, ...]) -> None:
+        self.pending[op].append(row)
+        self.count += 1
+
+    def _audit(self, kind: str, ref: str, payload: dict[str, Any]) -> None:
+        if self.replaying and ref in self.known_refs:
+            return
+        self.audit.append((wall_ns(), kind, ref, payload))
+        self.count += 1

@@ -1,0 +1,116 @@
+"""The read side: what `paperdesk status`, `sessions` and `export` show, read while a session writes.
+
+Readers open the database read-only (WAL lets them read a consistent snapshot beside the writer)
+and return plain values; formatting is the command line's job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.clock import wall_ns
+from engine.store.database import StoreError, check_database, connect_readonly, writer_running
+from engine.store.sessions import RUNNING
+
+EXPORTS: dict[str, tuple[str, str]] = {
+    "fills": ("fills", "ts, fill_id"),
+    "orders": ("orders", "created_ns, client_id"),
+    "decisions": ("decisions", "seq"),
+    "equity": ("equity", "ts"),
+    "market_data": ("market_data", "seq"),
+}
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing paperdesk database; StoreError names what is wrong."""
+    if not path.exists():
+        raise StoreError(f"{path}: no such database (a session creates it: paperdesk run --db {path})")
+    version = check_database(path, thorough=False)
+    if version == 0:
+        raise StoreError(f"{path}: no sessions yet (paperdesk run --db {path} starts one)")
+    try:
+        return connect_readonly(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open it read-only ({exc})") from None
+
+
+def pick_session(conn: sqlite3.Connection, session_id: int | None) -> int:
+    """session_id if it exists, else the latest session; StoreError if there is none."""
+    if session_id is None:
+        row = conn.execute("SELECT MAX(id) FROM sessions").fetchone()
+        if row[0] is None:
+            raise StoreError("the database has no sessions yet")
+        return row[0]
+    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+        known = [str(r[0]) for r in conn.execute("SELECT id FROM sessions ORDER BY id")]
+        raise StoreError(f"--session {session_id}: no such session; sessions are {', '.join(known) or 'none'}")
+    return session_id
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def sessions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every session, oldest first, with its P&L as of its last equity mark."""
+    out = _rows(conn, "SELECT id, status, started_wall_ns, ended_wall_ns, stop_reason, restarts, config_hash, "
+                      "starting_cash, equity, market_ts FROM sessions ORDER BY id")
+    for row in out:
+        row["pnl"] = None if row["equity"] is None else row["equity"] - row["starting_cash"]
+    return out
+
+
+def status(conn: sqlite3.Connection, path: Path, session_id: int | None = None, n_fills: int = 10) -> dict[str, Any]:
+    """The latest (or given) session as an operator needs it: state, equity, positions, open orders, fills."""
+    sid = pick_session(conn, session_id)
+    session = _rows(conn, "SELECT * FROM sessions WHERE id = ?", (sid,))[0]
+    session.pop("config_json")
+    running = writer_running(path) and session["status"] == RUNNING
+    heartbeat = session["heartbeat_wall_ns"]
+    return {
+        "session": session,
+        "running": running,
+        "state": ("running" if running else
+                  "interrupted (crashed or killed; `paperdesk run` resumes it)" if session["status"] == RUNNING else
+                  session["status"].lower()),
+        "saved_seconds_ago": None if heartbeat is None else round((wall_ns() - heartbeat) / 1e9, 3),
+        "positions": _rows(conn, "SELECT symbol, qty, avg_price, mark, unrealised, realised FROM positions "
+                                 "WHERE session_id = ? AND qty != 0 ORDER BY symbol", (sid,)),
+        "open_orders": _rows(conn, "SELECT client_id, strategy, symbol, side, type, qty, price, stop_price, tif, "
+                                   "status, filled_qty FROM orders WHERE session_id = ? AND status IN "
+                                   "('SUBMITTED', 'ACCEPTED', 'TRIGGERED', 'PENDING_CANCEL', 'PARTIALLY_FILLED') "
+                                   "ORDER BY created_ns", (sid,)),
+        "last_fills": _rows(conn, "SELECT fill_id, strategy, symbol, side, qty, price, fee, ts, slippage_bps "
+                                  "FROM fills WHERE session_id = ? ORDER BY ts DESC, fill_id DESC LIMIT ?",
+                            (sid, n_fills)),
+        "strategies": _rows(conn, "SELECT name, kind, status, error FROM strategies WHERE session_id = ? ORDER BY name",
+                            (sid,)),
+        "counts": _rows(conn, "SELECT (SELECT COUNT(*) FROM orders WHERE session_id = :s) AS orders, "
+                              "(SELECT COUNT(*) FROM fills WHERE session_id = :s) AS fills, "
+                              "(SELECT COUNT(*) FROM decisions WHERE session_id = :s) AS decisions, "
+                              "(SELECT COUNT(*) FROM market_data WHERE session_id = :s) AS market_events",
+                        {"s": sid})[0],
+        "events": _rows(conn, "SELECT wall_ns, market_ts, scope, kind, detail FROM state_events WHERE session_id = ? "
+                              "ORDER BY id DESC LIMIT 5", (sid,)),
+    }
+
+
+def export_chunks(conn: sqlite3.Connection, what: str, session_id: int,
+                  chunksize: int = 50_000) -> Iterator[pd.DataFrame]:
+    """The session's rows of one table, in order, as DataFrames of at most chunksize rows (at least one frame)."""
+    table, order = EXPORTS[what]
+    sql = f"SELECT * FROM {table} WHERE session_id = ? ORDER BY {order}"
+    empty = True
+    for chunk in pd.read_sql_query(sql, conn, params=(session_id,), chunksize=chunksize):
+        empty = False
+        yield chunk
+    if empty:
+        columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        yield pd.DataFrame(columns=columns)

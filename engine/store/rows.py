@@ -1,0 +1,58 @@
+"""Domain values <-> database rows. Market events must round-trip exactly: recovery replays them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from engine.model.fill import Fill
+from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick
+from engine.model.order import Order, OrderSide
+
+MARKET_COLUMNS = "kind, ts, symbol, price, size, side, bids, asks, timeframe, open, high, low, close, volume, end_ts"
+
+
+def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]:
+    if type(event) is BookSnapshot:
+        return (session_id, seq, event.ts, event.symbol, "book", None, None, None, json.dumps(event.bids),
+                json.dumps(event.asks), None, None, None, None, None, None, None)
+    if type(event) is TradeTick:
+        return (session_id, seq, event.ts, event.symbol, "trade", event.price, event.size, event.aggressor.name,
+                None, None, None, None, None, None, None, None, None)
+    return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
+            event.open, event.high, event.low, event.close, event.volume, event.end)
+
+
+def market_event(row: tuple[Any, ...]) -> MarketEvent:
+    """A row selected as MARKET_COLUMNS back into the event the engine saw."""
+    kind, ts, symbol, price, size, side, bids, asks, timeframe, open_, high, low, close, volume, end = row
+    if kind == "book":
+        return BookSnapshot(ts, symbol, tuple(map(tuple, json.loads(bids))), tuple(map(tuple, json.loads(asks))))
+    if kind == "trade":
+        return TradeTick(ts, symbol, price, size, OrderSide[side])
+    if kind == "bar":
+        return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end)
+    raise ValueError(f"unknown market data kind {kind!r}")
+
+
+def iter_market_events(rows: Iterator[tuple[Any, ...]]) -> Iterator[MarketEvent]:
+    for row in rows:
+        yield market_event(row)
+
+
+def order_row(session_id: int, order: Order, ts: int) -> tuple[Any, ...]:
+    return (session_id, order.client_id, order.strategy, order.symbol, order.side.name, order.qty, order.type.value,
+            order.price, order.stop_price, order.tif.value, int(order.reduce_only), order.created_ns,
+            order.status.value, order.filled_qty, order.avg_fill_price, order.reason, ts)
+
+
+def fill_row(session_id: int, fill: Fill) -> tuple[Any, ...]:
+    return (session_id, fill.fill_id, fill.client_id, fill.strategy, fill.symbol, fill.side.name, fill.qty,
+            fill.price, fill.fee, fill.liquidity.value, fill.ts, fill.basis.value, fill.depth, fill.latency_ns,
+            fill.mid_at_decision, fill.slippage_bps)
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value, so hashes of it are stable."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

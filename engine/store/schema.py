@@ -1,0 +1,117 @@
+"""The database schema as numbered migrations; PRAGMA user_version holds the last one applied.
+
+A migration is appended, never edited: a database records how far it got, and an older paperdesk
+refuses a newer database rather than touch it.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    status TEXT NOT NULL,               -- RUNNING until stopped; ABANDONED when replaced by --new-session
+    started_wall_ns INTEGER NOT NULL,
+    ended_wall_ns INTEGER,
+    stop_reason TEXT,
+    market_start_ns INTEGER NOT NULL,
+    venue TEXT NOT NULL,
+    config_json TEXT NOT NULL,          -- the exact validated config the session runs with
+    config_hash TEXT NOT NULL,
+    starting_cash REAL NOT NULL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    heartbeat_wall_ns INTEGER,
+    market_ts INTEGER,
+    equity REAL, cash REAL, realised REAL, unrealised REAL, fees REAL,
+    writer_backlog INTEGER NOT NULL DEFAULT 0,
+    writer_waits INTEGER NOT NULL DEFAULT 0,
+    writer_wait_ms REAL NOT NULL DEFAULT 0,
+    rows_committed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE instruments (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    symbol TEXT NOT NULL, base TEXT NOT NULL, quote TEXT NOT NULL,
+    tick_size REAL NOT NULL, lot_size REAL NOT NULL, min_qty REAL NOT NULL, min_notional REAL NOT NULL,
+    maker_fee REAL NOT NULL, taker_fee REAL NOT NULL,
+    PRIMARY KEY (session_id, symbol)
+);
+CREATE TABLE orders (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    client_id TEXT NOT NULL,
+    strategy TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL, type TEXT NOT NULL,
+    price REAL, stop_price REAL, tif TEXT NOT NULL, reduce_only INTEGER NOT NULL, created_ns INTEGER NOT NULL,
+    status TEXT NOT NULL, filled_qty REAL NOT NULL, avg_fill_price REAL NOT NULL, reason TEXT NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    PRIMARY KEY (session_id, client_id)
+);
+CREATE INDEX orders_by_status ON orders(session_id, status);
+CREATE TABLE order_events (
+    session_id INTEGER NOT NULL, client_id TEXT NOT NULL, n INTEGER NOT NULL,
+    ts INTEGER NOT NULL, status TEXT NOT NULL, filled_qty REAL NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (session_id, client_id, n)
+);
+CREATE TABLE fills (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    fill_id TEXT NOT NULL, client_id TEXT NOT NULL, strategy TEXT NOT NULL, symbol TEXT NOT NULL,
+    side TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL, liquidity TEXT NOT NULL,
+    ts INTEGER NOT NULL, basis TEXT NOT NULL, depth REAL NOT NULL, latency_ns INTEGER NOT NULL,
+    mid_at_decision REAL NOT NULL, slippage_bps REAL NOT NULL,
+    PRIMARY KEY (session_id, fill_id)
+);
+CREATE TABLE positions (
+    session_id INTEGER NOT NULL, symbol TEXT NOT NULL,
+    qty REAL NOT NULL, avg_price REAL NOT NULL, realised REAL NOT NULL, mark REAL NOT NULL,
+    unrealised REAL NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (session_id, symbol)
+);
+CREATE TABLE equity (
+    session_id INTEGER NOT NULL, ts INTEGER NOT NULL,
+    equity REAL NOT NULL, cash REAL NOT NULL, realised REAL NOT NULL, unrealised REAL NOT NULL, fees REAL NOT NULL,
+    PRIMARY KEY (session_id, ts)
+);
+CREATE TABLE decisions (
+    session_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL, strategy TEXT NOT NULL, symbol TEXT NOT NULL, signal TEXT NOT NULL,
+    confidence REAL NOT NULL, reason TEXT NOT NULL, indicators TEXT NOT NULL, target REAL,
+    order_id TEXT, denied_rule TEXT, denied_reason TEXT,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE market_data (
+    session_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,   -- book | trade | bar
+    price REAL, size REAL, side TEXT,                                -- trade
+    bids TEXT, asks TEXT,                                            -- book: JSON [[price, size], ...]
+    timeframe TEXT, open REAL, high REAL, low REAL, close REAL, volume REAL, end_ts INTEGER,  -- bar
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE venue_state (
+    session_id INTEGER PRIMARY KEY, market_seq INTEGER NOT NULL, ts INTEGER NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE strategies (
+    session_id INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, symbols TEXT NOT NULL,
+    timeframe TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE state_events (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL, wall_ns INTEGER NOT NULL, market_ts INTEGER,
+    scope TEXT NOT NULL,                -- session | portfolio | strategy name
+    kind TEXT NOT NULL,                 -- STARTED, RESUMED, STOPPED; trading states and breakers later
+    detail TEXT NOT NULL
+);
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER, wall_ns INTEGER NOT NULL, command TEXT NOT NULL, args TEXT NOT NULL,
+    reason TEXT NOT NULL, source TEXT NOT NULL, handled_wall_ns INTEGER, result TEXT
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    wall_ns INTEGER NOT NULL, session_id INTEGER, kind TEXT NOT NULL, ref TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+"""),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,139 @@
+"""Session bookkeeping: start a session, find the one to resume, refuse a resume that would guess.
+
+A session stays resumable until a new one replaces it (`paperdesk run --new-session`): a crash,
+kill -9, Ctrl-C or a reboot all leave it to be picked up by the next `paperdesk run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.clock import wall_ns
+from engine.config import AppConfig
+from engine.store.audit import chain_head
+from engine.store.database import StoreError, WriterLock, check_database, configure, migrate
+from engine.store.rows import canonical_json
+
+RUNNING, STOPPED, ENDED = "RUNNING", "STOPPED", "ENDED"
+
+
+def config_text(config: AppConfig) -> str:
+    """The config as the session stores it; [store] is left out, it does not change what trades."""
+    return canonical_json(config.model_dump(mode="json", exclude={"store"}))
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_differences(stored: str, given: str, limit: int = 5) -> list[str]:
+    """'venue.seed: 7 -> 8' for each leaf that differs, at most limit of them."""
+    a, b = _flatten(json.loads(stored)), _flatten(json.loads(given))
+    keys = sorted(set(a) | set(b))
+    out = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys if a.get(k) != b.get(k)]
+    return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    status: str
+    market_start_ns: int
+    config_hash: str
+    restarts: int
+    starting_cash: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    """What open_session decided: the session to trade, whether it is resumed, and the audit chain's head."""
+
+    record: SessionRecord
+    resumed: bool
+    audit_head: tuple[int, str]
+    ended_previous: int | None = None
+
+
+def open_session(path: Path, lock: WriterLock, config: AppConfig, new_session: bool,
+                 market_start_ns: int) -> OpenedSession:
+    """Check, lock and migrate the database, then resume its latest session or start one (blocking I/O)."""
+    check_database(path)
+    lock.acquire()
+    try:
+        migrate(path)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        try:
+            configure(conn)
+            return _open(conn, path, config, new_session, market_start_ns)
+        finally:
+            conn.close()
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: bool,
+          market_start_ns: int) -> OpenedSession:
+    text = config_text(config)
+    digest = config_hash(text)
+    latest = conn.execute("SELECT id, status, market_start_ns, config_hash, restarts, starting_cash, config_json "
+                          "FROM sessions WHERE status != ? ORDER BY id DESC LIMIT 1", (ENDED,)).fetchone()
+    ended = None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if latest is not None and not new_session:
+            if latest[3] != digest:
+                conn.execute("ROLLBACK")
+                diffs = "; ".join(config_differences(latest[6], text))
+                raise StoreError(
+                    f"{path}: session {latest[0]} is unfinished and ran with another config ({diffs}). "
+                    "Resuming it with a different config would guess; run with the config it started with, "
+                    "or pass --new-session to end it and start a new one")
+            conn.execute("UPDATE sessions SET status = ?, restarts = restarts + 1, pid = ?, ended_wall_ns = NULL, "
+                         "stop_reason = NULL WHERE id = ?", (RUNNING, os.getpid(), latest[0]))
+            record = SessionRecord(latest[0], RUNNING, latest[2], latest[3], latest[4] + 1, latest[5])
+            conn.execute("COMMIT")
+            return OpenedSession(record, True, chain_head(conn))
+        if latest is not None:
+            ended = latest[0]
+            conn.execute("UPDATE sessions SET status = ?, ended_wall_ns = COALESCE(ended_wall_ns, ?), "
+                         "stop_reason = COALESCE(stop_reason, '') || ? WHERE id = ?",
+                         (ENDED, wall_ns(), " (ended by --new-session)", latest[0]))
+        cur = conn.execute(
+            "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
+            "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
+            (RUNNING, wall_ns(), market_start_ns, config.venue.kind, text, digest,
+             config.session.starting_cash, os.getpid()))
+        session_id = cur.lastrowid
+        for i in config.instruments:
+            base, quote = i.symbol.split("/")
+            conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         (session_id, i.symbol, base, quote, i.tick_size, i.lot_size, i.min_qty, i.min_notional,
+                          i.maker_fee, i.taker_fee))
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"{path}: cannot start a session ({exc})") from None
+    record = SessionRecord(session_id, RUNNING, market_start_ns, digest, 0, config.session.starting_cash)
+    return OpenedSession(record, False, chain_head(conn), ended)

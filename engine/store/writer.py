@@ -1,0 +1,175 @@
+"""The single writer: one task commits the journal's rows in batches through aiosqlite's thread.
+
+Committed means durable: a batch is one transaction in WAL mode with synchronous=FULL, so once
+flush() returns, its rows survive kill -9 and power loss. The writer flushes every flush_ms, so a
+fill is durable within flush_ms plus one commit (100 ms + a few ms by default). The event loop
+never waits for disk on a market event; when the backlog passes max_backlog_rows the session
+waits for the writer between market steps (back-pressure), and those waits are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from engine.clock import monotonic_s, wall_ns
+from engine.store.audit import chain_hash
+from engine.store.database import StoreError
+from engine.store.journal import OPS, StoreJournal
+from engine.store.rows import canonical_json
+
+SQL: dict[str, str] = {
+    "market": "INSERT OR IGNORE INTO market_data VALUES (" + ",".join("?" * 17) + ")",
+    "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 13) + ")",
+    "order": ("INSERT INTO orders VALUES (" + ",".join("?" * 17) + ") ON CONFLICT(session_id, client_id) DO UPDATE "
+              "SET status = excluded.status, filled_qty = excluded.filled_qty, "
+              "avg_fill_price = excluded.avg_fill_price, reason = excluded.reason, updated_ns = excluded.updated_ns"),
+    "order_event": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?)",
+    "fill": "INSERT OR IGNORE INTO fills VALUES (" + ",".join("?" * 16) + ")",
+    "strategy": "INSERT OR REPLACE INTO strategies VALUES (?,?,?,?,?,?,?,?,?)",
+    "venue_state": "INSERT OR REPLACE INTO venue_state VALUES (?,?,?,?)",
+    "equity": "INSERT OR REPLACE INTO equity VALUES (?,?,?,?,?,?,?)",
+    "position": "INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?,?,?)",
+    "mark": ("UPDATE sessions SET heartbeat_wall_ns = ?, market_ts = ?, equity = ?, cash = ?, realised = ?, "
+             "unrealised = ?, fees = ? WHERE id = ?"),
+    "state_event": ("INSERT INTO state_events (session_id, wall_ns, market_ts, scope, kind, detail) "
+                    "VALUES (?,?,?,?,?,?)"),
+}
+
+
+class StoreWriter:
+    """Owns the database connection a session writes through; nothing else writes while it runs."""
+
+    def __init__(self, db: aiosqlite.Connection, journal: StoreJournal, audit_head: tuple[int, str],
+                 flush_ms: float = 100.0, max_backlog_rows: int = 200_000, retry_seconds: float = 5.0) -> None:
+        self.db = db
+        self.journal = journal
+        self.flush_s = flush_ms / 1000.0
+        self.max_backlog_rows = max_backlog_rows
+        self.retry_seconds = retry_seconds
+        self.audit_seq, self.audit_hash = audit_head
+        self.rows_committed = 0
+        self.batches = 0
+        self.waits = 0
+        self.wait_ms = 0.0
+        self.last_commit_ms = 0.0
+        self.max_commit_ms = 0.0
+        self.error: str | None = None  # the last commit failure, while failing
+        self.failed: StoreError | None = None  # set when failures outlasted retry_seconds: stop trading
+        self._failing_since: float | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._wake = asyncio.Event()
+
+    @property
+    def backlog(self) -> int:
+        return self.journal.count
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="paperdesk-store-writer")
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_s)
+            except TimeoutError:
+                pass
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Commit everything queued so far; False (rows kept queued) if the database refused it."""
+        async with self._lock:
+            batch, audit, count = self.journal.take()
+            if not count:
+                return True
+            started = monotonic_s()
+            try:
+                await self._commit(batch, audit, count)
+            except sqlite3.Error as exc:
+                self.journal.put_back(batch, audit, count)
+                self._failure(exc)
+                return False
+            elapsed = (monotonic_s() - started) * 1000.0
+            self.last_commit_ms = elapsed
+            self.max_commit_ms = max(self.max_commit_ms, elapsed)
+            self.rows_committed += count
+            self.batches += 1
+            self.error = None
+            self._failing_since = None
+            return True
+
+    async def make_room(self) -> None:
+        """Back-pressure: called between market steps; waits while the backlog is over the limit."""
+        if self.journal.count <= self.max_backlog_rows:
+            return
+        self.waits += 1
+        started = monotonic_s()
+        while self.journal.count > self.max_backlog_rows:
+            if self.failed is not None:
+                raise self.failed
+            if not await self.flush():
+                await asyncio.sleep(min(0.5, self.flush_s * 5))
+        self.wait_ms += (monotonic_s() - started) * 1000.0
+
+    async def end_session(self, status: str, reason: str) -> None:
+        """Commit what is queued, then record how the session ended (a stopped session stays resumable)."""
+        if not await self.flush():
+            return
+        await self.db.execute("UPDATE sessions SET status = ?, ended_wall_ns = ?, stop_reason = ? WHERE id = ?",
+                              (status, wall_ns(), reason, self.journal.session_id))
+
+    async def close(self) -> None:
+        """Stop the flushing task and commit what is left (one last try), then close the connection."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task  # not cancelled: a commit in progress must finish, not lose its rows
+        try:
+            await self.flush()
+        finally:
+            await self.db.close()
+
+    async def _commit(self, batch: dict[str, list[tuple[Any, ...]]], audit: list[tuple[int, str, str, dict[str, Any]]],
+                      count: int) -> None:
+        db = self.db
+        session_id = self.journal.session_id
+        seq, prev = self.audit_seq, self.audit_hash
+        audit_rows = []
+        for stamp, kind, ref, payload in audit:
+            seq += 1
+            text = canonical_json(payload)
+            digest = chain_hash(prev, seq, stamp, session_id, kind, ref, text)
+            audit_rows.append((seq, stamp, session_id, kind, ref, text, prev, digest))
+            prev = digest
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in OPS:
+                rows = batch[op]
+                if rows:
+                    await db.executemany(SQL[op], rows)
+            if audit_rows:
+                await db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)", audit_rows)
+            await db.execute("UPDATE sessions SET writer_backlog = ?, writer_waits = ?, writer_wait_ms = ?, "
+                             "rows_committed = rows_committed + ? WHERE id = ?",
+                             (self.journal.count, self.waits, self.wait_ms, count, session_id))
+            await db.execute("COMMIT")
+        except Exception:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        self.audit_seq, self.audit_hash = seq, prev
+
+    def _failure(self, exc: sqlite3.Error) -> None:
+        now = monotonic_s()
+        self.error = str(exc)
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self.retry_seconds:
+            self.failed = StoreError(
+                f"cannot write to the database for {now - self._failing_since:.0f} s ({exc}); stopped trading. "
+                f"{self.journal.count} rows were not saved; the session resumes from its last saved point "
+                "when the database can be written again (run the same command)")
