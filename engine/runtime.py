@@ -90,6 +90,7 @@ class PaperSession:
         self.stop_reason = "duration"
         self._lock = WriterLock(db_path) if db_path is not None else None
         self._stop = asyncio.Event()
+        self._last_ns = self.clock.now_ns()
         self.recorded_events = 0
         self._record_file: TextIO | None = None
 
@@ -138,6 +139,7 @@ class PaperSession:
                                                          record.market_start_ns, self.engine, self.market, journal)
                 last_ts = self.recovered.last_ts
                 self.clock.advance_to(last_ts)
+                self._last_ns = last_ts
                 # market time resumes where it stopped: the simulated venue did not run while we were down
                 self.wall_clock = LiveClock(self.config.venue.speed, start_ns=last_ts)
                 if self.record_to is not None:
@@ -179,9 +181,7 @@ class PaperSession:
         status_every = self.config.session.status_seconds
         started = loop.time()
         next_mark = next_status = next_flush = started
-        engine, market, advance = self.engine, self.market, self.clock.advance_to
-        journal, writer = self.journal, self.writer
-        last_ns = self.clock.now_ns()
+        engine, journal, writer = self.engine, self.journal, self.writer
         failed: BaseException | None = None
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
@@ -196,12 +196,7 @@ class PaperSession:
                 except TimeoutError:
                     pass
                 ts = self.wall_clock.now_ns()
-                advance(ts)
-                for event in market.step(ts, max(1e-9, (ts - last_ns) / 1e9)):
-                    engine.process(event)
-                last_ns = ts
-                if journal is not None:
-                    journal.venue_state(ts, market.state())
+                self.step(ts)
                 now = loop.time()
                 if now >= next_mark:
                     engine.mark_equity(ts)
@@ -228,6 +223,15 @@ class PaperSession:
                 await asyncio.to_thread(self._record_file.close)
             await self._close_store(failed)
         return self.snapshot()
+
+    def step(self, ts: int) -> None:
+        """One market update at ts (after the last): the market moves, the engine trades, the venue state is kept."""
+        self.clock.advance_to(ts)
+        for event in self.market.step(ts, max(1e-9, (ts - self._last_ns) / 1e9)):
+            self.engine.process(event)
+        self._last_ns = ts
+        if self.journal is not None:
+            self.journal.venue_state(ts, self.market.state())
 
     async def _close_store(self, failed: BaseException | None) -> None:
         if self.writer is None or self.journal is None or self._lock is None:

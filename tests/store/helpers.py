@@ -1,0 +1,79 @@
+"""Helpers for store tests: a test strategy that rests limit orders, crash simulation, state pictures."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from pydantic import PositiveFloat
+
+from engine.model.market import Bar
+from engine.runtime import PaperSession
+from engine.strategy.base import Strategy, StrategyParams
+from engine.strategy.registry import register, strategy_kinds
+
+
+class LadderParams(StrategyParams):
+    size: PositiveFloat = 0.01
+    offset_bps: PositiveFloat = 5.0
+
+
+class LimitLadder(Strategy):
+    """Alternates resting GTC limit buys below and sells above the close: leaves orders working on the venue."""
+
+    kind = "test_limit_ladder"
+    Params = LadderParams
+
+    def on_start(self) -> None:
+        self.bars_seen = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars_seen += 1
+        off = self.params.offset_bps / 1e4
+        if self.bars_seen % 2:
+            self.buy(bar.symbol, self.params.size, price=round(bar.close * (1 - off), 2), reason="ladder bid")
+        else:
+            self.sell(bar.symbol, self.params.size, price=round(bar.close * (1 + off), 2), reason="ladder ask")
+
+
+if LimitLadder.kind not in strategy_kinds():
+    register(LimitLadder)
+
+LADDER = {"name": "ladder_btc", "kind": "test_limit_ladder", "symbols": ["BTC/USDT"], "timeframe": "1m",
+          "params": {"size": 0.01, "offset_bps": 3.0}}
+
+
+async def crash(session: PaperSession) -> None:
+    """Drop a session as kill -9 would: queued rows are not written and the session is not closed."""
+    writer = session.writer
+    writer._task.cancel()
+    with suppress(asyncio.CancelledError):
+        await writer._task
+    await writer.db.close()
+    session._lock.release()
+
+
+def engine_state(session: PaperSession) -> dict[str, Any]:
+    """Everything that decides what the session does next, as comparable values."""
+    e = session.engine
+    return {
+        "cash": e.account.cash,
+        "positions": sorted((s, p.qty, p.avg_price, p.realised_pnl) for s, p in e.account.positions.items()),
+        "orders": [(o.client_id, o.status, o.filled_qty, o.avg_fill_price) for o in e.orders.values()],
+        "fills": [(f.fill_id, f.qty, f.price, f.ts) for f in e.fills],
+        "decisions": [(d.ts, d.strategy, d.symbol, d.signal, d.target) for d in e.decisions],
+        "venue": [(w.order.client_id, w.remaining, w.queue_ahead, w.resting) for w in e.venue._by_id.values()],
+        "strategies": [(s.name, s.status) for s in e.strategies.values()],
+        "market": session.market.state(),
+    }
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
