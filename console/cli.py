@@ -149,7 +149,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise InputError("--format parquet needs --out FILE (parquet is binary; it does not go to the terminal)")
     if args.out is not None and args.out.exists():
         raise InputError(f"--out {args.out}: the file exists; choose a new name (nothing is overwritten)")
-    return export(_db_path(args), args.what, args.format, args.session, args.out)
+    try:
+        return export(_db_path(args), args.what, args.format, args.session, args.out)
+    except OSError as exc:
+        raise InputError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:

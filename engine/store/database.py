@@ -68,8 +68,15 @@ def check_database(path: Path, thorough: bool = True) -> int:
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
-    """A reader that cannot change the file; WAL lets it read while a session writes."""
-    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=5.0)
+    """A reader that cannot change the file; WAL lets it read while a session writes.
+
+    With no WAL file beside the database (no session writing, none crashed) the file is opened
+    immutable, so reading it does not even create the -wal and -shm files.
+    """
+    path = path.resolve()
+    wal = path.with_name(path.name + "-wal")
+    immutable = "&immutable=1" if not wal.exists() else ""
+    return sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True, timeout=5.0)
 
 
 def configure(conn: sqlite3.Connection) -> None:
