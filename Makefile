@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/make_bars.py 200000 bench/.bars-200000.csv
 	$(PY) bench/sma_replay.py bench/.bars-200000.csv
+	$(PY) bench/store_writer.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

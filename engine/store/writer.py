@@ -21,6 +21,7 @@ from engine.store.database import StoreError
 from engine.store.journal import OPS, StoreJournal
 from engine.store.rows import canonical_json
 
+CHUNK_ROWS = 200
 SQL: dict[str, str] = {
     "market": "INSERT OR IGNORE INTO market_data VALUES (" + ",".join("?" * 17) + ")",
     "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 13) + ")",
@@ -149,8 +150,9 @@ class StoreWriter:
         try:
             for op in OPS:
                 rows = batch[op]
-                if rows:
-                    await db.executemany(SQL[op], rows)
+                # short statements: executemany holds the GIL between rows, so a long one would stall the loop
+                for start in range(0, len(rows), CHUNK_ROWS):
+                    await db.executemany(SQL[op], rows[start:start + CHUNK_ROWS])
             if audit_rows:
                 await db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)", audit_rows)
             await db.execute("UPDATE sessions SET writer_backlog = ?, writer_waits = ?, writer_wait_ms = ?, "
