@@ -92,9 +92,14 @@ class PaperdeskApp(App[int]):
                  f"orders {snap.orders} (open {snap.open_orders})  fills {snap.fills}  decisions {snap.decisions}")
         if failed:
             line2 += f"  FAILED: {', '.join(failed)}"
+        if snap.session_id is not None:
+            line1 += (f"  session {snap.session_id}" + (f" (restart {snap.restarts})" if snap.restarts else "")
+                      + f"  saved {snap.store_committed:,} rows  backlog {snap.store_backlog:,}")
+            if snap.store_error:
+                line1 += f"  STORE ERROR: {snap.store_error}"
         status = self.query_one("#status", Static)
         status.update(f"{line1}\n{line2}")
-        status.set_class(bool(failed), "-failed")
+        status.set_class(bool(failed or snap.store_error), "-failed")
 
     def _show_positions(self, snap: EngineSnapshot) -> None:
         table = self.query_one("#positions", DataTable)

@@ -36,9 +36,10 @@ async def wait_until(pilot, condition, timeout=20.0):
 
 
 @asynccontextmanager
-async def console_over_session(config):
+async def console_over_session(config, db=None):
     """A real paper session trading in the background and the real app watching it."""
-    session = PaperSession(config)
+    session = PaperSession(config, db_path=db)
+    await session.open()
     app = PaperdeskApp(session)
     trading = asyncio.create_task(session.run())
     try:
@@ -130,3 +131,14 @@ async def test_the_app_exits_when_the_session_ends(monkeypatch):
     monkeypatch.setattr(app_module.PaperdeskApp, "run_async", headless_run_async)
     rc = await asyncio.wait_for(app_module.run_console(make_config(), duration=1.5), timeout=30)
     assert rc == 0
+
+
+async def test_console_shows_the_resumed_session_and_what_the_store_saved(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    await PaperSession(make_config(), db_path=db).run(duration=0.5)
+    async with console_over_session(make_config(), db) as (session, app, pilot, trading):
+        assert session.recovered is not None
+        await wait_until(pilot, lambda: session.writer.rows_committed > 0)
+        await pilot.pause(app.REFRESH_SECONDS + 0.1)
+        status = str(app.query_one("#status", Static).render())
+        assert "session 1 (restart 1)" in status and "saved " in status and "backlog " in status
