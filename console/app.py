@@ -72,7 +72,7 @@ class PaperdeskApp(App[int]):
         self.set_interval(self.CHART_SECONDS, self.refresh_chart)
 
     def action_quit_session(self) -> None:
-        self.session.stop()
+        self.session.stop("operator pressed q")
         self.exit(0)
 
     def refresh_view(self) -> None:

@@ -22,6 +22,8 @@ from engine.store.database import StoreError, connect_readonly
 from engine.store.journal import StoreJournal
 from engine.store.rows import MARKET_COLUMNS, iter_market_events
 
+EQUITY_MARKS_KEPT = 2000
+
 
 class RecoveryError(StoreError):
     """A session whose durable state cannot be rebuilt exactly; trading is refused."""
@@ -87,6 +89,10 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     if venue is not None:
         state: dict[str, Any] = json.loads(venue[2])
         market.restore(state)
+    # marks come from the wall-clock loop, not from market data: take the recent curve back from the store
+    marks = conn.execute("SELECT ts, equity FROM equity WHERE session_id = ? ORDER BY ts DESC LIMIT ?",
+                         (session_id, EQUITY_MARKS_KEPT)).fetchall()
+    engine.equity_curve = marks[::-1]
     last_ts = venue[1] if venue is not None else market_start_ns
     return Recovered(session_id, restarts, events, last_ts, len(engine.fills), len(engine.open_orders()),
                      len(engine.decisions))

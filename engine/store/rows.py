@@ -15,13 +15,18 @@ MARKET_COLUMNS = "kind, ts, symbol, price, size, side, bids, asks, timeframe, op
 
 def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]:
     if type(event) is BookSnapshot:
-        return (session_id, seq, event.ts, event.symbol, "book", None, None, None, json.dumps(event.bids),
-                json.dumps(event.asks), None, None, None, None, None, None, None)
+        return (session_id, seq, event.ts, event.symbol, "book", None, None, None, _levels(event.bids),
+                _levels(event.asks), None, None, None, None, None, None, None)
     if type(event) is TradeTick:
         return (session_id, seq, event.ts, event.symbol, "trade", event.price, event.size, event.aggressor.name,
                 None, None, None, None, None, None, None, None, None)
     return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
             event.open, event.high, event.low, event.close, event.volume, event.end)
+
+
+def _levels(levels: tuple[tuple[float, float], ...]) -> str:
+    # compact: books are most of a session's bytes
+    return json.dumps(levels, separators=(",", ":"))
 
 
 def market_event(row: tuple[Any, ...]) -> MarketEvent:

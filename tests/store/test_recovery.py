@@ -124,3 +124,15 @@ async def test_venue_state_rows_follow_the_market(tmp_path):
     (seq, state), = query(db, "SELECT market_seq, state FROM venue_state")
     assert seq == query(db, "SELECT MAX(seq) FROM market_data")[0][0]
     assert json.loads(state)["steps"] == session.market.steps
+
+
+async def test_a_resumed_session_has_its_equity_curve_back(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    await PaperSession(make_config(), db_path=db).run(duration=0.8)
+    stored = query(db, "SELECT ts, equity FROM equity ORDER BY ts")
+    assert len(stored) >= 3
+    resumed = PaperSession(make_config(), db_path=db)
+    await resumed.open()
+    assert resumed.engine.equity_curve == stored
+    assert resumed.snapshot().equity_series == tuple(e for _, e in stored)
+    await resumed.writer.close()
