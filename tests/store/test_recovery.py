@@ -17,12 +17,17 @@ def ladder_config(**venue):
     return make_config(venue={"latency_ms": 2000.0, **venue}, strategies=[LADDER, *BASE_CONFIG["strategies"][1:]])
 
 
-async def test_a_crashed_session_resumes_exactly_as_if_never_interrupted(tmp_path):
+async def ladder_session(tmp_path):
+    """An opened session with resting limit orders among its strategies: (config, db, session, start_ns)."""
     config = ladder_config()
     db = tmp_path / "desk.sqlite"
-    a = PaperSession(config, db_path=db)
-    await a.open()
-    start = a.clock.now_ns()
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    return config, db, session, session.clock.now_ns()
+
+
+async def test_a_crashed_session_resumes_exactly_as_if_never_interrupted(tmp_path):
+    config, db, a, start = await ladder_session(tmp_path)
     times = [start + (i + 1) * STEP_NS for i in range(3000)]
     cut = 0
     # cut where orders rest on the venue, another is on its way there and positions are open
@@ -94,11 +99,7 @@ async def test_resuming_with_another_config_is_refused_and_new_session_starts_fr
 
 
 async def test_a_stored_fill_the_replay_does_not_reproduce_stops_recovery(tmp_path):
-    config = ladder_config()
-    db = tmp_path / "desk.sqlite"
-    a = PaperSession(config, db_path=db)
-    await a.open()
-    start = a.clock.now_ns()
+    config, db, a, start = await ladder_session(tmp_path)
     for i in range(300):
         a.step(start + (i + 1) * STEP_NS)
     assert await a.writer.flush() and a.engine.fills
