@@ -158,7 +158,7 @@ class Engine:
             for key, subs in table.items():
                 if strategy in subs:
                     table[key] = [s for s in subs if s is not strategy]
-        self._event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
+        self.log_event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
         if self.journal is not None:
             self.journal.strategy(strategy)
         log.error("strategy %s failed:\n%s", strategy.name, "".join(traceback.format_exception(exc)))
@@ -221,7 +221,7 @@ class Engine:
                           f"of {held:+g} (open orders included)")
                 order.transition(OrderStatus.DENIED, reason)
                 self._journal_order(order)
-                self._event("WARN", f"order {order.client_id} denied: {order.reason}")
+                self.log_event("WARN", f"order {order.client_id} denied: {order.reason}")
                 return order
         order.transition(OrderStatus.SUBMITTED)
         self._journal_order(order)
@@ -259,7 +259,7 @@ class Engine:
         order.transition(OrderStatus.REJECTED, reason)
         self._journal_order(order)
         self._release(order)
-        self._event("WARN", f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
+        self.log_event("WARN", f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
                             f"{order.symbol}) rejected: {reason}")
 
     def order_canceled(self, order: Order, reason: str) -> None:
@@ -294,5 +294,6 @@ class Engine:
         key = (order.strategy, order.symbol)
         self._pending[key] = self._pending.get(key, 0.0) - order.side * order.remaining
 
-    def _event(self, level: str, message: str) -> None:
+    def log_event(self, level: str, message: str) -> None:
+        """A line for the operator (console and headless), stamped with engine time."""
         self.events.append((self.clock.now_ns(), level, message))

@@ -145,7 +145,7 @@ class PaperSession:
                 if self.record_to is not None:
                     self.engine.recording = []
                 journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
-                self.engine._event("INFO", f"resumed session {record.id}: {self.recovered.summary()}")
+                self.engine.log_event("INFO", f"resumed session {record.id}: {self.recovered.summary()}")
             else:
                 journal = StoreJournal(record.id, self.clock)
                 self.engine.journal = journal
@@ -245,6 +245,7 @@ class PaperSession:
             await self.writer.close()
         finally:
             self._lock.release()
+
     def _open_recording(self) -> TextIO:
         out = open(self.record_to, "w", encoding="utf-8")  # closed at the end of run()
         write_header(out)

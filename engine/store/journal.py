@@ -51,6 +51,7 @@ class StoreJournal:
         self.decision_seq += 1
         denied_rule = denied_reason = None
         if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            # reduce-only is the engine's one pre-trade denial; anything else was the venue's rejection
             denied_rule = "reduce_only" if order.status is OrderStatus.DENIED else "venue"
             denied_reason = order.reason
         self._add("decision", (self.session_id, self.decision_seq, decision.ts, decision.strategy, decision.symbol,

@@ -117,8 +117,8 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
         if latest is not None:
             ended = latest[0]
             conn.execute("UPDATE sessions SET status = ?, ended_wall_ns = COALESCE(ended_wall_ns, ?), "
-                         "stop_reason = COALESCE(stop_reason, '') || ? WHERE id = ?",
-                         (ENDED, wall_ns(), " (ended by --new-session)", latest[0]))
+                         "stop_reason = COALESCE(stop_reason || '; ', '') || 'ended by --new-session' WHERE id = ?",
+                         (ENDED, wall_ns(), latest[0]))
         cur = conn.execute(
             "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
             "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
