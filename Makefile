@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/paperdesk run
+	$(VENV)/bin/paperdesk run $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
