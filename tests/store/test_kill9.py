@@ -1,6 +1,7 @@
 """kill -9 at random moments: every fill that was durable survives exactly once and the money adds up."""
 
 import copy
+import json
 import math
 import random
 import signal
@@ -44,6 +45,11 @@ def test_sigkill_at_random_moments_loses_no_durable_fill_and_repeats_nothing(tmp
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL, (tmp_path / f"stderr-{kill}.txt").read_text()
+
+    status = subprocess.run([sys.executable, "-m", "console.cli", "status", "--db", str(db), "--json"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    view = json.loads(status.stdout)
+    assert view["running"] is False and view["state"].startswith("interrupted"), view["state"]
 
     final = subprocess.run([*command, "--duration", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr

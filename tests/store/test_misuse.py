@@ -167,3 +167,19 @@ async def test_a_full_disk_stops_trading_loses_nothing_saved_and_resumes_later(t
     resumed = PaperSession(config, db_path=db)
     await resumed.run(duration=0.5)
     assert resumed.recovered is not None and resumed.recovered.events == saved
+
+
+async def test_a_second_paperdesk_on_the_same_database_is_refused(tmp_path):
+    config = write_config(tmp_path / "c.toml")
+    db = tmp_path / "desk.sqlite"
+    first = subprocess.Popen([sys.executable, "-m", "console.cli", "run", "--no-ui", "--config", str(config),
+                              "--db", str(db)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert " start " in first.stdout.readline()
+        second = paperdesk("run", "--no-ui", "--duration", "1", "--config", str(config), "--db", str(db))
+        assert second.returncode == 2
+        assert f"another paperdesk is running on this database (pid {first.pid})" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    assert first.returncode == 0
