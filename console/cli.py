@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -16,8 +17,8 @@ from engine.config import AppConfig, ConfigError, load_config
 from engine.data.bar_file import BarFileError
 from engine.data.recording import RecordingError, is_recording
 from engine.store.database import StoreError
+from engine.store.read import EXPORTS
 
-EXPORT_KINDS = ("fills", "orders", "decisions", "equity", "market_data")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ui", action="store_true", help="run without the console, printing status lines")
     run.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
     run.add_argument("--record", type=Path, help="write the market data the session sees to this .jsonl file")
-    _db_option(run)
+    _db_option(run, with_config=False)
     run.add_argument("--new-session", action="store_true",
                      help="end the database's resumable session (if any) and start a new one")
     run.set_defaults(func=_cmd_run)
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a session's fills, orders, decisions, equity or market data")
     _db_option(export)
-    export.add_argument("--what", required=True, choices=sorted(EXPORT_KINDS))
+    export.add_argument("--what", required=True, choices=sorted(EXPORTS))
     export.add_argument("--format", default="csv", choices=("csv", "parquet"))
     export.add_argument("--session", type=int, help="session id (default: the latest)")
     export.add_argument("--out", type=Path, help="output file (default for csv: standard output)")
@@ -87,10 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
+def _db_option(parser: argparse.ArgumentParser, with_config: bool = True) -> None:
     parser.add_argument("--db", type=Path, help="database file (default: [store] path in the config, relative "
                                                  "to the config file's folder)")
-    if not any(a.dest == "config" for a in parser._actions):
+    if with_config:
         parser.add_argument("--config", type=Path, help="config file giving the default --db")
 
 
@@ -151,6 +152,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: the file exists; choose a new name (nothing is overwritten)")
     try:
         return export(_db_path(args), args.what, args.format, args.session, args.out)
+    except BrokenPipeError:
+        # `export | head` closed the pipe: not an error; keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         raise InputError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
 
