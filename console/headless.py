@@ -6,6 +6,7 @@ Must not import textual (a test checks sys.modules): it serves SSH sessions and 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -28,9 +29,28 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
     Raises StoreError before trading if the database cannot be used or its session cannot be resumed.
     """
     session = PaperSession(config, record_to, db, new_session)
-    await session.open()
-    loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
+
+    def say(line: str) -> None:
+        try:
+            print(f"{_stamp()} {line}", file=out, flush=True)
+        except BrokenPipeError:
+            # whoever read our output is gone (`| head`, a dead logger): stop cleanly, as on SIGHUP
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            stopped_by.append("output-closed")
+            session.stop("output closed")
+
+    symbols = ",".join(i.symbol for i in config.instruments)
+    strategies = ",".join(f"{s.name}({s.kind})" for s in config.strategies) or "none"
+    say(f"start venue={config.venue.kind} speed={config.venue.speed:g} symbols={symbols} "
+        f"strategies={strategies} duration={duration if duration is not None else 'until-signal'}"
+        + (f" record={record_to}" if record_to else "") + (f" db={db}" if db else ""))
+    await session.open()  # a resumed session replays its saved market data here, before trading
+    if session.recovered is not None:
+        say(f"resumed session {session.session_id}: {session.recovered.summary()}")
+    elif session.session_id is not None:
+        say(f"started session {session.session_id}")
+    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         stopped_by.append(sig.name)
@@ -38,20 +58,11 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal, sig)
-    symbols = ",".join(i.symbol for i in config.instruments)
-    strategies = ",".join(f"{s.name}({s.kind})" for s in config.strategies) or "none"
-    print(f"{_stamp()} start venue={config.venue.kind} speed={config.venue.speed:g} symbols={symbols} "
-          f"strategies={strategies} duration={duration if duration is not None else 'until-signal'}"
-          + (f" record={record_to}" if record_to else "")
-          + (f" db={db} session={session.session_id}" if db else ""), file=out, flush=True)
-    if session.recovered is not None:
-        print(f"{_stamp()} resumed session {session.session_id}: {session.recovered.summary()}", file=out, flush=True)
     exit_code = 0
     try:
-        snapshot = await session.run(
-            duration, on_status=lambda s: print(f"{_stamp()} status {s.status_line()}", file=out, flush=True))
+        snapshot = await session.run(duration, on_status=lambda s: say(f"status {s.status_line()}"))
     except StoreError as exc:
-        print(f"{_stamp()} error {exc}", file=out, flush=True)
+        say(f"error {exc}")
         snapshot, exit_code = session.snapshot(), 1
         stopped_by.append("store-error")
     finally:
@@ -59,7 +70,7 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
             loop.remove_signal_handler(sig)
     for _, level, message in snapshot.events:
         if level == "ERROR":
-            print(f"{_stamp()} error {message}", file=out, flush=True)
+            say(f"error {message}")
     reason = stopped_by[0] if stopped_by else "duration"
-    print(f"{_stamp()} summary stopped_by={reason} {snapshot.status_line()}", file=out, flush=True)
+    say(f"summary stopped_by={reason} {snapshot.status_line()}")
     return exit_code

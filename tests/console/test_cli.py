@@ -139,3 +139,16 @@ def test_make_targets_exist():
     readme = (REPO / "README.md").read_text().splitlines()
     assert any("make run" in line for line in readme[:5]) and any("make test" in line for line in readme[:6])
     assert os.access(REPO / ".ci" / "run", os.X_OK)
+
+
+def test_a_closed_output_pipe_stops_the_headless_run_cleanly(tmp_path):
+    config = write_config(tmp_path / "c.toml")
+    db = tmp_path / "desk.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "run", "--no-ui", "--config", str(config),
+                             "--db", str(db)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert " start " in proc.stdout.readline()
+    proc.stdout.close()  # as `paperdesk run --no-ui | head -1` does
+    assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in proc.stderr.read()
+    status = paperdesk("status", "--db", str(db))
+    assert status.returncode == 0 and "STOPPED: output closed" in status.stdout
