@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.store.audit import verify_chain
-from engine.store.read import export_chunks, open_reader, pick_session, sessions, status
+from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, sessions, status
 
 
 def _time(ns: int | None) -> str:
@@ -86,15 +86,24 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
     try:
         sid = pick_session(conn, session_id)
         chunks = export_chunks(conn, what, sid)
+        rows = 0
         if fmt == "parquet":
-            import pandas as pd
-
             assert out_path is not None
-            frame = pd.concat(list(chunks), ignore_index=True)
-            _write_new(out_path, lambda handle: frame.to_parquet(handle, index=False), binary=True)
-            rows = len(frame)
+            schema = parquet_schema(conn, what)
+
+            def write_parquet(handle: Any) -> None:
+                nonlocal rows
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                # chunk by chunk with the table's declared types, so a chunk of empty columns cannot change them
+                with pq.ParquetWriter(handle, schema) as writer:
+                    for chunk in chunks:
+                        writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+                        rows += len(chunk)
+
+            _write_new(out_path, write_parquet, binary=True)
         else:
-            rows = 0
 
             def write_csv(handle: Any) -> None:
                 nonlocal rows

@@ -9,9 +9,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from engine.clock import wall_ns
 from engine.store.database import StoreError, check_database, connect_readonly, writer_running
@@ -114,3 +117,13 @@ def export_chunks(conn: sqlite3.Connection, what: str, session_id: int,
     if empty:
         columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
         yield pd.DataFrame(columns=columns)
+
+
+def parquet_schema(conn: sqlite3.Connection, what: str) -> pa.Schema:
+    """The exported table's columns as Arrow types, from the types the schema declares."""
+    import pyarrow as pa
+
+    types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
+    table = EXPORTS[what][0]
+    return pa.schema([(name, types.get(declared.upper(), pa.string()))
+                      for _, name, declared, *_ in conn.execute(f"PRAGMA table_info({table})")])
