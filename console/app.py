@@ -160,7 +160,11 @@ async def run_console(config: AppConfig, duration: float | None, record_to: Path
     """Run the session and the console on one loop; SIGTERM/SIGHUP stop both cleanly."""
     session = PaperSession(config, record_to, db, new_session)
     await session.open()  # a database that cannot be used is reported before the screen takes over
-    app = PaperdeskApp(session)
+    try:
+        app = PaperdeskApp(session)
+    except BaseException:
+        await session.close()  # the writer's thread would otherwise keep the process from exiting
+        raise
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -89,6 +89,7 @@ class PaperSession:
         self.writer: StoreWriter | None = None
         self.stop_reason = "duration"
         self._lock = WriterLock(db_path) if db_path is not None else None
+        self._closed = False
         self._stop = asyncio.Event()
         self._last_ns = self.clock.now_ns()
         self.recorded_events = 0
@@ -210,8 +211,7 @@ class PaperSession:
                     await self._flush_recording()
                     next_flush = now + 1.0
                 if writer is not None:
-                    if writer.failed is not None:
-                        raise writer.failed
+                    writer.check()
                     await writer.make_room()
         except BaseException as exc:
             failed = exc
@@ -233,18 +233,25 @@ class PaperSession:
         if self.journal is not None:
             self.journal.venue_state(ts, self.market.state())
 
+    async def close(self) -> None:
+        """Close the store if run() never did (it closes it itself); safe to call twice."""
+        await self._close_store(None)
+
     async def _close_store(self, failed: BaseException | None) -> None:
-        if self.writer is None or self.journal is None or self._lock is None:
+        if self.writer is None or self.journal is None or self._lock is None or self._closed:
             return
+        self._closed = True
         try:
             if failed is None or not isinstance(failed, StoreError):
                 self.journal.mark(self.engine, self.clock.now_ns())
                 reason = self.stop_reason if failed is None else f"error: {type(failed).__name__}: {failed}"
                 self.journal.state_event("session", "STOPPED", reason, self.clock.now_ns())
                 await self.writer.end_session(STOPPED, reason)
-            await self.writer.close()
         finally:
-            self._lock.release()
+            try:
+                await self.writer.close()  # always: its thread would keep the process from exiting
+            finally:
+                self._lock.release()
 
     def _open_recording(self) -> TextIO:
         out = open(self.record_to, "w", encoding="utf-8")  # closed at the end of run()

@@ -90,8 +90,10 @@ class StoreWriter:
             started = monotonic_s()
             try:
                 await self._commit(batch, audit, count)
-            except sqlite3.Error as exc:
-                self.journal.put_back(batch, audit, count)
+            except BaseException as exc:
+                self.journal.put_back(batch, audit, count)  # whatever went wrong, the rows stay queued
+                if not isinstance(exc, sqlite3.Error):
+                    raise
                 self._failure(exc)
                 return False
             elapsed = (monotonic_s() - started) * 1000.0
@@ -110,8 +112,7 @@ class StoreWriter:
         self.waits += 1
         started = monotonic_s()
         while self.journal.count > self.max_backlog_rows:
-            if self.failed is not None:
-                raise self.failed
+            self.check()
             if not await self.flush():
                 await asyncio.sleep(min(0.5, self.flush_s * 5))
         self.wait_ms += (monotonic_s() - started) * 1000.0
@@ -123,14 +124,28 @@ class StoreWriter:
         await self.db.execute("UPDATE sessions SET status = ?, ended_wall_ns = ?, stop_reason = ? WHERE id = ?",
                               (status, wall_ns(), reason, self.journal.session_id))
 
+    def check(self) -> None:
+        """Raise StoreError if the writer can no longer save: failing too long, or its task died."""
+        if self.failed is not None:
+            raise self.failed
+        task = self._task
+        if task is not None and task.done() and not self._closing:
+            problem = "cancelled" if task.cancelled() else repr(task.exception())
+            raise StoreError(f"the database writer stopped unexpectedly ({problem}); stopped trading. "
+                             f"{self.journal.count} rows were not saved; the session resumes from its last saved "
+                             "point (run the same command)")
+
     async def close(self) -> None:
         """Stop the flushing task and commit what is left (one last try), then close the connection."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task  # not cancelled: a commit in progress must finish, not lose its rows
         try:
-            await self.flush()
+            died = None
+            if self._task is not None:
+                # awaited, not cancelled: a commit in progress must finish; a task that died was reported by check()
+                died, = await asyncio.gather(self._task, return_exceptions=True)
+            if died is None:
+                await self.flush()
         finally:
             await self.db.close()
 

@@ -3,7 +3,10 @@
 import asyncio
 import time
 
+import pytest
+
 from engine.runtime import PaperSession
+from engine.store.database import StoreError, writer_running
 from tests.conftest import make_config
 from tests.store.helpers import query
 
@@ -62,3 +65,16 @@ async def test_back_pressure_bounds_the_backlog_and_is_counted(tmp_path):
     (waits, saved), = query(db, "SELECT writer_waits, rows_committed FROM sessions")
     assert waits == session.writer.waits and saved == session.writer.rows_committed
     assert query(db, "SELECT COUNT(*) FROM market_data")[0][0] == session.journal.market_seq
+
+
+async def test_a_writer_that_dies_stops_trading_instead_of_silently_saving_nothing(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    session = PaperSession(make_config(), db_path=db)
+    await session.open()
+    # a bug in the writer's own code (here: an audit payload JSON cannot encode) kills its task
+    session.journal.audit.append((0, "test", "test:unencodable", {"value": object()}))
+    session.journal.count += 1
+    with pytest.raises(StoreError, match="the database writer stopped unexpectedly .*TypeError"):
+        await session.run(duration=20)
+    assert session.journal.count > 0  # what it could not write is still queued, not dropped
+    assert not writer_running(db)  # the lock is released: the next run can resume
