@@ -57,11 +57,9 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     id: int
-    status: str
     market_start_ns: int
     config_hash: str
     restarts: int
-    starting_cash: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,22 +94,22 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
           market_start_ns: int) -> OpenedSession:
     text = config_text(config)
     digest = config_hash(text)
-    latest = conn.execute("SELECT id, status, market_start_ns, config_hash, restarts, starting_cash, config_json "
+    latest = conn.execute("SELECT id, market_start_ns, config_hash, restarts, config_json "
                           "FROM sessions WHERE status != ? ORDER BY id DESC LIMIT 1", (ENDED,)).fetchone()
     ended = None
     try:
         conn.execute("BEGIN IMMEDIATE")
         if latest is not None and not new_session:
-            if latest[3] != digest:
+            if latest[2] != digest:
                 conn.execute("ROLLBACK")
-                diffs = "; ".join(config_differences(latest[6], text))
+                diffs = "; ".join(config_differences(latest[4], text))
                 raise StoreError(
                     f"{path}: session {latest[0]} is unfinished and ran with another config ({diffs}). "
                     "Resuming it with a different config would guess; run with the config it started with, "
                     "or pass --new-session to end it and start a new one")
             conn.execute("UPDATE sessions SET status = ?, restarts = restarts + 1, pid = ?, ended_wall_ns = NULL, "
                          "stop_reason = NULL WHERE id = ?", (RUNNING, os.getpid(), latest[0]))
-            record = SessionRecord(latest[0], RUNNING, latest[2], latest[3], latest[4] + 1, latest[5])
+            record = SessionRecord(latest[0], latest[1], latest[2], latest[3] + 1)
             conn.execute("COMMIT")
             return OpenedSession(record, True, chain_head(conn))
         if latest is not None:
@@ -135,5 +133,5 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise StoreError(f"{path}: cannot start a session ({exc})") from None
-    record = SessionRecord(session_id, RUNNING, market_start_ns, digest, 0, config.session.starting_cash)
+    record = SessionRecord(session_id, market_start_ns, digest, 0)
     return OpenedSession(record, False, chain_head(conn), ended)

@@ -56,7 +56,6 @@ class StoreWriter:
         self.batches = 0
         self.waits = 0
         self.wait_ms = 0.0
-        self.last_commit_ms = 0.0
         self.max_commit_ms = 0.0
         self.error: str | None = None  # the last commit failure, while failing
         self.failed: StoreError | None = None  # set when failures outlasted retry_seconds: stop trading
@@ -97,7 +96,6 @@ class StoreWriter:
                 self._failure(exc)
                 return False
             elapsed = (monotonic_s() - started) * 1000.0
-            self.last_commit_ms = elapsed
             self.max_commit_ms = max(self.max_commit_ms, elapsed)
             self.rows_committed += count
             self.batches += 1
