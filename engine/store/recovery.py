@@ -20,7 +20,7 @@ from engine.data.synthetic import SyntheticMarket
 from engine.replay import replay
 from engine.store.database import StoreError, connect_readonly
 from engine.store.journal import StoreJournal
-from engine.store.rows import MARKET_COLUMNS, iter_market_events
+from engine.store.rows import MARKET_COLUMNS, market_event
 
 EQUITY_MARKS_KEPT = 2000
 
@@ -31,7 +31,6 @@ class RecoveryError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    session_id: int
     restarts: int
     events: int
     last_ts: int
@@ -72,7 +71,7 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     rows = conn.execute(f"SELECT {MARKET_COLUMNS} FROM market_data WHERE session_id = ? ORDER BY seq",
                         (session_id,))
     try:
-        events = replay(engine, iter_market_events(rows), mark_every_bar=False)
+        events = replay(engine, map(market_event, rows), mark_every_bar=False)
     except Exception as exc:
         raise RecoveryError(f"session {session_id}: replaying its market data failed at event {journal.market_seq} "
                             f"({type(exc).__name__}: {exc}); refusing to trade") from None
@@ -94,7 +93,7 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
                          (session_id, EQUITY_MARKS_KEPT)).fetchall()
     engine.equity_curve = marks[::-1]
     last_ts = venue[1] if venue is not None else market_start_ns
-    return Recovered(session_id, restarts, events, last_ts, len(engine.fills), len(engine.open_orders()),
+    return Recovered(restarts, events, last_ts, len(engine.fills), len(engine.open_orders()),
                      len(engine.decisions))
 
 

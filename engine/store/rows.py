@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from engine.model.fill import Fill
@@ -39,11 +38,6 @@ def market_event(row: tuple[Any, ...]) -> MarketEvent:
     if kind == "bar":
         return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end)
     raise ValueError(f"unknown market data kind {kind!r}")
-
-
-def iter_market_events(rows: Iterator[tuple[Any, ...]]) -> Iterator[MarketEvent]:
-    for row in rows:
-        yield market_event(row)
 
 
 def order_row(session_id: int, order: Order, ts: int) -> tuple[Any, ...]:
