@@ -76,6 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     _db_option(verify)
     verify.set_defaults(func=_cmd_audit_verify)
 
+    for name, text in (("halt", "stop opening positions (open entry orders are canceled; exits still managed)"),
+                       ("pause", "stop opening positions (resting orders stay; exits still managed)"),
+                       ("resume", "lift the operator's or a breaker's halt, pause or cooldown (market-data health "
+                                  "clears itself)"),
+                       ("emergency-stop", "cancel every open order, close every position at market, and latch "
+                                          "until `resume --reason`")):
+        cmd = sub.add_parser(name, help=text)
+        _db_option(cmd)
+        cmd.add_argument("--reason", default="", help="why (recorded in the audit chain; resume from an emergency "
+                                                     "stop requires one)")
+        if name != "emergency-stop":
+            cmd.add_argument("--strategy", help="one strategy only (default: the whole portfolio)")
+        cmd.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the engine's answer (default 5)")
+        cmd.set_defaults(func=_cmd_operator, operator_command=name)
+    phase = sub.add_parser("phase", help="move a strategy to another progressive risk phase")
+    _db_option(phase)
+    phase.add_argument("--strategy", required=True)
+    phase.add_argument("--to", type=int, required=True, dest="phase", help="the [[phases]] number")
+    phase.add_argument("--reason", default="", help="why (recorded in the audit chain)")
+    phase.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the engine's answer (default 5)")
+    phase.set_defaults(func=_cmd_operator, operator_command="phase")
+
     bt = sub.add_parser("backtest", help="replay bars (CSV) or a recorded session (.jsonl) through the engine")
     bt.add_argument("--data", type=Path, required=True, help="OHLCV CSV file or a recording made with --record")
     bt.add_argument("--strategy", help="strategy kind to run (default: the strategies in the config)")
@@ -164,6 +186,20 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from console.store_views import verify_audit
 
     return verify_audit(_db_path(args))
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from console.operator import send_command
+
+    if not args.wait >= 0:
+        raise InputError(f"--wait {args.wait:g}: must be zero or more seconds")
+    command = args.operator_command
+    payload: dict[str, Any] = {}
+    if getattr(args, "strategy", None):
+        payload["strategy"] = args.strategy
+    if command == "phase":
+        payload["phase"] = args.phase
+    return send_command(_db_path(args), command, payload, args.reason.strip(), args.wait)
 
 
 def _check_writable(path: Path) -> None:

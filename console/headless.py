@@ -50,6 +50,9 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
         say(f"resumed session {session.session_id}: {session.recovered.summary()}")
     elif session.session_id is not None:
         say(f"started session {session.session_id}")
+    # state changes and operator commands as they happen, so a log tail shows why trading stopped
+    session.engine.risk.listeners.append(lambda change: say(f"trading {change.line()}"))
+    session.on_command = lambda line: say(line)
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:

@@ -57,9 +57,50 @@ def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO = 
               f"@ {f['price']:g} fee {f['fee']:.4f} slip {f['slippage_bps']:+.1f}bp" for f in view["last_fills"]]
     lines.append("strategies: " + (", ".join(f"{x['name']} {x['status']}" + (f" ({x['error']})" if x["error"] else "")
                                              for x in view["strategies"]) or "none"))
+    lines += risk_lines(view)
     lines += [f"  event {_time(e['wall_ns'])} {e['kind']}: {e['detail']}" for e in view["events"]]
     print("\n".join(lines), file=out)
     return 0
+
+
+def _left(until: int | None, now: int | None) -> str:
+    if until is None:
+        return ""
+    if now is None:
+        return f" until {_time(until)}"
+    minutes = max(0, until - now) / 60e9
+    return f" until {_time(until)} ({int(minutes // 60)}h{int(minutes % 60):02d}m left, market time)"
+
+
+def risk_lines(view: dict[str, Any]) -> list[str]:
+    """Trading state with its cause and time left, breaker gauges (warnings first), operator commands."""
+    risk = view.get("risk")
+    if risk is None:
+        return ["trading: no risk state recorded yet"]
+    now = risk.get("market_ts")
+    scopes = {s["scope"]: s for s in risk["scopes"]}
+    portfolio = scopes.pop("portfolio", None)
+    if portfolio is None:
+        lines = ["trading: ACTIVE"]
+    else:
+        lines = [f"trading: {portfolio['state']} ({portfolio['source']}: {portfolio['cause']})"
+                 + _left(portfolio["until"], now)]
+    lines += [f"  strategy {name}: {s['state']} ({s['source']}: {s['cause']})" + _left(s["until"], now)
+              for name, s in sorted(scopes.items())]
+    if risk.get("flattening"):
+        lines.append(f"  closing {risk['flattening']} position(s) at market")
+    gauges = sorted(risk["gauges"], key=lambda g: -g["usage"])
+    if gauges:
+        lines.append("breakers (distance to trip):")
+        lines += [f"  {'WARN ' if g['warn'] else '     '}{g['breaker']:<19} {g['scope']:<10} "
+                  f"{g['usage']:>6.0%} of limit  {g['detail']}" for g in gauges]
+    if risk.get("phases"):
+        lines.append("risk phases: " + ", ".join(f"{s} {p}" for s, p in sorted(risk["phases"].items())))
+    lines += [f"  command {c['id']} {c['command']} queued {_time(c['wall_ns'])}, not applied yet"
+              for c in view.get("pending_commands", [])]
+    lines += [f"  command {c['id']} {c['command']} {'applied' if c['ok'] else 'REFUSED'}: {c['result']}"
+              for c in view.get("commands", [])[:3]]
+    return lines
 
 
 def print_sessions(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -54,6 +54,108 @@ class VenueConfig(_Section):
     bar_slippage_bps: float = Field(0.0, ge=0, le=1000)
 
 
+class RiskConfig(_Section):
+    """Pre-trade limits, checked on every order a strategy intends. A limit left unset is not checked.
+
+    Exposure limits are fractions of equity; quantity and value limits are per symbol, across strategies,
+    and count open orders as if they filled.
+    """
+
+    max_order_qty: dict[str, float] = Field(default_factory=dict)   # symbol -> largest single order
+    max_order_notional: float | None = Field(None, gt=0)
+    max_position_qty: dict[str, float] = Field(default_factory=dict)  # symbol -> largest net position
+    max_position_notional: float | None = Field(None, gt=0)
+    max_gross_exposure: float | None = Field(None, gt=0, le=100)
+    max_net_exposure: float | None = Field(None, gt=0, le=100)
+    max_open_positions: int | None = Field(None, ge=1)
+    max_trades_per_day: int | None = Field(None, ge=1)            # entries per UTC day of market time
+    max_submit_rate: float | None = Field(100.0, gt=0)            # orders per second of market time
+    max_short_exposure: float | None = Field(1.0, ge=0, le=100)   # margin: short value as a fraction of equity
+    correlation_limit: float | None = Field(None, gt=0, le=1)
+    var_limit: float | None = Field(None, gt=0, le=1)             # historical 95% VaR over var_horizon_seconds
+    var_horizon_seconds: float = Field(86_400.0, gt=0)
+    sample_seconds: float = Field(60.0, gt=0)                     # market seconds between return samples
+    window: int = Field(240, ge=10, le=100_000)                   # return samples kept per symbol
+    min_samples: int = Field(30, ge=5)                            # correlation and VaR need this many first
+
+    @field_validator("max_order_qty", "max_position_qty")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {s: q for s, q in v.items() if not q > 0}
+        if bad:
+            raise ValueError(f"limits must be > 0, got {bad}")
+        return v
+
+
+class BreakersConfig(_Section):
+    """Circuit breakers; set one to nothing (omit it in an override file, or null in JSON) to switch it off.
+
+    Times are market time. Defaults are the design notes' (daily loss 1%, drawdown from peak 3%, ...).
+    """
+
+    evaluate_seconds: float = Field(1.0, gt=0, le=3600)          # also after every fill
+    warn_at: float = Field(0.8, gt=0, lt=1)                      # gauges warn at this fraction of a limit
+    daily_loss: float | None = Field(0.01, gt=0, lt=1)
+    daily_loss_cooldown_hours: float = Field(4.0, ge=0)
+    drawdown: float | None = Field(0.03, gt=0, lt=1)
+    drawdown_cooldown_hours: float = Field(24.0, ge=0)
+    order_latency_seconds: float | None = Field(2.0, gt=0)
+    latency_pause_hours: float = Field(1.0, ge=0)
+    correlation: float | None = Field(0.7, gt=0, le=1)
+    consecutive_losses: int | None = Field(5, ge=1)
+    losses_cooldown_hours: float = Field(1.0, ge=0)
+    volatility_spike: float | None = Field(3.0, gt=1)             # short-window vol / long-window vol
+    volatility_short_samples: int = Field(5, ge=2)
+    volatility_long_samples: int = Field(60, ge=10)
+    volatility_pause_hours: float = Field(0.5, ge=0)
+    stale_seconds: float | None = Field(60.0, gt=0)               # a symbol with no data for this long is stale
+    max_clock_skew_seconds: float | None = Field(5.0, gt=0)
+    healthy_after_seconds: float = Field(30.0, ge=0)              # clean data needed after a gap or bad book
+
+    @model_validator(mode="after")
+    def _windows(self) -> BreakersConfig:
+        if self.volatility_short_samples >= self.volatility_long_samples:
+            raise ValueError("volatility_short_samples must be smaller than volatility_long_samples")
+        return self
+
+
+class PhaseConfig(_Section):
+    """A progressive risk phase: caps a strategy's sizing until the operator advances it."""
+
+    phase: int = Field(ge=1)
+    risk_per_trade: float = Field(gt=0, le=1)   # equity at risk per entry (needs a stop distance)
+    max_exposure: float = Field(gt=0, le=100)   # the strategy's gross exposure, fraction of equity
+    max_symbols: int | None = Field(None, ge=1)  # symbols the strategy may hold at once
+
+
+class SizingConfig(_Section):
+    """How an entry's quantity is chosen; `strategy` keeps the quantity the strategy asked for."""
+
+    mode: Literal["strategy", "fixed", "fraction", "risk", "atr", "kelly"] = "strategy"
+    qty: float | None = Field(None, gt=0)                 # fixed
+    fraction: float = Field(0.02, gt=0, le=10)             # fraction: notional as a fraction of equity
+    risk: float = Field(0.005, gt=0, le=1)                 # risk: equity lost if the stop is hit
+    atr_period: int = Field(14, ge=2)
+    atr_multiple: float = Field(2.0, gt=0)                 # atr: the stop distance in ATRs
+    kelly_fraction: float = Field(0.5, gt=0, le=1)          # kelly: of the full Kelly bet
+    kelly_cap: float = Field(0.05, gt=0, le=1)             # kelly: notional cap, fraction of equity
+    kelly_min_trades: int = Field(20, ge=1)                # kelly: below this, size as `fraction`
+
+    @model_validator(mode="after")
+    def _fixed_needs_qty(self) -> SizingConfig:
+        if self.mode == "fixed" and self.qty is None:
+            raise ValueError("mode 'fixed' needs qty")
+        return self
+
+
+class ExitsConfig(_Section):
+    """Brackets attached to every entry: stop-loss and take-profit orders (one cancels the other), trailing stop."""
+
+    stop_loss_pct: float | None = Field(None, gt=0, lt=1)
+    take_profit_pct: float | None = Field(None, gt=0, le=10)
+    trailing_pct: float | None = Field(None, gt=0, lt=1)
+
+
 class InstrumentConfig(_Section):
     symbol: str
     tick_size: float = Field(gt=0)
@@ -81,6 +183,9 @@ class StrategyConfig(_Section):
     symbols: list[str] = Field(min_length=1)
     timeframe: str = "1m"
     params: dict[str, Any] = Field(default_factory=dict)
+    sizing: SizingConfig = SizingConfig()
+    exits: ExitsConfig = ExitsConfig()
+    phase: int | None = Field(None, ge=1)   # a [[phases]] entry; none = not phased
 
     @field_validator("name")
     @classmethod
@@ -107,6 +212,9 @@ class AppConfig(_Section):
     session: SessionConfig = SessionConfig()
     venue: VenueConfig = VenueConfig()
     store: StoreConfig = StoreConfig()
+    risk: RiskConfig = RiskConfig()
+    breakers: BreakersConfig = BreakersConfig()
+    phases: list[PhaseConfig] = Field(default_factory=list)
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategies: list[StrategyConfig] = Field(default_factory=list)
 
@@ -125,6 +233,18 @@ class AppConfig(_Section):
                 if symbol not in symbols:
                     raise ValueError(f"strategies[{index}].symbols: {symbol!r} is not an instrument; "
                                      f"instruments are {', '.join(symbols)}")
+        phases = [p.phase for p in self.phases]
+        if len(set(phases)) != len(phases):
+            raise ValueError("phases: a phase number is defined more than once")
+        for index, strategy in enumerate(self.strategies):
+            if strategy.phase is not None and strategy.phase not in phases:
+                raise ValueError(f"strategies[{index}].phase = {strategy.phase}: no such [[phases]] entry; "
+                                 f"defined: {', '.join(map(str, sorted(phases))) or 'none'}")
+        for key in ("max_order_qty", "max_position_qty"):
+            for symbol in getattr(self.risk, key):
+                if symbol not in symbols:
+                    raise ValueError(f"risk.{key}: {symbol!r} is not an instrument; instruments are "
+                                     f"{', '.join(symbols)}")
         return self
 
 

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from engine.breakers.trading_state import StateChange
 from engine.clock import Clock
 from engine.data.bars import BarBuilder
 from engine.execution.fill_model import FillModel
@@ -20,8 +21,10 @@ from engine.model.decision import Decision, Signal
 from engine.model.fill import Fill
 from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick
-from engine.model.order import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from engine.model.order import Denial, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.portfolio.account import Account
+from engine.risk.checks import is_reducing
+from engine.risk.manager import RiskManager, RiskRules
 from engine.strategy.base import Strategy, StrategyStatus
 
 log = logging.getLogger("paperdesk.engine")
@@ -33,10 +36,11 @@ class Journal(Protocol):
     """Receives everything the engine does, in order, for persistence. Must not block: it only queues."""
 
     def market(self, event: MarketEvent) -> None: ...
-    def decision(self, decision: Decision, order: Order | None) -> None: ...
+    def decision(self, decision: Decision, order: Order | None, denial: Denial | None = None) -> None: ...
     def order(self, order: Order) -> None: ...
     def fill(self, fill: Fill) -> None: ...
     def strategy(self, strategy: Strategy) -> None: ...
+    def trading_state(self, change: StateChange) -> None: ...
 
 
 class Engine:
@@ -48,7 +52,7 @@ class Engine:
 
     def __init__(self, clock: Clock, instruments: Iterable[Instrument], starting_cash: float,
                  strategies: Iterable[Strategy] = (), fill_model: FillModel | None = None,
-                 order_id_prefix: str = "O") -> None:
+                 order_id_prefix: str = "O", risk_rules: RiskRules | None = None) -> None:
         self.clock = clock
         self.instruments = {i.symbol: i for i in instruments}
         self.account = Account(starting_cash)
@@ -70,6 +74,8 @@ class Engine:
         self._builders: dict[str, list[BarBuilder]] = {}
         for strategy in strategies:
             self.add_strategy(strategy)
+        # without rules nothing is limited or tripped; trading states and the emergency stop still work
+        self.risk = RiskManager(self, risk_rules or RiskRules())
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -103,6 +109,7 @@ class Engine:
             self.recording.append(event)
         if self.journal is not None:
             self.journal.market(event)
+        self.risk.on_market(event)
         if type(event) is Bar:
             self.on_bar(event)
         elif type(event) is TradeTick:
@@ -138,6 +145,8 @@ class Engine:
         subs = self._bar_subs.get((bar.symbol, bar.timeframe))
         if not subs:
             return
+        if self.risk._atr:
+            self.risk.on_bar(bar)
         for strategy in subs:
             strategy._ts = bar.end
             strategy.decided = False
@@ -181,63 +190,103 @@ class Engine:
         if self.journal is not None:
             self.journal.decision(decision, None)
 
-    def intend_target(self, strategy: Strategy, decision: Decision) -> None:
+    def intend_target(self, strategy: Strategy, decision: Decision, stop_loss: float | None = None,
+                      take_profit: float | None = None, trailing_stop: float | None = None) -> None:
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
-        delta = decision.target - self.account.strategy_qty.get(key, 0.0) - self._pending.get(key, 0.0)
+        target, denial = self.risk.size_target(strategy.name, decision.symbol, decision.target, stop_loss)
+        held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
+        if target is None:
+            target = held
+        delta = target - held
         qty = self.instruments[decision.symbol].floor_qty(abs(delta))
         order = None
         if qty > 0:
-            order = self.submit_order(strategy.name, decision.symbol,
-                                      OrderSide.BUY if delta > 0 else OrderSide.SELL, qty)
+            side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+            if not is_reducing(held, target):
+                self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
+                                                                   trailing_stop))
+            order = self.submit_order(strategy.name, decision.symbol, side, qty)
+        elif denial is not None:
+            self._denied(decision, denial)
         if self.journal is not None:
-            self.journal.decision(decision, order)
+            self.journal.decision(decision, order, denial if order is None else None)
 
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
-                     tif: TimeInForce, reduce_only: bool) -> None:
+                     tif: TimeInForce, reduce_only: bool, stop_loss: float | None = None,
+                     take_profit: float | None = None, trailing_stop: float | None = None) -> None:
         self.decisions.append(decision)
-        order = self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
-                                  reduce_only)
+        key = (strategy.name, decision.symbol)
+        held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
+        denial = None
+        order = None
+        if not reduce_only and not is_reducing(held, held + side * qty):
+            sized, denial = self.risk.size_entry(strategy.name, decision.symbol, qty, stop_loss)
+            qty = self.instruments[decision.symbol].floor_qty(sized)
+            if qty > 0:
+                self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
+                                                                   trailing_stop))
+        if qty > 0:
+            order = self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
+                                      reduce_only)
+        elif denial is not None:
+            self._denied(decision, denial)
         if self.journal is not None:
-            self.journal.decision(decision, order)
+            self.journal.decision(decision, order, denial if order is None else None)
+
+    def _denied(self, decision: Decision, denial: Denial) -> None:
+        self.risk.denials += 1
+        self.log_event("WARN", f"{decision.strategy} {decision.signal} {decision.symbol} not sized: {denial.line()}")
 
     # ---- orders -------------------------------------------------------------------------------
 
     def submit_order(self, strategy: str, symbol: str, side: OrderSide, qty: float,
                      order_type: OrderType = OrderType.MARKET, price: float | None = None,
                      stop_price: float | None = None, tif: TimeInForce = TimeInForce.GTC,
-                     reduce_only: bool = False) -> Order:
-        """Create an order with the next client id and send it to the venue."""
+                     reduce_only: bool = False, origin: str = "strategy", note: str = "") -> Order:
+        """Create an order with the next client id, pass it through risk, and send it to the venue.
+
+        origin: "strategy" (every check), "exit" (a bracket child: trading state and reduce-only),
+        "flatten" (a breaker's or the emergency stop's close-out: no checks).
+        """
         self._order_seq += 1
         order = Order(f"{self._order_prefix}{self._order_seq:07d}", strategy, symbol, side, qty, order_type,
-                      price, stop_price, tif, reduce_only, self.clock.now_ns())
+                      price, stop_price, tif, reduce_only, self.clock.now_ns(), reason=note, origin=origin)
         self.orders[order.client_id] = order
-        key = (strategy, symbol)
-        if reduce_only:
-            held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
-            if side * held >= 0 or qty > abs(held) + 1e-12:
-                reason = (f"reduce-only: {side.name} {qty:g} would not reduce {strategy}'s {symbol} position "
-                          f"of {held:+g} (open orders included)")
-                order.transition(OrderStatus.DENIED, reason)
-                self._journal_order(order)
-                self.log_event("WARN", f"order {order.client_id} denied: {order.reason}")
-                return order
+        denial = self.risk.check(order)
+        if denial is not None:
+            order.denial = denial
+            order.transition(OrderStatus.DENIED, denial.line())
+            self._journal_order(order)
+            self.risk.denials += 1
+            self.log_event("WARN", f"order {order.client_id} ({strategy} {side.name} {qty:g} {symbol}) denied: "
+                                   f"{order.reason}")
+            return order
         order.transition(OrderStatus.SUBMITTED)
         self._journal_order(order)
-        self._pending[key] = self._pending.get(key, 0.0) + side * qty
+        if origin != "exit":  # bracket children are contingent: they are not the strategy's pending quantity
+            key = (strategy, symbol)
+            self._pending[key] = self._pending.get(key, 0.0) + side * qty
         self.venue.submit(order)
+        self.risk.submitted(order)
         return order
 
-    def cancel_order(self, client_id: str) -> bool:
+    def pending_qty(self, key: tuple[str, str]) -> float:
+        """Signed quantity a strategy's open (non-contingent) orders in a symbol would add."""
+        return self._pending.get(key, 0.0)
+
+    def cancel_order(self, client_id: str, reason: str = "canceled on request") -> bool:
         """Ask the venue to cancel; False if the order is unknown or no longer open."""
         order = self.orders.get(client_id)
         if order is None or not order.is_open:
             return False
+        previous = order.status
         order.transition(OrderStatus.PENDING_CANCEL)
         self._journal_order(order)
-        if not self.venue.cancel(client_id):
-            order.transition(OrderStatus.ACCEPTED, "cancel failed: the venue no longer has the order")
+        if not self.venue.cancel(client_id, reason):
+            back = OrderStatus.PARTIALLY_FILLED if previous is OrderStatus.PARTIALLY_FILLED else OrderStatus.ACCEPTED
+            order.transition(back, "cancel failed: the venue no longer has the order or is matching it")
             self._journal_order(order)
             return False
         return True
@@ -247,9 +296,10 @@ class Engine:
 
     # ---- VenueListener --------------------------------------------------------------------
 
-    def order_accepted(self, order: Order) -> None:
+    def order_accepted(self, order: Order, latency_ns: int) -> None:
         order.transition(OrderStatus.ACCEPTED)
         self._journal_order(order)
+        self.risk.on_accepted(order, latency_ns)
 
     def order_triggered(self, order: Order) -> None:
         order.transition(OrderStatus.TRIGGERED)
@@ -270,7 +320,8 @@ class Engine:
     def order_filled(self, order: Order, fill: Fill) -> None:
         order.apply_fill(fill.qty, fill.price)
         key = (order.strategy, order.symbol)
-        self._pending[key] -= order.side * fill.qty
+        if order.origin != "exit":
+            self._pending[key] -= order.side * fill.qty
         self.account.apply_fill(fill)
         self.fills.append(fill)
         if self.journal is not None:
@@ -278,6 +329,7 @@ class Engine:
             self.journal.order(order)
         for listener in self.fill_listeners:
             listener(fill)
+        self.risk.on_fill(order, fill)
         strategy = self.strategies.get(order.strategy)
         if strategy is not None and strategy.status is StrategyStatus.RUNNING:
             try:
@@ -291,6 +343,8 @@ class Engine:
 
     def _release(self, order: Order) -> None:
         """An order ended unfilled (in part): its remaining quantity is no longer pending."""
+        if order.origin == "exit":
+            return
         key = (order.strategy, order.symbol)
         self._pending[key] = self._pending.get(key, 0.0) - order.side * order.remaining
 

@@ -20,7 +20,9 @@ from engine.data.recording import append_events, write_header
 from engine.data.synthetic import MarketDynamics, SyntheticMarket, SyntheticSymbol
 from engine.execution.fill_model import FillModel
 from engine.model.instrument import Instrument
+from engine.risk.manager import RiskRules, StrategyRules
 from engine.snapshot import EngineSnapshot, take_snapshot
+from engine.store.commands import POLL_SECONDS, Command, CommandInbox
 from engine.store.database import StoreError, WriterLock
 from engine.store.journal import StoreJournal
 from engine.store.recovery import Recovered, recover
@@ -45,12 +47,18 @@ def build_fill_model(config: AppConfig) -> FillModel:
     return FillModel(int(v.latency_ms * 1_000_000), v.limit_fill, v.bar_slippage_bps)
 
 
+def build_risk_rules(config: AppConfig) -> RiskRules:
+    return RiskRules(config.risk, config.breakers, tuple(config.phases),
+                     {s.name: StrategyRules(s.sizing, s.exits, s.phase) for s in config.strategies})
+
+
 def build_engine(config: AppConfig, clock: Clock, strategies: list[Strategy] | None = None,
                  fill_model: FillModel | None = None) -> Engine:
-    """An engine for config's instruments and strategies (or the given ones) on clock."""
+    """An engine for config's instruments, strategies (or the given ones) and risk rules on clock."""
     return Engine(clock, [build_instrument(i) for i in config.instruments], config.session.starting_cash,
                   build_strategies(config) if strategies is None else strategies,
-                  build_fill_model(config) if fill_model is None else fill_model)
+                  build_fill_model(config) if fill_model is None else fill_model,
+                  risk_rules=build_risk_rules(config))
 
 
 def build_market(config: AppConfig) -> SyntheticMarket:
@@ -94,6 +102,11 @@ class PaperSession:
         self._last_ns = self.clock.now_ns()
         self.recorded_events = 0
         self._record_file: TextIO | None = None
+        self.inbox: CommandInbox | None = None
+        self.commands_applied = 0
+        self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
+        self._commands: list[Command] = []
+        self._risk_changes = 0
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the session to end at the next market update (safe from signal handlers)."""
@@ -164,6 +177,7 @@ class PaperSession:
             self.writer = StoreWriter(db, journal, opened.audit_head, store.flush_ms, store.max_backlog_rows,
                                       store.write_retry_seconds)
             self.writer.start()
+            self.inbox = CommandInbox(self.db_path, record.id)
         except BaseException:
             self._lock.release()
             raise
@@ -186,6 +200,7 @@ class PaperSession:
         failed: BaseException | None = None
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
+        poller = asyncio.create_task(self._poll_commands(), name="paperdesk-commands") if self.inbox else None
         try:
             while not self._stop.is_set():
                 now = loop.time()
@@ -198,6 +213,11 @@ class PaperSession:
                     pass
                 ts = self.wall_clock.now_ns()
                 self.step(ts)
+                if self._commands:
+                    self.apply_commands()
+                if journal is not None and engine.risk.changes != self._risk_changes:
+                    self._risk_changes = engine.risk.changes
+                    journal.risk_view(self.clock.now_ns(), engine.risk.view())
                 now = loop.time()
                 if now >= next_mark:
                     engine.mark_equity(ts)
@@ -217,6 +237,9 @@ class PaperSession:
             failed = exc
             raise
         finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
             engine.mark_equity(self.clock.now_ns())
             if self._record_file is not None:
                 await self._flush_recording()
@@ -232,6 +255,37 @@ class PaperSession:
         self._last_ns = ts
         if self.journal is not None:
             self.journal.venue_state(ts, self.market.state())
+
+    def apply_commands(self) -> None:
+        """Apply the operator commands the poller fetched, between market steps, and journal each."""
+        commands, self._commands = self._commands, []
+        engine = self.engine
+        for command in commands:
+            ts = self.clock.now_ns()
+            ok, result = engine.risk.command(command.command, command.args, command.reason, ts)
+            self.commands_applied += 1
+            line = (f"command {command.id} {command.command} from {command.source}"
+                    + (f" ({command.reason})" if command.reason else "") + (": " if ok else ": REFUSED: ") + result)
+            engine.log_event("INFO" if ok else "WARN", line)
+            if self.on_command is not None:
+                self.on_command(line)
+            if self.journal is not None:
+                self.journal.command_applied(command.id, command.command, command.args, command.reason,
+                                             command.source, ok, result, ts)
+
+    async def _poll_commands(self) -> None:
+        """Fetch queued commands every POLL_SECONDS in a worker thread; the run loop applies them."""
+        inbox = self.inbox
+        assert inbox is not None
+        try:
+            while True:
+                try:
+                    self._commands.extend(await asyncio.to_thread(inbox.fetch))
+                except Exception as exc:  # a busy or briefly unreadable database: say so and poll again
+                    self.engine.log_event("WARN", f"cannot read operator commands: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            await asyncio.to_thread(inbox.close)
 
     async def close(self) -> None:
         """Close the store if run() never did (it closes it itself); safe to call twice."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine.core import Engine
 from engine.model.fill import Fill
@@ -50,6 +51,11 @@ class EngineSnapshot:
     store_waits: int = 0
     store_committed: int = 0
     store_error: str = ""
+    risk: dict[str, Any] = field(default_factory=dict)  # RiskManager.view(): states, gauges, phases
+
+    @property
+    def trading_state(self) -> str:
+        return self.risk.get("state", "ACTIVE")
 
     def status_line(self) -> str:
         """One line for logs and the headless mode."""
@@ -61,6 +67,13 @@ class EngineSnapshot:
                 f"positions={held}")
         if failed:
             text += f" failed={','.join(failed)}"
+        text += f" trading={self.trading_state}"
+        for scope in self.risk.get("scopes", ()):
+            if scope["scope"] != "portfolio":
+                text += f" {scope['scope']}={scope['state']}"
+        warn = [f"{g['breaker']}:{g['usage']:.0%}" for g in self.risk.get("gauges", ()) if g["warn"]]
+        if warn:
+            text += f" breaker_warn={','.join(warn)}"
         if self.session_id is not None:
             text += (f" session={self.session_id} restarts={self.restarts} saved_rows={self.store_committed} "
                      f"backlog={self.store_backlog} backpressure_waits={self.store_waits}")
@@ -82,4 +95,4 @@ def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_even
         positions=positions, recent_fills=tuple(engine.fills[-n_fills:]),
         equity_series=tuple(e for _, e in engine.equity_curve[-n_equity:]), strategies=strategies,
         orders=len(engine.orders), open_orders=len(engine.open_orders()), fills=len(engine.fills),
-        decisions=len(engine.decisions), events=tuple(list(engine.events)[-n_events:]))
+        decisions=len(engine.decisions), events=tuple(list(engine.events)[-n_events:]), risk=engine.risk.view())

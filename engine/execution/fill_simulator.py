@@ -28,7 +28,7 @@ _EPS = 1e-12
 class VenueListener(Protocol):
     """Receives what the venue reports; the order manager applies it to the orders."""
 
-    def order_accepted(self, order: Order) -> None: ...
+    def order_accepted(self, order: Order, latency_ns: int) -> None: ...
     def order_rejected(self, order: Order, reason: str) -> None: ...
     def order_triggered(self, order: Order) -> None: ...
     def order_filled(self, order: Order, fill: Fill) -> None: ...
@@ -88,13 +88,16 @@ class FillSimulator:
 
     def cancel(self, client_id: str, reason: str = "canceled on request") -> bool:
         """Cancel a working or in-flight order; False when the venue no longer has it."""
-        working = self._by_id.pop(client_id, None)
+        working = self._by_id.get(client_id)
         if working is None:
             return False
         if working in self._in_flight:
             self._in_flight.remove(working)
-        else:
+        elif working.resting:
             self._working[working.order.symbol].remove(working)
+        else:
+            return False  # being matched right now (a fill's listener asked): what it leaves is closed by the venue
+        del self._by_id[client_id]
         self.listener.order_canceled(working.order, reason)
         return True
 
@@ -154,7 +157,7 @@ class FillSimulator:
 
     def _arrive(self, w: _Working) -> None:
         order = w.order
-        self.listener.order_accepted(order)
+        self.listener.order_accepted(order, self.model.latency_ns)  # the latency the venue reports
         book = self._books.get(order.symbol)
         if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) or book is None:
             self._rest(w, queue_ahead=0.0)  # stops wait for a trade; bar-only symbols wait for the next bar

@@ -79,6 +79,19 @@ class IllegalOrderTransition(Exception):
         self.to_status = new_status
 
 
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why the risk manager refused an order: the rule, its limit and the value that broke it."""
+
+    rule: str
+    limit: float | None
+    value: float | None
+    message: str
+
+    def line(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
 @dataclass(slots=True, eq=False)
 class Order:
     """One order; client_id is unique within a session and stable across resends."""
@@ -98,6 +111,8 @@ class Order:
     filled_qty: float = 0.0
     avg_fill_price: float = 0.0
     reason: str = ""
+    origin: str = "strategy"     # strategy | exit (bracket, trailing) | flatten (breaker, emergency stop)
+    denial: Denial | None = None
 
     @property
     def remaining(self) -> float:

@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.breakers.trading_state import StateChange
 from engine.clock import Clock, wall_ns
 from engine.core import Engine
 from engine.model.decision import Decision
 from engine.model.fill import Fill
 from engine.model.market import MarketEvent
-from engine.model.order import Order, OrderStatus
+from engine.model.order import Denial, Order, OrderStatus
 from engine.store.rows import canonical_json, fill_row, market_row, order_row
 from engine.strategy.base import Strategy
 
 # table operations, in the order a batch applies them
 OPS = ("market", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
-       "mark", "state_event")
+       "mark", "state_event", "risk_state", "command")
 
 
 class StoreJournal:
@@ -35,6 +36,7 @@ class StoreJournal:
         self.count = 0
         self.market_seq = 0
         self.decision_seq = 0
+        self.state_seq = 0
         self._order_events: dict[str, int] = {}
         # recovery replays durable market data through the engine: those rows exist already
         self.replaying = False
@@ -47,17 +49,19 @@ class StoreJournal:
         if not self.replaying:
             self._add("market", market_row(self.session_id, self.market_seq, event))
 
-    def decision(self, decision: Decision, order: Order | None) -> None:
+    def decision(self, decision: Decision, order: Order | None, denial: Denial | None = None) -> None:
         self.decision_seq += 1
-        denied_rule = denied_reason = None
-        if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
-            # reduce-only is the engine's one pre-trade denial; anything else was the venue's rejection
-            denied_rule = "reduce_only" if order.status is OrderStatus.DENIED else "venue"
-            denied_reason = order.reason
+        if order is not None and order.status is OrderStatus.DENIED:
+            denial = order.denial
+        rule = reason = limit = value = None
+        if denial is not None:
+            rule, reason, limit, value = denial.rule, denial.message, denial.limit, denial.value
+        elif order is not None and order.status is OrderStatus.REJECTED:
+            rule, reason = "venue", order.reason
         self._add("decision", (self.session_id, self.decision_seq, decision.ts, decision.strategy, decision.symbol,
                                decision.signal.value, decision.confidence, decision.reason,
                                json.dumps(decision.indicators), decision.target,
-                               order.client_id if order is not None else None, denied_rule, denied_reason))
+                               order.client_id if order is not None else None, rule, reason, limit, value))
 
     def order(self, order: Order) -> None:
         n = self._order_events.get(order.client_id, 0) + 1
@@ -70,7 +74,7 @@ class StoreJournal:
             self._audit("rejection", f"order:{self.session_id}:{order.client_id}:{order.status.value}",
                         {"client_id": order.client_id, "status": order.status.value, "reason": order.reason,
                          "strategy": order.strategy, "symbol": order.symbol, "side": order.side.name,
-                         "qty": order.qty})
+                         "qty": order.qty, **_denial_fields(order.denial)})
 
     def fill(self, fill: Fill) -> None:
         row = fill_row(self.session_id, fill)
@@ -84,7 +88,33 @@ class StoreJournal:
                                strategy.timeframe, canonical_json(strategy.params.model_dump(mode="json")),
                                strategy.status.value, strategy.error, self.clock.now_ns()))
 
+    def trading_state(self, change: StateChange) -> None:
+        """A trading-state change or breaker trip, numbered in engine order so a replay recognises it."""
+        self.state_seq += 1
+        ref = f"trading:{self.session_id}:{self.state_seq}"
+        if self.replaying and ref in self.known_refs:
+            return
+        self._add("state_event", (self.session_id, wall_ns(), change.ts, change.scope, change.state.value,
+                                  change.line()))
+        self._audit("state", ref, {"scope": change.scope, "state": change.state.value,
+                                   "previous": change.previous.value, "source": change.source,
+                                   "cause": change.cause, "market_ts": change.ts, "until": change.until_ns})
+
     # ---- what the session adds ---------------------------------------------------------------
+
+    def risk_view(self, ts: int, view: dict[str, Any]) -> None:
+        """The risk manager's picture (states, gauges, phases) for `paperdesk status`."""
+        self._add("risk_state", (self.session_id, wall_ns(), ts, view["state"], json.dumps(view)))
+
+    def command_applied(self, command_id: int, command: str, args: dict[str, Any], reason: str, source: str,
+                        ok: bool, result: str, ts: int) -> None:
+        """An operator command the engine applied (or refused), after market event market_seq."""
+        if self.replaying:
+            return
+        self._add("command", (wall_ns(), result, self.market_seq, ts, int(ok), command_id))
+        self._audit("command", f"command:{self.session_id}:{command_id}",
+                    {"id": command_id, "command": command, "args": args, "reason": reason, "source": source,
+                     "ok": ok, "result": result, "market_ts": ts})
 
     def venue_state(self, ts: int, state: dict[str, Any]) -> None:
         """The simulated market's state after the step whose events were journaled last."""
@@ -101,6 +131,7 @@ class StoreJournal:
                                    p.unrealised(mark), ts))
         self._add("mark", (wall_ns(), ts, equity, account.cash, realised, unrealised, account.fees_paid,
                            self.session_id))
+        self.risk_view(ts, engine.risk.view())
 
     def state_event(self, scope: str, kind: str, detail: str, market_ts: int | None) -> None:
         """A lifecycle or trading-state event, also appended to the audit chain."""
@@ -138,3 +169,9 @@ class StoreJournal:
             return
         self.audit.append((wall_ns(), kind, ref, payload))
         self.count += 1
+
+
+def _denial_fields(denial: Denial | None) -> dict[str, Any]:
+    if denial is None:
+        return {}
+    return {"rule": denial.rule, "limit": denial.limit, "value": denial.value}

@@ -6,6 +6,7 @@ and return plain values; formatting is the command line's job.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from engine.clock import wall_ns
+from engine.store.commands import pending_commands
 from engine.store.database import StoreError, check_database, connect_readonly, writer_running
 from engine.store.sessions import RUNNING
 
@@ -102,6 +104,25 @@ def status(conn: sqlite3.Connection, path: Path, session_id: int | None = None, 
                         {"s": sid})[0],
         "events": _rows(conn, "SELECT wall_ns, market_ts, scope, kind, detail FROM state_events WHERE session_id = ? "
                               "ORDER BY id DESC LIMIT 5", (sid,)),
+        **_risk(conn, sid),
+    }
+
+
+def _risk(conn: sqlite3.Connection, sid: int) -> dict[str, Any]:
+    """Trading state, breaker gauges and operator commands (absent from a database older than schema 2)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_state'").fetchone() is None:
+        return {"risk": None, "pending_commands": [], "commands": []}
+    row = conn.execute("SELECT market_ts, view FROM risk_state WHERE session_id = ?", (sid,)).fetchone()
+    risk = None
+    if row is not None:
+        risk = json.loads(row[1])
+        risk["market_ts"] = row[0]
+    return {
+        "risk": risk,
+        "pending_commands": pending_commands(conn, sid),
+        "commands": _rows(conn, "SELECT id, wall_ns, command, args, reason, source, handled_wall_ns, ok, result "
+                                "FROM commands WHERE session_id = ? AND handled_wall_ns IS NOT NULL "
+                                "ORDER BY id DESC LIMIT 5", (sid,)),
     }
 
 

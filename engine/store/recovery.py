@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.core import Engine
 from engine.data.synthetic import SyntheticMarket
+from engine.model.market import MarketEvent
 from engine.replay import replay
+from engine.store.commands import applied_commands
 from engine.store.database import StoreError, connect_readonly
 from engine.store.journal import StoreJournal
 from engine.store.rows import MARKET_COLUMNS, market_event
@@ -70,8 +73,23 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
                                                          (session_id,))}
     rows = conn.execute(f"SELECT {MARKET_COLUMNS} FROM market_data WHERE session_id = ? ORDER BY seq",
                         (session_id,))
+    commands = applied_commands(conn, session_id)
+
+    def apply_due(upto_seq: int) -> None:
+        # operator commands go back in after the market event they followed, at the market time they applied
+        while commands and commands[0][0] <= upto_seq:
+            _, ts, command = commands.pop(0)
+            engine.clock.advance_to(max(ts, engine.clock.now_ns()))
+            engine.risk.command(command.command, command.args, command.reason, ts)
+
+    def events_and_commands() -> Iterator[MarketEvent]:
+        for row in rows:
+            apply_due(journal.market_seq)
+            yield market_event(row)
+        apply_due(journal.market_seq)
+
     try:
-        events = replay(engine, map(market_event, rows), mark_every_bar=False)
+        events = replay(engine, events_and_commands(), mark_every_bar=False)
     except Exception as exc:
         raise RecoveryError(f"session {session_id}: replaying its market data failed at event {journal.market_seq} "
                             f"({type(exc).__name__}: {exc}); refusing to trade") from None

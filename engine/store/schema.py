@@ -112,6 +112,20 @@ CREATE TABLE audit (
     payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
 """),
+    (2, """
+ALTER TABLE decisions ADD COLUMN denied_limit REAL;
+ALTER TABLE decisions ADD COLUMN denied_value REAL;
+ALTER TABLE commands ADD COLUMN market_seq INTEGER;   -- applied after this market event (replayed there on restart)
+ALTER TABLE commands ADD COLUMN market_ts INTEGER;
+ALTER TABLE commands ADD COLUMN ok INTEGER;
+CREATE INDEX commands_by_session ON commands(session_id, id);
+CREATE TABLE risk_state (
+    session_id INTEGER PRIMARY KEY,
+    wall_ns INTEGER NOT NULL, market_ts INTEGER,
+    state TEXT NOT NULL,                -- the portfolio's trading state
+    view TEXT NOT NULL                  -- JSON: every scope's state and cause, breaker gauges, phases
+);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -24,7 +24,7 @@ from engine.store.rows import canonical_json
 CHUNK_ROWS = 200
 SQL: dict[str, str] = {
     "market": "INSERT OR IGNORE INTO market_data VALUES (" + ",".join("?" * 17) + ")",
-    "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 13) + ")",
+    "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 15) + ")",
     "order": ("INSERT INTO orders VALUES (" + ",".join("?" * 17) + ") ON CONFLICT(session_id, client_id) DO UPDATE "
               "SET status = excluded.status, filled_qty = excluded.filled_qty, "
               "avg_fill_price = excluded.avg_fill_price, reason = excluded.reason, updated_ns = excluded.updated_ns"),
@@ -38,6 +38,9 @@ SQL: dict[str, str] = {
              "unrealised = ?, fees = ? WHERE id = ?"),
     "state_event": ("INSERT INTO state_events (session_id, wall_ns, market_ts, scope, kind, detail) "
                     "VALUES (?,?,?,?,?,?)"),
+    "risk_state": "INSERT OR REPLACE INTO risk_state VALUES (?,?,?,?,?)",
+    "command": ("UPDATE commands SET handled_wall_ns = ?, result = ?, market_seq = ?, market_ts = ?, ok = ? "
+                "WHERE id = ?"),
 }
 
 

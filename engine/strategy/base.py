@@ -31,10 +31,12 @@ class StrategyContext(Protocol):
     def now_ns(self) -> int: ...
     def strategy_position(self, strategy: str, symbol: str) -> float: ...
     def decide(self, strategy: Strategy, decision: Decision) -> None: ...
-    def intend_target(self, strategy: Strategy, decision: Decision) -> None: ...
+    def intend_target(self, strategy: Strategy, decision: Decision, stop_loss: float | None = None,
+                      take_profit: float | None = None, trailing_stop: float | None = None) -> None: ...
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
-                     tif: TimeInForce, reduce_only: bool) -> None: ...
+                     tif: TimeInForce, reduce_only: bool, stop_loss: float | None = None,
+                     take_profit: float | None = None, trailing_stop: float | None = None) -> None: ...
 
 
 class Strategy:
@@ -89,26 +91,34 @@ class Strategy:
     # ---- intents ----------------------------------------------------------------------------
 
     def target_position(self, symbol: str, qty: float, *, confidence: float = 1.0, reason: str = "",
-                        indicators: dict[str, float] | None = None) -> None:
-        """Hold qty (signed) of symbol; the engine orders the difference at market."""
+                        indicators: dict[str, float] | None = None, stop_loss: float | None = None,
+                        take_profit: float | None = None, trailing_stop: float | None = None) -> None:
+        """Hold qty (signed) of symbol; the engine orders the difference at market.
+
+        stop_loss and take_profit are prices, trailing_stop a fraction (0.01 = 1%); they bracket the
+        position (config's [strategies.exits] supplies them otherwise). The strategy's sizing mode
+        may resize an entry; exits are never resized.
+        """
         signal = Signal.LONG if qty > 0 else Signal.SHORT if qty < 0 else Signal.FLAT
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._ctx.intend_target(self, decision)
+        self._ctx.intend_target(self, decision, stop_loss, take_profit, trailing_stop)
 
     def buy(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
             tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
-            reason: str = "", indicators: dict[str, float] | None = None) -> None:
-        """Buy qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
+            reason: str = "", indicators: dict[str, float] | None = None, stop_loss: float | None = None,
+            take_profit: float | None = None, trailing_stop: float | None = None) -> None:
+        """Buy qty: market, limit at price, stop at stop_price (stop-limit with both); exits as target_position."""
         self._order(Signal.BUY, OrderSide.BUY, symbol, qty, price, stop_price, tif, reduce_only, confidence,
-                    reason, indicators)
+                    reason, indicators, (stop_loss, take_profit, trailing_stop))
 
     def sell(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
-             reason: str = "", indicators: dict[str, float] | None = None) -> None:
-        """Sell qty: market, or limit at price, or stop at stop_price (stop-limit with both)."""
+             reason: str = "", indicators: dict[str, float] | None = None, stop_loss: float | None = None,
+             take_profit: float | None = None, trailing_stop: float | None = None) -> None:
+        """Sell qty: market, limit at price, stop at stop_price (stop-limit with both); exits as target_position."""
         self._order(Signal.SELL, OrderSide.SELL, symbol, qty, price, stop_price, tif, reduce_only, confidence,
-                    reason, indicators)
+                    reason, indicators, (stop_loss, take_profit, trailing_stop))
 
     def hold(self, symbol: str, *, reason: str = "", confidence: float = 0.0,
              indicators: dict[str, float] | None = None) -> None:
@@ -119,11 +129,12 @@ class Strategy:
 
     def _order(self, signal: Signal, side: OrderSide, symbol: str, qty: float, price: float | None,
                stop_price: float | None, tif: TimeInForce, reduce_only: bool, confidence: float, reason: str,
-               indicators: dict[str, float] | None) -> None:
+               indicators: dict[str, float] | None,
+               exits: tuple[float | None, float | None, float | None]) -> None:
         if stop_price is not None:
             order_type = OrderType.STOP_LIMIT if price is not None else OrderType.STOP
         else:
             order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only)
+        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only, *exits)

@@ -87,3 +87,29 @@ class Bollinger:
         width = self.k * math.sqrt(var)
         self.middle, self.upper, self.lower = mean, mean + width, mean - width
         return mean
+
+
+class ATR:
+    """Wilder's average true range over bars' high, low and close."""
+
+    __slots__ = ("period", "_prev_close", "_sum", "_count", "value")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._prev_close: float | None = None
+        self._sum = 0.0
+        self._count = 0
+        self.value: float | None = None
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        prev = self._prev_close
+        true_range = high - low if prev is None else max(high, prev) - min(low, prev)
+        self._prev_close = close
+        if self.value is None:
+            self._sum += true_range
+            self._count += 1
+            if self._count == self.period:
+                self.value = self._sum / self.period
+        else:
+            self.value += (true_range - self.value) / self.period
+        return self.value

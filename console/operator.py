@@ -1,0 +1,43 @@
+"""`paperdesk halt | pause | resume | emergency-stop | phase`: commands to a running session from another shell.
+
+The command is queued in the database; the running engine applies it within a second and records
+the result, which this prints. With no engine running it stays queued and applies when the session
+resumes. Exit 0 when applied (or queued), 1 when the engine refused it or did not answer in time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.store.commands import command_result, queue_command
+from engine.store.database import writer_running
+
+
+def send_command(db: Path, command: str, args: dict[str, Any], reason: str, wait_s: float,
+                 out: TextIO = sys.stdout) -> int:
+    started = time.monotonic()
+    command_id, session_id = queue_command(db, command, args, reason)
+    what = command + (f" {args['strategy']}" if args.get("strategy") else "")
+    if not writer_running(db):
+        print(f"session {session_id} is not running: {what} is queued (command {command_id}) and applies when it "
+              f"resumes (paperdesk run --db {db})", file=out)
+        return 0
+    deadline = started + wait_s
+    while True:
+        result = command_result(db, command_id)
+        if result.handled:
+            took = time.monotonic() - started
+            at = datetime.fromtimestamp((result.market_ts or 0) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            verdict = "applied" if result.ok else "REFUSED"
+            print(f"session {session_id}: {what} {verdict} in {took:.2f} s (market time {at}): {result.result}",
+                  file=out)
+            return 0 if result.ok else 1
+        if time.monotonic() >= deadline:
+            print(f"session {session_id}: {what} is queued (command {command_id}) but the engine has not applied it "
+                  f"within {wait_s:g} s; it will when it next polls. Check `paperdesk status --db {db}`", file=out)
+            return 1
+        time.sleep(0.05)

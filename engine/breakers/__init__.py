@@ -1,0 +1,1 @@
+"""Trading states, circuit breakers and the market-data health they watch."""

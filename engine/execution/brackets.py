@@ -1,0 +1,171 @@
+"""Brackets: stop-loss and take-profit orders that follow a strategy's position, one canceling the other.
+
+One bracket per (strategy, symbol). Its children are reduce-only orders on the simulated venue, sized
+to what the strategy holds (less what its own open exits already take), and re-placed whenever that
+changes: when one child fills, the other shrinks or is canceled (OCO). Children are contingent: they
+do not count as the strategy's pending quantity, so target_position does not see them as exits.
+A trailing stop is watched here on every price and leaves as a market order when the price falls
+back by the trail from its best level since entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.model.order import OrderSide, OrderStatus, OrderType
+
+if TYPE_CHECKING:
+    from engine.core import Engine
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitSpec:
+    """Exits for an entry: absolute prices from the intent win over percentages from config."""
+
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    stop_pct: float | None = None
+    take_profit_pct: float | None = None
+    trailing_pct: float | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.stop_loss, self.take_profit, self.stop_pct, self.take_profit_pct,
+                                           self.trailing_pct))
+
+
+@dataclass(slots=True)
+class Bracket:
+    spec: ExitSpec
+    stop_id: str | None = None
+    take_id: str | None = None
+    extreme: float | None = None      # best price since entry, for the trailing stop
+    trailing_sent: str | None = None  # the trailing exit in flight
+
+
+class Brackets:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.by_key: dict[Key, Bracket] = {}
+        self.trailing: dict[str, set[Key]] = {}
+        self._busy: set[Key] = set()
+        self._dirty: set[Key] = set()
+
+    def attach(self, key: Key, spec: ExitSpec) -> None:
+        """An entry is going out with these exits; they apply to the whole position it adds to."""
+        bracket = self.by_key.get(key)
+        if bracket is None:
+            self.by_key[key] = Bracket(spec)
+        else:
+            bracket.spec = spec
+        if spec.trailing_pct is not None:
+            self.trailing.setdefault(key[1], set()).add(key)
+
+    def children(self) -> set[str]:
+        return {cid for b in self.by_key.values() for cid in (b.stop_id, b.take_id, b.trailing_sent) if cid}
+
+    def resync(self, key: Key) -> None:
+        """Make the children match the position (re-entrant calls from fills are folded into one more pass)."""
+        if key not in self.by_key:
+            return
+        if key in self._busy:
+            self._dirty.add(key)
+            return
+        self._busy.add(key)
+        try:
+            while True:
+                self._dirty.discard(key)
+                self._resync(key)
+                if key not in self._dirty:
+                    break
+        finally:
+            self._busy.discard(key)
+
+    def on_price(self, symbol: str, price: float) -> None:
+        for key in list(self.trailing.get(symbol, ())):
+            bracket = self.by_key.get(key)
+            if bracket is None or bracket.spec.trailing_pct is None:
+                self.trailing[symbol].discard(key)
+                continue
+            held = self.engine.account.strategy_qty.get(key, 0.0)
+            if not held or bracket.trailing_sent is not None:
+                continue
+            long = held > 0
+            best = bracket.extreme
+            bracket.extreme = best = price if best is None else (max(best, price) if long else min(best, price))
+            pct = bracket.spec.trailing_pct
+            if (price <= best * (1 - pct)) if long else (price >= best * (1 + pct)):
+                self._cancel(bracket)
+                qty = self.engine.instruments[key[1]].floor_qty(abs(held))
+                order = self.engine.submit_order(key[0], key[1], OrderSide.SELL if long else OrderSide.BUY, qty,
+                                                 reduce_only=True, origin="exit",
+                                                 note=f"trailing stop: {price:g} is {pct:.2%} off the best {best:g}")
+                if order.is_open:
+                    bracket.trailing_sent = order.client_id
+
+    def drop(self, key: Key) -> None:
+        bracket = self.by_key.pop(key, None)
+        if bracket is not None:
+            self._cancel(bracket)
+            self.trailing.get(key[1], set()).discard(key)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _resync(self, key: Key) -> None:
+        engine = self.engine
+        bracket = self.by_key[key]
+        held = engine.account.strategy_qty.get(key, 0.0)
+        pending = engine.pending_qty(key)
+        if bracket.trailing_sent is not None:
+            sent = engine.orders.get(bracket.trailing_sent)
+            if sent is None or not sent.is_open:
+                bracket.trailing_sent = None
+        if held == 0.0:
+            if pending == 0.0:
+                self.drop(key)  # flat and nothing on the way: the bracket is done
+            else:
+                self._cancel(bracket)
+            return
+        expected = held + pending
+        qty = min(abs(held), abs(expected)) if held * expected > 0 else 0.0
+        instrument = engine.instruments[key[1]]
+        qty = instrument.floor_qty(qty)
+        if qty <= 0 or bracket.trailing_sent is not None or not engine.risk.exits_allowed(key):
+            self._cancel(bracket)
+            return
+        long = held > 0
+        side = OrderSide.SELL if long else OrderSide.BUY
+        entry = engine.risk.entry_price(key)
+        spec = bracket.spec
+        stop = spec.stop_loss
+        if stop is None and spec.stop_pct is not None:
+            stop = instrument.round_price(entry * (1 - spec.stop_pct if long else 1 + spec.stop_pct))
+        take = spec.take_profit
+        if take is None and spec.take_profit_pct is not None:
+            take = instrument.round_price(entry * (1 + spec.take_profit_pct if long else 1 - spec.take_profit_pct))
+        bracket.stop_id = self._place(bracket.stop_id, key, side, qty, OrderType.STOP, None, stop)
+        bracket.take_id = self._place(bracket.take_id, key, side, qty, OrderType.LIMIT, take, None)
+
+    def _place(self, current: str | None, key: Key, side: OrderSide, qty: float, order_type: OrderType,
+               price: float | None, stop: float | None) -> str | None:
+        engine = self.engine
+        order = engine.orders.get(current) if current else None
+        if order is not None and order.is_open and order.status is not OrderStatus.TRIGGERED:
+            if (order.side, order.remaining, order.price, order.stop_price) == (side, qty, price, stop):
+                return current
+            engine.cancel_order(order.client_id)
+        elif order is not None and order.is_open:
+            return current  # a triggered stop is on its way to filling; let it
+        if (price if order_type is OrderType.LIMIT else stop) is None:
+            return None
+        new = engine.submit_order(key[0], key[1], side, qty, order_type, price, stop, reduce_only=True,
+                                  origin="exit", note="stop-loss" if order_type is OrderType.STOP else "take-profit")
+        return new.client_id if new.is_open else None
+
+    def _cancel(self, bracket: Bracket) -> None:
+        for cid in (bracket.stop_id, bracket.take_id):
+            if cid is not None:
+                self.engine.cancel_order(cid)
+        bracket.stop_id = bracket.take_id = None

@@ -1,0 +1,135 @@
+"""Operator commands through the database: another shell queues them, the running engine applies them.
+
+A command row is written by `paperdesk halt|pause|resume|emergency-stop|phase` and picked up by the
+session's poller within a quarter second; the engine records when and after which market event it
+applied it, and with what result. On a restart recovery re-applies each command after the same
+market event, so the replay reaches the same state; a command queued while nothing runs applies
+when the session resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.clock import wall_ns
+from engine.store.database import StoreError, check_database, configure, connect_readonly
+from engine.store.schema import SCHEMA_VERSION
+from engine.store.sessions import ENDED
+
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    session_id: int
+    command: str
+    args: dict[str, Any]
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    handled: bool
+    ok: bool | None
+    result: str | None
+    market_ts: int | None
+    handled_wall_ns: int | None
+
+
+def command_source() -> str:
+    """Who sent it, for the audit: user, host and process."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    return f"cli {user}@{os.uname().nodename} pid {os.getpid()}"
+
+
+def queue_command(path: Path, command: str, args: dict[str, Any], reason: str) -> tuple[int, int]:
+    """Queue a command for the database's current session; returns (command id, session id)."""
+    if not path.exists():
+        raise StoreError(f"{path}: no such database (paperdesk run --db {path} creates it)")
+    version = check_database(path, thorough=False)
+    if version < SCHEMA_VERSION:
+        raise StoreError(f"{path}: written by an older paperdesk (schema {version}); run `paperdesk run --db {path}` "
+                         "once to upgrade it, then send the command again")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    try:
+        configure(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT id FROM sessions WHERE status != ? ORDER BY id DESC LIMIT 1", (ENDED,)).fetchone()
+        if row is None:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"{path}: no session to command (every session has ended; `paperdesk run` starts one)")
+        cur = conn.execute("INSERT INTO commands (session_id, wall_ns, command, args, reason, source) "
+                           "VALUES (?,?,?,?,?,?)", (row[0], wall_ns(), command, json.dumps(args), reason,
+                                                    command_source()))
+        conn.execute("COMMIT")
+        return cur.lastrowid, row[0]
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot queue the command ({exc})") from None
+    finally:
+        conn.close()
+
+
+def command_result(path: Path, command_id: int) -> CommandResult:
+    conn = connect_readonly(path)
+    try:
+        row = conn.execute("SELECT handled_wall_ns, ok, result, market_ts FROM commands WHERE id = ?",
+                           (command_id,)).fetchone()
+    finally:
+        conn.close()
+    if row is None or row[0] is None:
+        return CommandResult(False, None, None, None, None)
+    return CommandResult(True, bool(row[1]), row[2], row[3], row[0])
+
+
+def pending_commands(conn: sqlite3.Connection, session_id: int) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT id, wall_ns, command, args, reason, source FROM commands "
+                       "WHERE session_id = ? AND handled_wall_ns IS NULL ORDER BY id", (session_id,))
+    return [dict(zip(("id", "wall_ns", "command", "args", "reason", "source"), row, strict=True)) for row in cur]
+
+
+def applied_commands(conn: sqlite3.Connection, session_id: int) -> list[tuple[int, int, Command]]:
+    """(market_seq, market_ts, command) of every command the session applied, in the order it applied them."""
+    rows = conn.execute("SELECT market_seq, market_ts, id, command, args, reason, source FROM commands "
+                        "WHERE session_id = ? AND handled_wall_ns IS NOT NULL AND market_seq IS NOT NULL "
+                        "ORDER BY market_seq, id", (session_id,))
+    return [(seq, ts, Command(cid, session_id, command, json.loads(args), reason, source))
+            for seq, ts, cid, command, args, reason, source in rows]
+
+
+class CommandInbox:
+    """The engine's side: fetches commands not yet applied (blocking; call it from a worker thread)."""
+
+    def __init__(self, path: Path, session_id: int) -> None:
+        self.path = path
+        self.session_id = session_id
+        self._conn: sqlite3.Connection | None = None
+        self._seen = 0
+
+    def fetch(self) -> list[Command]:
+        if self._conn is None:
+            # polled from asyncio's worker threads, one call at a time
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+        rows = self._conn.execute("SELECT id, command, args, reason, source FROM commands WHERE session_id = ? "
+                                  "AND handled_wall_ns IS NULL AND id > ? ORDER BY id", (self.session_id, self._seen))
+        out = []
+        for cid, command, args, reason, source in rows.fetchall():
+            self._seen = cid
+            try:
+                parsed = json.loads(args)
+            except ValueError:
+                parsed = {"unreadable": args}
+            out.append(Command(cid, self.session_id, command, parsed if isinstance(parsed, dict) else {}, reason,
+                               source))
+        return out
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
