@@ -109,13 +109,15 @@ class Engine:
             self.recording.append(event)
         if self.journal is not None:
             self.journal.market(event)
-        self.risk.on_market(event)
+        risk = self.risk
+        risk.on_market(event)
         if type(event) is Bar:
             self.on_bar(event)
         elif type(event) is TradeTick:
             self.on_trade(event)
         else:
             self.on_book(event)
+        risk.after_market(event)
 
     def on_book(self, book: BookSnapshot) -> None:
         self.venue.on_book(book)

@@ -37,7 +37,7 @@ from engine.config import BreakersConfig, ExitsConfig, PhaseConfig, RiskConfig, 
 from engine.execution.brackets import Brackets, ExitSpec
 from engine.model.fill import Fill
 from engine.model.market import Bar, MarketEvent
-from engine.model.order import Denial, Order, OrderSide, OrderType
+from engine.model.order import Denial, Order, OrderSide, OrderStatus, OrderType
 from engine.risk.checks import Exposure, PreTradeChecks, is_reducing
 from engine.risk.returns import ReturnHistory
 from engine.risk.round_trips import RoundTrips
@@ -103,6 +103,7 @@ class RiskManager:
         self.listeners: list[Callable[[StateChange], None]] = []
         self._eval_ns = int(b.evaluate_seconds * 1e9)
         self._next_eval = 0
+        self._batch_ts = 0
         self._unhealthy: tuple[str, ...] = ()
         self._atr: dict[tuple[str, str], ATR] = {}
         for name, s in rules.strategies.items():
@@ -114,15 +115,24 @@ class RiskManager:
     # ---- the engine's hooks ---------------------------------------------------------------------
 
     def on_market(self, event: MarketEvent) -> None:
-        """Before strategies see an event: note data health, watch trailing stops, evaluate when due."""
+        """Before strategies see an event: sample returns at a new timestamp, note data health, watch trailing stops."""
         ts = event.end if type(event) is Bar else event.ts
-        self.health.observe(event, ts)
+        if ts != self._batch_ts:
+            # sample at the end of a timestamp, when every symbol's event at it has been applied
+            if self._batch_ts and self.history.observe(self._batch_ts, self.engine.account.marks):
+                self._sampled(self._batch_ts)
+            self._batch_ts = ts
+        self.health.observe(event, self.engine.clock.now_ns())
         trailing = self.brackets.trailing
         if trailing and event.symbol in trailing:
             price = event.close if type(event) is Bar else event.price if hasattr(event, "price") else (
                 event.mid if event.bids and event.asks else None)
             if price is not None:
                 self.brackets.on_price(event.symbol, price)
+
+    def after_market(self, event: MarketEvent) -> None:
+        """After the engine has applied an event (marks, fills, decisions): evaluate the breakers when due."""
+        ts = event.end if type(event) is Bar else event.ts
         if ts >= self._next_eval:
             self.evaluate(ts)
 
@@ -143,7 +153,7 @@ class RiskManager:
                 self._apply(trip, fill.ts)
         key = (order.strategy, order.symbol)
         if key in self.flattening and not self.engine.account.strategy_qty.get(key, 0.0):
-            del self.flattening[key]
+            self.flattening.pop(key, None)
         self.brackets.resync(key)
         self.evaluate(fill.ts)
 
@@ -292,7 +302,6 @@ class RiskManager:
         for change in self.states.expire(ts):
             self._emit(change)
         account = self.engine.account
-        sampled = self.history.observe(ts, account.marks)
         equity = account.equity()
         trips: list[Trip] = []
 
@@ -308,11 +317,6 @@ class RiskManager:
             measure(self.drawdown.evaluate(ts, equity, self._in_force(Drawdown.name)))
         if self.latency is not None:
             measure(self.latency.evaluate(ts, self._in_force(OrderLatency.name)))
-        if sampled and self.correlation is not None:
-            exposures = {s: p.qty * account.marks.get(s, p.avg_price) for s, p in account.positions.items() if p.qty}
-            measure(self.correlation.evaluate(exposures, self.history))
-        if sampled and self.volatility is not None:
-            measure(self.volatility.evaluate(ts, self.history, self._in_force(VolatilitySpike.name)))
         if self.losses is not None:
             for gauge in self.losses.gauges():
                 self.gauges[(gauge.breaker, gauge.scope)] = gauge
@@ -321,6 +325,23 @@ class RiskManager:
             self._apply(trip, ts)
         if self.flattening:
             self._flatten_more()
+
+    def _sampled(self, ts: int) -> None:
+        """A new return sample: the breakers that read the return history."""
+        trips = []
+        if self.correlation is not None:
+            account = self.engine.account
+            exposures = {s: p.qty * account.marks.get(s, p.avg_price) for s, p in account.positions.items() if p.qty}
+            gauge, trip = self.correlation.evaluate(exposures, self.history)
+            self.gauges[(gauge.breaker, gauge.scope)] = gauge
+            trips.append(trip)
+        if self.volatility is not None:
+            gauge, trip = self.volatility.evaluate(ts, self.history, self._in_force(VolatilitySpike.name))
+            self.gauges[(gauge.breaker, gauge.scope)] = gauge
+            trips.append(trip)
+        for trip in trips:
+            if trip is not None:
+                self._apply(trip, ts)
 
     def _in_force(self, source: str, scope: str = PORTFOLIO) -> bool:
         return any(r.source == source for r in self.states.restrictions(scope))
@@ -402,7 +423,7 @@ class RiskManager:
             held = engine.account.strategy_qty.get(key, 0.0)
             qty = engine.instruments[key[1]].floor_qty(abs(held))
             if qty <= 0:
-                del self.flattening[key]
+                self.flattening.pop(key, None)  # a fill inside this loop may have removed it already
                 continue
             if key not in in_flight:
                 engine.submit_order(key[0], key[1], OrderSide.SELL if held > 0 else OrderSide.BUY, qty,
@@ -411,9 +432,12 @@ class RiskManager:
     def emergency_stop(self, reason: str, ts: int) -> str:
         """Cancel everything, close everything at market, latch EMERGENCY_STOPPED. Safe to repeat."""
         cause = reason or "operator emergency stop"
-        self._emit(self.states.restrict(PORTFOLIO, Restriction(TradingState.EMERGENCY_STOPPED, OPERATOR, cause, ts)))
         engine = self.engine
-        canceled = sum(1 for o in engine.open_orders() if engine.cancel_order(o.client_id, "emergency stop"))
+        was_open = engine.open_orders()
+        self._emit(self.states.restrict(PORTFOLIO, Restriction(TradingState.EMERGENCY_STOPPED, OPERATOR, cause, ts)))
+        for order in engine.open_orders():
+            engine.cancel_order(order.client_id, "emergency stop")
+        canceled = sum(1 for o in was_open if o.status is OrderStatus.CANCELED)
         positions = self.flatten(None, "emergency stop")
         return f"EMERGENCY_STOPPED: canceled {canceled} open orders, closing {positions} positions at market"
 
