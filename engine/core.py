@@ -144,11 +144,11 @@ class Engine:
         self._dispatch_bar(bar)
 
     def _dispatch_bar(self, bar: Bar) -> None:
+        if self.risk._atr:
+            self.risk.on_bar(bar)
         subs = self._bar_subs.get((bar.symbol, bar.timeframe))
         if not subs:
             return
-        if self.risk._atr:
-            self.risk.on_bar(bar)
         for strategy in subs:
             strategy._ts = bar.end
             strategy.decided = False

@@ -31,7 +31,10 @@ class Account:
         if position is None:
             position = self.positions[fill.symbol] = Position(fill.symbol)
         key = (fill.strategy, fill.symbol)
-        self.strategy_qty[key] = self.strategy_qty.get(key, 0.0) + signed
+        old = self.strategy_qty.get(key, 0.0)
+        new = old + signed
+        # 1.0 - 0.8 - 0.2 is 5.6e-17, not flat: float dust must not look like a position
+        self.strategy_qty[key] = 0.0 if abs(new) <= 1e-9 * max(1.0, abs(old)) else new
         return position.apply(signed, fill.price)
 
     def position_qty(self, symbol: str) -> float:
