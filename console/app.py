@@ -6,6 +6,7 @@ It reads snapshots at a fixed rate and never computes trading state itself.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 import time
 from pathlib import Path
@@ -31,26 +32,42 @@ def _num(value: float, decimals: int = 2, signed: bool = False) -> Text:
 
 
 class PaperdeskApp(App[int]):
-    """Watches a PaperSession; q quits (and stops the session)."""
+    """Watches a PaperSession; q quits (and stops the session); h/p/r halt, pause, resume; ! twice emergency-stops.
+
+    The trading keys are App-level priority bindings, so no focused widget can swallow them; they
+    go through the session like a command from another shell (saved, audited, replayed on restart).
+    """
 
     CSS_PATH = THEMES / "paperdesk.tcss"
     TITLE = "paperdesk"
-    BINDINGS = [Binding("q", "quit_session", "Quit", priority=True)]
+    BINDINGS = [
+        Binding("q", "quit_session", "Quit", priority=True),
+        Binding("h", "operator('halt')", "Halt", priority=True),
+        Binding("p", "operator('pause')", "Pause", priority=True),
+        Binding("r", "operator('resume')", "Resume", priority=True),
+        Binding("exclamation_mark", "emergency_stop", "Emergency stop (press twice)", priority=True,
+                id="emergency-stop"),
+    ]
     REFRESH_SECONDS = 0.5
     CHART_SECONDS = 1.0
+    CONFIRM_SECONDS = 3.0
 
     def __init__(self, session: PaperSession) -> None:
         super().__init__()
         self.session = session
         self._fill_keys: list[str] = []
         self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
+        self._armed: dict[str, float] = {}  # action -> when its first press was, for press-twice confirmation
+        self._source = f"console {getpass.getuser()}"
 
     def compose(self) -> ComposeResult:
         yield Static(id="status", markup=False)
         with Horizontal(id="top"):
             yield DataTable(id="positions", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="strategies", cursor_type="row")
-        yield DataTable(id="fills", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="middle"):
+            yield DataTable(id="fills", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="breakers", cursor_type="row")
         yield PlotextPlot(id="equity")
         yield Footer()
 
@@ -66,6 +83,9 @@ class PaperdeskApp(App[int]):
         fills.border_title = "Fills (newest last)"
         fills.add_columns("time", "strategy", "symbol", "side", "qty", "price", "fee", "liq", "basis",
                           "depth", "slip bps")
+        breakers = self.query_one("#breakers", DataTable)
+        breakers.border_title = "Breakers (distance to trip)"
+        breakers.add_columns("breaker", "scope", "used", "detail")
         self.query_one("#equity", PlotextPlot).border_title = "Equity"
         self.refresh_view()
         self.set_interval(self.REFRESH_SECONDS, self.refresh_view)
@@ -75,12 +95,47 @@ class PaperdeskApp(App[int]):
         self.session.stop("operator pressed q")
         self.exit(0)
 
+    def _confirmed(self, action: str, prompt: str) -> bool:
+        """True on the second press within CONFIRM_SECONDS; the first only asks."""
+        now = time.monotonic()
+        if now - self._armed.pop(action, -1e9) <= self.CONFIRM_SECONDS:
+            return True
+        self._armed[action] = now
+        self.notify(prompt, severity="warning", timeout=self.CONFIRM_SECONDS)
+        return False
+
+    def action_operator(self, command: str) -> None:
+        reason = f"{command} key in the console"
+        if command == "resume" and self.session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED":
+            if not self._confirmed("resume", "EMERGENCY STOPPED: press r again within 3 s to resume trading"):
+                return
+            reason = "resumed from the console after an emergency stop"
+        self._run_command(command, reason)
+
+    def action_emergency_stop(self) -> None:
+        if self._confirmed("emergency-stop", "press ! again within 3 s to EMERGENCY STOP: cancel every order, "
+                                             "close every position"):
+            self._run_command("emergency-stop", "emergency-stop key in the console")
+
+    def _run_command(self, command: str, reason: str) -> None:
+        ok, result = self.session.operator_command(command, {}, reason, self._source)
+        self.notify(result, severity="information" if ok else "error", timeout=6)
+        self.refresh_view()
+
     def refresh_view(self) -> None:
         snap = self._snapshot = self.session.snapshot()
         self._show_status(snap)
         self._show_positions(snap)
         self._show_strategies(snap)
         self._show_fills(snap)
+        self._show_breakers(snap)
+
+    def _show_breakers(self, snap: EngineSnapshot) -> None:
+        table = self.query_one("#breakers", DataTable)
+        for g in snap.risk.get("gauges", ()):
+            style = "bold red" if g["usage"] >= 1 else "yellow" if g["warn"] else ""
+            cells = (g["breaker"], g["scope"], Text(f"{g['usage']:.0%}", style=style, justify="right"), g["detail"])
+            self._upsert(table, f"{g['breaker']}:{g['scope']}", cells)
 
     def _show_status(self, snap: EngineSnapshot) -> None:
         venue = self.session.config.venue
@@ -92,14 +147,26 @@ class PaperdeskApp(App[int]):
                  f"orders {snap.orders} (open {snap.open_orders})  fills {snap.fills}  decisions {snap.decisions}")
         if failed:
             line2 += f"  FAILED: {', '.join(failed)}"
+        risk = snap.risk
+        line0 = f"TRADING {snap.trading_state}"
+        for scope in risk.get("scopes", ()):
+            left = "" if scope["until"] is None else f", {max(0, scope['until'] - snap.ts) / 60e9:.0f} min left"
+            why = f"({scope['source']}: {scope['cause']}{left})"
+            line0 += f" {why}" if scope["scope"] == "portfolio" else f"  {scope['scope']} {scope['state']} {why}"
+        if risk.get("flattening"):
+            line0 += f"  closing {risk['flattening']} position(s)"
+        line0 += "   keys: h halt  p pause  r resume  ! ! emergency stop  q quit"
         if snap.session_id is not None:
             line1 += (f"  session {snap.session_id}" + (f" (restart {snap.restarts})" if snap.restarts else "")
                       + f"  saved {snap.store_committed:,} rows  backlog {snap.store_backlog:,}")
             if snap.store_error:
                 line1 += f"  STORE ERROR: {snap.store_error}"
         status = self.query_one("#status", Static)
-        status.update(f"{line1}\n{line2}")
+        status.update(f"{line0}\n{line1}\n{line2}")
         status.set_class(bool(failed or snap.store_error), "-failed")
+        state = snap.trading_state
+        status.set_class(state == "EMERGENCY_STOPPED", "-emergency")
+        status.set_class(state not in ("ACTIVE", "EMERGENCY_STOPPED"), "-restricted")
 
     def _show_positions(self, snap: EngineSnapshot) -> None:
         table = self.query_one("#positions", DataTable)

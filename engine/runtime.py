@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiosqlite
 
@@ -259,19 +259,30 @@ class PaperSession:
     def apply_commands(self) -> None:
         """Apply the operator commands the poller fetched, between market steps, and journal each."""
         commands, self._commands = self._commands, []
-        engine = self.engine
         for command in commands:
-            ts = self.clock.now_ns()
-            ok, result = engine.risk.command(command.command, command.args, command.reason, ts)
-            self.commands_applied += 1
-            line = (f"command {command.id} {command.command} from {command.source}"
-                    + (f" ({command.reason})" if command.reason else "") + (": " if ok else ": REFUSED: ") + result)
-            engine.log_event("INFO" if ok else "WARN", line)
-            if self.on_command is not None:
-                self.on_command(line)
-            if self.journal is not None:
-                self.journal.command_applied(command.id, command.command, command.args, command.reason,
-                                             command.source, ok, result, ts)
+            self._apply_command(command.id, command.command, command.args, command.reason, command.source)
+
+    def operator_command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        """A command from inside the process (the console's keys): applied now, saved like one from another shell."""
+        return self._apply_command(None, command, args, reason, source)
+
+    def _apply_command(self, command_id: int | None, command: str, args: dict[str, Any], reason: str,
+                       source: str) -> tuple[bool, str]:
+        engine = self.engine
+        ts = self.clock.now_ns()
+        ok, result = engine.risk.command(command, args, reason, ts)
+        self.commands_applied += 1
+        line = (f"command {command_id if command_id is not None else '(console)'} {command} from {source}"
+                + (f" ({reason})" if reason else "") + (": " if ok else ": REFUSED: ") + result)
+        engine.log_event("INFO" if ok else "WARN", line)
+        if self.on_command is not None:
+            self.on_command(line)
+        if self.journal is not None:
+            # saved with the market event it followed, so a restart replays it at the same point
+            self.journal.command_applied(command_id, command, args, reason, source, ok, result, ts)
+            self._risk_changes = engine.risk.changes
+            self.journal.risk_view(ts, engine.risk.view())
+        return ok, result
 
     async def _poll_commands(self) -> None:
         """Fetch queued commands every POLL_SECONDS in a worker thread; the run loop applies them."""

@@ -22,7 +22,7 @@ from engine.strategy.base import Strategy
 
 # table operations, in the order a batch applies them
 OPS = ("market", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
-       "mark", "state_event", "risk_state", "command")
+       "mark", "state_event", "risk_state", "command", "command_new")
 
 
 class StoreJournal:
@@ -106,15 +106,25 @@ class StoreJournal:
         """The risk manager's picture (states, gauges, phases) for `paperdesk status`."""
         self._add("risk_state", (self.session_id, wall_ns(), ts, view["state"], json.dumps(view)))
 
-    def command_applied(self, command_id: int, command: str, args: dict[str, Any], reason: str, source: str,
+    def command_applied(self, command_id: int | None, command: str, args: dict[str, Any], reason: str, source: str,
                         ok: bool, result: str, ts: int) -> None:
-        """An operator command the engine applied (or refused), after market event market_seq."""
+        """An operator command the engine applied (or refused), after market event market_seq.
+
+        command_id is the row another shell queued; None for a command given in this process (the
+        console), which gets its row here.
+        """
         if self.replaying:
             return
-        self._add("command", (wall_ns(), result, self.market_seq, ts, int(ok), command_id))
-        self._audit("command", f"command:{self.session_id}:{command_id}",
-                    {"id": command_id, "command": command, "args": args, "reason": reason, "source": source,
-                     "ok": ok, "result": result, "market_ts": ts})
+        wall = wall_ns()
+        if command_id is None:
+            self._add("command_new", (self.session_id, wall, command, json.dumps(args), reason, source, wall, result,
+                                      self.market_seq, ts, int(ok)))
+            ref = f"command:{self.session_id}:local:{wall}"
+        else:
+            self._add("command", (wall, result, self.market_seq, ts, int(ok), command_id))
+            ref = f"command:{self.session_id}:{command_id}"
+        self._audit("command", ref, {"id": command_id, "command": command, "args": args, "reason": reason,
+                                     "source": source, "ok": ok, "result": result, "market_ts": ts})
 
     def venue_state(self, ts: int, state: dict[str, Any]) -> None:
         """The simulated market's state after the step whose events were journaled last."""

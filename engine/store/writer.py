@@ -41,6 +41,8 @@ SQL: dict[str, str] = {
     "risk_state": "INSERT OR REPLACE INTO risk_state VALUES (?,?,?,?,?)",
     "command": ("UPDATE commands SET handled_wall_ns = ?, result = ?, market_seq = ?, market_ts = ?, ok = ? "
                 "WHERE id = ?"),
+    "command_new": ("INSERT INTO commands (session_id, wall_ns, command, args, reason, source, handled_wall_ns, "
+                    "result, market_seq, market_ts, ok) VALUES (?,?,?,?,?,?,?,?,?,?,?)"),
 }
 
 

@@ -142,3 +142,37 @@ async def test_console_shows_the_resumed_session_and_what_the_store_saved(tmp_pa
         await pilot.pause(app.REFRESH_SECONDS + 0.1)
         status = str(app.query_one("#status", Static).render())
         assert "session 1 (restart 1)" in status and "saved " in status and "backlog " in status
+
+
+async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_commands(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    async with console_over_session(make_config(), db) as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: any(p.qty for p in session.engine.account.positions.values()))
+        app.query_one("#fills", DataTable).focus()      # a focused widget must not swallow the keys
+        await pilot.press("h")
+        assert session.engine.risk.states.state("portfolio").value == "HALTED"
+        await pilot.pause(app.REFRESH_SECONDS + 0.2)
+        status = app.query_one("#status", Static)
+        assert "TRADING HALTED (operator: halt key in the console)" in str(status.render())
+        assert status.has_class("-restricted")
+        await pilot.press("exclamation_mark")           # the first press only asks
+        assert session.engine.risk.states.state("portfolio").value == "HALTED"
+        await pilot.press("exclamation_mark")
+        assert session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await wait_until(pilot, lambda: not any(p.qty for p in session.engine.account.positions.values())
+                         and not session.engine.open_orders())
+        await pilot.press("r")                          # resuming an emergency stop asks too
+        assert session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await pilot.pause(app.REFRESH_SECONDS + 0.2)
+        assert app.query_one("#status", Static).has_class("-emergency")
+        breakers = app.query_one("#breakers", DataTable)
+        assert "daily_loss:portfolio" in breakers.rows and "drawdown:portfolio" in breakers.rows
+    from tests.store.helpers import query
+
+    rows = query(db, "SELECT command, source, ok FROM commands ORDER BY id")
+    assert [r[0] for r in rows] == ["halt", "emergency-stop"] and all(r[2] == 1 for r in rows)
+    assert rows[0][1].startswith("console ")
+    resumed = PaperSession(make_config(), db_path=db)
+    await resumed.open()  # the restart replays the console's commands: still latched
+    assert resumed.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+    await resumed.close()
