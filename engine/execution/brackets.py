@@ -10,7 +10,7 @@ back by the trail from its best level since entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from engine.model.order import OrderSide, OrderStatus, OrderType
@@ -90,7 +90,7 @@ class Brackets:
                 self.trailing[symbol].discard(key)
                 continue
             held = self.engine.account.strategy_qty.get(key, 0.0)
-            if not held or bracket.trailing_sent is not None:
+            if not held or bracket.trailing_sent is not None or not self.engine.risk.exits_allowed(key):
                 continue
             long = held > 0
             best = bracket.extreme
@@ -104,6 +104,10 @@ class Brackets:
                                                  note=f"trailing stop: {price:g} is {pct:.2%} off the best {best:g}")
                 if order.is_open:
                     bracket.trailing_sent = order.client_id
+                elif order.status is OrderStatus.DENIED:
+                    # retrying on every price would flood the order log; the stop and take-profit still stand
+                    bracket.spec = replace(bracket.spec, trailing_pct=None)
+                    self.engine.log_event("WARN", f"trailing stop for {key[0]} {key[1]} dropped: {order.reason}")
 
     def drop(self, key: Key) -> None:
         bracket = self.by_key.pop(key, None)

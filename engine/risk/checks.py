@@ -34,6 +34,9 @@ class Exposure:
 
 
 def is_reducing(before: float, after: float) -> bool:
+    """after is no further from flat than before, on the same side (flat within float dust counts as flat)."""
+    if abs(after) <= 1e-9 * max(1.0, abs(before)):
+        return True
     return abs(after) <= abs(before) + 1e-12 and before * after >= 0
 
 

@@ -63,3 +63,40 @@ def test_file_problems(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="instruments: required key is missing"):
         parse_config({})
+
+
+def test_risk_sections_name_what_is_wrong():
+    import pytest
+
+    from engine.config import ConfigError
+    from tests.conftest import make_config
+
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.phase = 4: no such \[\[phases\]\] entry"):
+        make_config(strategies=[{**BASE_STRATEGY, "phase": 4}])
+    with pytest.raises(ConfigError, match=r"risk\.max_position_qty: 'DOGE/USDT' is not an instrument"):
+        make_config(risk={"max_position_qty": {"DOGE/USDT": 1.0}})
+    with pytest.raises(ConfigError, match=r"mode 'fixed' needs qty"):
+        make_config(strategies=[{**BASE_STRATEGY, "sizing": {"mode": "fixed"}}])
+    with pytest.raises(ConfigError, match=r"breakers\.daily_lose: unknown key; allowed keys here: .*daily_loss"):
+        make_config(breakers={"daily_lose": 0.02})
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.exits\.stop_loss_pct = 1\.5"):
+        make_config(strategies=[{**BASE_STRATEGY, "exits": {"stop_loss_pct": 1.5}}])
+    with pytest.raises(ConfigError, match=r"volatility_short_samples must be smaller"):
+        make_config(breakers={"volatility_short_samples": 80})
+    config = make_config(phases=[{"phase": 1, "risk_per_trade": 0.001, "max_exposure": 0.02}],
+                         strategies=[{**BASE_STRATEGY, "phase": 1, "sizing": {"mode": "kelly"}}])
+    assert config.strategies[0].phase == 1 and config.breakers.daily_loss == 0.01  # the design notes' default
+
+
+def test_the_shipped_config_has_every_risk_section():
+    from pathlib import Path
+
+    from engine.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "config.toml")
+    assert config.phases and config.risk.max_gross_exposure and config.breakers.drawdown == 0.03
+    assert config.strategies[0].exits.stop_loss_pct and config.strategies[2].sizing.mode == "fraction"
+
+
+BASE_STRATEGY = {"name": "s", "kind": "sma_crossover", "symbols": ["BTC/USDT"], "timeframe": "1m",
+                 "params": {"fast": 3, "slow": 8, "size": 0.05}}

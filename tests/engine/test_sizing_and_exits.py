@@ -147,3 +147,27 @@ def test_brackets_do_not_count_as_the_strategys_pending_exits():
     desk.target("a", "BTC/USDT", 2.0)                 # unchanged target: no new order despite the two children
     assert len([o for o in desk.engine.orders.values() if o.origin == "strategy"]) == 1
     assert desk.engine.pending_qty(("a", "BTC/USDT")) == 0.0
+
+
+def test_an_exit_for_a_position_summed_from_fills_is_not_refused_over_float_dust():
+    desk = Desk(rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05))})
+    desk.buy("a", "BTC/USDT", 0.1)
+    desk.buy("a", "BTC/USDT", 0.2)
+    assert desk.held("a") != 0.3                       # 0.30000000000000004
+    desk.tick(BTC=110.0)
+    desk.tick(BTC=100.0)
+    assert desk.held("a") == 0.0
+    assert not [o for o in desk.engine.orders.values() if o.status is OrderStatus.DENIED]
+
+
+def test_a_refused_trailing_exit_is_dropped_with_a_warning_not_retried_on_every_price():
+    desk = Desk(rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05))}, strategies={"a": ["BTC/USDT"]})
+    desk.target("a", "BTC/USDT", 1.0)
+    desk.tick(BTC=110.0)
+    desk.risk.check = lambda order: __import__("engine.model.order", fromlist=["Denial"]).Denial(
+        "test", None, None, "refused for the test")
+    for price in (100.0, 99.0, 98.0, 97.0):
+        desk.tick(BTC=price)
+    denied = [o for o in desk.engine.orders.values() if o.status is OrderStatus.DENIED]
+    assert len(denied) == 1
+    assert any("trailing stop for a BTC/USDT dropped" in message for _, _, message in desk.engine.events)
