@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) bench/make_bars.py 200000 bench/.bars-200000.csv
 	$(PY) bench/sma_replay.py bench/.bars-200000.csv
 	$(PY) bench/store_writer.py
+	$(PY) bench/emergency_stop.py --runs 3
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -118,9 +118,12 @@ class RiskManager:
         """Before strategies see an event: sample returns at a new timestamp, note data health, watch trailing stops."""
         ts = event.end if type(event) is Bar else event.ts
         if ts != self._batch_ts:
-            # sample at the end of a timestamp, when every symbol's event at it has been applied
-            if self._batch_ts and self.history.observe(self._batch_ts, self.engine.account.marks):
-                self._sampled(self._batch_ts)
+            # at the end of a timestamp every symbol's event at it has been applied: sample returns and judge
+            # data health then, not halfway through a step (a late step would look like every other symbol stale)
+            if self._batch_ts:
+                if self.history.observe(self._batch_ts, self.engine.account.marks):
+                    self._sampled(self._batch_ts)
+                self._check_health(self._batch_ts)
             self._batch_ts = ts
         self.health.observe(event, self.engine.clock.now_ns())
         trailing = self.brackets.trailing
@@ -320,7 +323,6 @@ class RiskManager:
         if self.losses is not None:
             for gauge in self.losses.gauges():
                 self.gauges[(gauge.breaker, gauge.scope)] = gauge
-        self._check_health(ts)
         for trip in trips:
             self._apply(trip, ts)
         if self.flattening:

@@ -157,7 +157,17 @@ def test_a_crossed_book_reduces_until_clean_data_has_followed():
     desk.tick(1.0)
     assert desk.state() is TradingState.REDUCING and "crossed" in desk.risk.states.record(PORTFOLIO).cause
     desk.tick(40.0)
+    desk.tick(1.0)  # health is judged when a timestamp is complete, so at the next one
     assert desk.state() is TradingState.ACTIVE
+
+
+def test_a_late_step_that_brings_every_symbol_is_not_a_stale_feed():
+    desk = Desk(breaker_config=breakers(stale_seconds=10.0))
+    desk.buy("a", "BTC/USDT", 1.0, price=90.0)
+    desk.tick(1.0)
+    desk.tick(120.0)            # the whole market arrives two minutes late (a stalled loop, a slow link)
+    desk.tick(1.0)
+    assert desk.state() is TradingState.ACTIVE and desk.last_order().is_open
 
 
 def test_data_stamped_far_from_the_engine_clock_is_skew():

@@ -17,7 +17,9 @@ def fill_key(f):
 
 @pytest.mark.parametrize("latency_ms", [0.0, 50.0, 7000.0])
 def test_replaying_a_recorded_paper_session_reproduces_every_decision(tmp_path, latency_ms):
-    config = make_config(venue={"latency_ms": latency_ms, "bar_slippage_bps": 0.0})
+    # the latency breaker would pause a 7 s venue at its first order; every other breaker stays on
+    config = make_config(venue={"latency_ms": latency_ms, "bar_slippage_bps": 0.0},
+                         breakers={"order_latency_seconds": None})
     recording = tmp_path / "session.jsonl"
     session = PaperSession(config, record_to=recording)
     final = asyncio.run(session.run(duration=3.0))
