@@ -59,6 +59,7 @@ class Engine:
         self.venue = FillSimulator(clock, self.instruments, fill_model or FillModel(), self)
         self.strategies: dict[str, Strategy] = {}
         self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}  # the open ones, kept as they change: risk checks ask on every order
         self.decisions: list[Decision] = []
         self.fills: list[Fill] = []
         self.equity_curve: list[tuple[int, float]] = []
@@ -110,14 +111,17 @@ class Engine:
         if self.journal is not None:
             self.journal.market(event)
         risk = self.risk
-        risk.on_market(event)
-        if type(event) is Bar:
+        kind = type(event)
+        ts = event.end if kind is Bar else event.ts
+        risk.on_market(event, ts)
+        if kind is Bar:
             self.on_bar(event)
-        elif type(event) is TradeTick:
+        elif kind is TradeTick:
             self.on_trade(event)
         else:
             self.on_book(event)
-        risk.after_market(event)
+        if ts >= risk.next_evaluation:  # breakers re-measure once the event is applied (inlined: every event)
+            risk.evaluate(ts)
 
     def on_book(self, book: BookSnapshot) -> None:
         self.venue.on_book(book)
@@ -294,7 +298,7 @@ class Engine:
         return True
 
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        return list(self._open.values())
 
     # ---- VenueListener --------------------------------------------------------------------
 
@@ -321,6 +325,8 @@ class Engine:
 
     def order_filled(self, order: Order, fill: Fill) -> None:
         order.apply_fill(fill.qty, fill.price)
+        if not order.is_open:
+            self._open.pop(order.client_id, None)
         key = (order.strategy, order.symbol)
         if order.origin != "exit":
             self._pending[key] -= order.side * fill.qty
@@ -340,6 +346,11 @@ class Engine:
                 self._fail(strategy, exc)
 
     def _journal_order(self, order: Order) -> None:
+        """Every transition but a fill's passes here: keep the open set, then journal it."""
+        if order.is_open:
+            self._open[order.client_id] = order
+        else:
+            self._open.pop(order.client_id, None)
         if self.journal is not None:
             self.journal.order(order)
 

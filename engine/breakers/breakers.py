@@ -1,11 +1,15 @@
 """The circuit breakers: each measures one thing, reports its distance to tripping, and says what a trip does.
 
-A breaker never acts itself: it returns a Trip, and the risk manager imposes the state, cancels and
-flattens. Every breaker works in market time, so a backtest trips exactly where the paper session did.
+A breaker never acts itself: evaluate() returns a Trip and the risk manager imposes the state,
+cancels and flattens. Measuring is cheap (it runs on the hot path every evaluation); gauge()
+builds the operator's picture only when someone looks. Everything is in market time, so a
+backtest trips exactly where the paper session did.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -55,18 +59,22 @@ class DailyLoss:
         self.limit, self.cooldown_ns = limit, hours(cooldown_h)
         self.day: int | None = None
         self.day_start_equity = 0.0
+        self.loss = 0.0
 
-    def evaluate(self, ts: int, equity: float, in_force: bool) -> tuple[Gauge, Trip | None]:
+    def evaluate(self, ts: int, equity: float, in_force: bool) -> Trip | None:
         day = ts // DAY_NS
         if day != self.day:
             self.day, self.day_start_equity = day, equity
-        loss = max(0.0, (self.day_start_equity - equity) / self.day_start_equity) if self.day_start_equity > 0 else 0.0
-        gauge = Gauge(self.name, PORTFOLIO, loss, self.limit,
-                      f"daily loss {loss:.2%} of {self.limit:.2%} (day opened at {self.day_start_equity:.2f})")
+        start = self.day_start_equity
+        self.loss = loss = (start - equity) / start if start > 0 and equity < start else 0.0
         if loss > self.limit and not in_force:
-            return gauge, Trip(self.name, PORTFOLIO, TradingState.COOLDOWN,
-                               f"daily loss {loss:.2%} > limit {self.limit:.2%}", ts + self.cooldown_ns)
-        return gauge, None
+            return Trip(self.name, PORTFOLIO, TradingState.COOLDOWN, f"daily loss {loss:.2%} > limit {self.limit:.2%}",
+                        ts + self.cooldown_ns)
+        return None
+
+    def gauge(self) -> Gauge:
+        return Gauge(self.name, PORTFOLIO, self.loss, self.limit, f"daily loss {self.loss:.2%} of {self.limit:.2%} "
+                                                                  f"(day opened at {self.day_start_equity:.2f})")
 
 
 class Drawdown:
@@ -77,19 +85,23 @@ class Drawdown:
     def __init__(self, limit: float, cooldown_h: float) -> None:
         self.limit, self.cooldown_ns = limit, hours(cooldown_h)
         self.peak: float | None = None
+        self.drawdown = 0.0
 
-    def evaluate(self, ts: int, equity: float, in_force: bool) -> tuple[Gauge, Trip | None]:
-        if self.peak is None or equity > self.peak:
-            self.peak = equity
-        dd = (self.peak - equity) / self.peak if self.peak > 0 else 0.0
-        gauge = Gauge(self.name, PORTFOLIO, dd, self.limit,
-                      f"drawdown {dd:.2%} from peak {self.peak:.2f} (limit {self.limit:.2%})")
+    def evaluate(self, ts: int, equity: float, in_force: bool) -> Trip | None:
+        peak = self.peak
+        if peak is None or equity > peak:
+            self.peak = peak = equity
+        self.drawdown = dd = (peak - equity) / peak if peak > 0 else 0.0
         if dd > self.limit and not in_force:
-            cause = f"drawdown {dd:.2%} from peak {self.peak:.2f} > limit {self.limit:.2%}"
+            cause = f"drawdown {dd:.2%} from peak {peak:.2f} > limit {self.limit:.2%}"
             self.peak = None  # after a trip the account is measured from where it stands, not from the old peak
-            return gauge, Trip(self.name, PORTFOLIO, TradingState.COOLDOWN, cause, ts + self.cooldown_ns,
-                               close_all=True)
-        return gauge, None
+            return Trip(self.name, PORTFOLIO, TradingState.COOLDOWN, cause, ts + self.cooldown_ns, close_all=True)
+        return None
+
+    def gauge(self) -> Gauge:
+        peak = "-" if self.peak is None else f"{self.peak:.2f}"
+        return Gauge(self.name, PORTFOLIO, self.drawdown, self.limit,
+                     f"drawdown {self.drawdown:.2%} from peak {peak} (limit {self.limit:.2%})")
 
 
 class OrderLatency:
@@ -106,16 +118,17 @@ class OrderLatency:
         self.worst_ns = max(self.worst_ns, latency_ns)
         self.last_ns = latency_ns
 
-    def evaluate(self, ts: int, in_force: bool) -> tuple[Gauge, Trip | None]:
+    def evaluate(self, ts: int, in_force: bool) -> Trip | None:
         worst, self.worst_ns = self.worst_ns, 0
-        shown = max(worst, self.last_ns)
-        gauge = Gauge(self.name, PORTFOLIO, shown / 1e9, self.limit_ns / 1e9,
-                      f"order latency {shown / 1e9:.3f} s (limit {self.limit_ns / 1e9:g} s)")
         if worst > self.limit_ns and not in_force:
-            return gauge, Trip(self.name, PORTFOLIO, TradingState.PAUSED,
-                               f"order acknowledged after {worst / 1e9:.3f} s > {self.limit_ns / 1e9:g} s",
-                               ts + self.pause_ns)
-        return gauge, None
+            return Trip(self.name, PORTFOLIO, TradingState.PAUSED,
+                        f"order acknowledged after {worst / 1e9:.3f} s > {self.limit_ns / 1e9:g} s", ts + self.pause_ns)
+        return None
+
+    def gauge(self) -> Gauge:
+        shown = max(self.worst_ns, self.last_ns)
+        return Gauge(self.name, PORTFOLIO, shown / 1e9, self.limit_ns / 1e9,
+                     f"order latency {shown / 1e9:.3f} s (limit {self.limit_ns / 1e9:g} s)")
 
 
 class ConsecutiveLosses:
@@ -148,8 +161,10 @@ class CorrelationBreach:
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
+        self.worst = 0.0
+        self.pair: tuple[str, str] | None = None
 
-    def evaluate(self, exposures: Mapping[str, float], history: ReturnHistory) -> tuple[Gauge, Trip | None]:
+    def evaluate(self, exposures: Mapping[str, float], history: ReturnHistory) -> Trip | None:
         held = sorted((s for s, v in exposures.items() if v), key=lambda s: -abs(exposures[s]))
         worst, pair = 0.0, None
         for i, a in enumerate(held):
@@ -160,13 +175,44 @@ class CorrelationBreach:
                 effective = corr * (1 if exposures[a] * exposures[b] > 0 else -1)
                 if effective > worst:
                     worst, pair = effective, (a, b)
-        detail = (f"{pair[0]}~{pair[1]} correlation {worst:.2f} (limit {self.limit:.2f})" if pair
-                  else "no correlated positions")
-        gauge = Gauge(self.name, PORTFOLIO, worst, self.limit, detail)
+        self.worst, self.pair = worst, pair
         if pair is not None and worst > self.limit:
             # keep the larger position, close the smaller one of the pair
-            return gauge, Trip(self.name, PORTFOLIO, None, f"{detail}: closing {pair[1]}", close_symbols=(pair[1],))
-        return gauge, None
+            return Trip(self.name, PORTFOLIO, None, f"{self._detail()}: closing {pair[1]}", close_symbols=(pair[1],))
+        return None
+
+    def _detail(self) -> str:
+        if self.pair is None:
+            return "no correlated positions"
+        return f"{self.pair[0]}~{self.pair[1]} correlation {self.worst:.2f} (limit {self.limit:.2f})"
+
+    def gauge(self) -> Gauge:
+        return Gauge(self.name, PORTFOLIO, self.worst, self.limit, self._detail())
+
+
+class _RollingVariance:
+    """Variance of the last n values, kept with running sums: O(1) per value."""
+
+    __slots__ = ("n", "values", "total", "squares")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.values: deque[float] = deque()
+        self.total = self.squares = 0.0
+
+    def add(self, x: float) -> None:
+        self.values.append(x)
+        self.total += x
+        self.squares += x * x
+        if len(self.values) > self.n:
+            old = self.values.popleft()
+            self.total -= old
+            self.squares -= old * old
+
+    def variance(self) -> float:
+        n = len(self.values)
+        mean = self.total / n
+        return max(0.0, self.squares / n - mean * mean)
 
 
 class VolatilitySpike:
@@ -176,16 +222,32 @@ class VolatilitySpike:
 
     def __init__(self, limit: float, short: int, long: int, pause_h: float) -> None:
         self.limit, self.short, self.long, self.pause_ns = limit, short, long, hours(pause_h)
+        self._windows: dict[str, tuple[_RollingVariance, _RollingVariance]] = {}
+        self.worst, self.symbol = 0.0, None
 
-    def evaluate(self, ts: int, history: ReturnHistory, in_force: bool) -> tuple[Gauge, Trip | None]:
+    def evaluate(self, ts: int, history: ReturnHistory, in_force: bool) -> Trip | None:
+        """Called once per return sample: takes each symbol's newest return."""
         worst, symbol = 0.0, None
-        for s in history.symbols:
-            ratio = history.volatility_ratio(s, self.short, self.long)
-            if ratio is not None and ratio > worst:
+        for s, series in history.returns.items():
+            short, long = self._windows.get(s) or self._windows.setdefault(
+                s, (_RollingVariance(self.short), _RollingVariance(self.long)))
+            short.add(series[-1])
+            long.add(series[-1])
+            if len(long.values) < self.long:
+                continue
+            base = long.variance()
+            ratio = math.sqrt(short.variance() / base) if base > 0 else 0.0
+            if ratio > worst:
                 worst, symbol = ratio, s
-        detail = (f"{symbol} volatility {worst:.2f}x its {self.long}-sample level (limit {self.limit:g}x)" if symbol
-                  else f"volatility: fewer than {self.long} samples yet")
-        gauge = Gauge(self.name, PORTFOLIO, worst, self.limit, detail)
+        self.worst, self.symbol = worst, symbol
         if worst > self.limit and not in_force:
-            return gauge, Trip(self.name, PORTFOLIO, TradingState.PAUSED, detail, ts + self.pause_ns)
-        return gauge, None
+            return Trip(self.name, PORTFOLIO, TradingState.PAUSED, self._detail(), ts + self.pause_ns)
+        return None
+
+    def _detail(self) -> str:
+        if self.symbol is None:
+            return f"volatility: fewer than {self.long} samples yet"
+        return f"{self.symbol} volatility {self.worst:.2f}x its {self.long}-sample level (limit {self.limit:g}x)"
+
+    def gauge(self) -> Gauge:
+        return Gauge(self.name, PORTFOLIO, self.worst, self.limit, self._detail())

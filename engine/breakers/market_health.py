@@ -36,23 +36,25 @@ class MarketHealth:
                     problem = "empty book"
                 elif event.bids[0][0] >= event.asks[0][0]:
                     problem = f"crossed book: bid {event.bids[0][0]:g} >= ask {event.asks[0][0]:g}"
-        if self.skew_ns is not None and abs(ts - now) > self.skew_ns:
+        if self.skew_ns is not None and (ts - now > self.skew_ns or now - ts > self.skew_ns):
             problem = f"clock skew: data stamped {(ts - now) / 1e9:+.3f} s from the engine clock"
         self.last_ts[symbol] = max(ts, self.last_ts.get(symbol, ts))
         if problem is not None:
             self.problems[symbol] = (problem, now + self.healthy_after_ns)
 
     def unhealthy(self, now: int) -> dict[str, str]:
-        """Symbols that are unhealthy now, with why."""
-        out = {}
-        for symbol, (problem, until) in list(self.problems.items()):
-            if until > now:
-                out[symbol] = problem
-            else:
-                del self.problems[symbol]
-        if self.stale_ns is not None:
+        """Symbols that are unhealthy now, with why (empty, quickly, when all is well)."""
+        out: dict[str, str] = {}
+        if self.problems:
+            for symbol, (problem, until) in list(self.problems.items()):
+                if until > now:
+                    out[symbol] = problem
+                else:
+                    del self.problems[symbol]  # clean data has followed for long enough
+        stale = self.stale_ns
+        if stale is not None and self.last_ts and now - min(self.last_ts.values()) > stale:
             for symbol, last in self.last_ts.items():
-                if now - last > self.stale_ns:
+                if now - last > stale:
                     out[symbol] = f"stale: no data for {(now - last) / 1e9:.1f} s"
         return out
 

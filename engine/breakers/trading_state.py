@@ -59,6 +59,7 @@ class StateChange:
 
 
 ACTIVE_RECORD = Restriction(TradingState.ACTIVE, "", "", 0)
+_NONE: dict[str, Restriction] = {}
 
 
 class TradingStates:
@@ -123,6 +124,10 @@ class TradingStates:
         """What binds a strategy: the more severe of the portfolio's state and its own."""
         own, portfolio = self.record(strategy), self.record(PORTFOLIO)
         return own if SEVERITY[own.state] > SEVERITY[portfolio.state] else portfolio
+
+    def sources(self, scope: str) -> dict[str, Restriction]:
+        """The scope's restrictions by source (read-only; a dict so `name in sources` is one lookup)."""
+        return self._by_scope.get(scope) or _NONE
 
     def restrictions(self, scope: str) -> list[Restriction]:
         return list(self._by_scope.get(scope, {}).values())

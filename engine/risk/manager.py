@@ -36,7 +36,7 @@ from engine.breakers.trading_state import (
 from engine.config import BreakersConfig, ExitsConfig, PhaseConfig, RiskConfig, SizingConfig
 from engine.execution.brackets import Brackets, ExitSpec
 from engine.model.fill import Fill
-from engine.model.market import Bar, MarketEvent
+from engine.model.market import Bar, MarketEvent, TradeTick
 from engine.model.order import Denial, Order, OrderSide, OrderStatus, OrderType
 from engine.risk.checks import Exposure, PreTradeChecks, is_reducing
 from engine.risk.returns import ReturnHistory
@@ -95,14 +95,16 @@ class RiskManager:
                                            b.volatility_pause_hours))
         self.phase_rules = {p.phase: p for p in rules.phases}
         self.phases: dict[str, int | None] = {name: s.phase for name, s in rules.strategies.items()}
-        self.gauges: dict[tuple[str, str], Gauge] = {}
         self.flattening: dict[Key, str] = {}   # positions being closed at market, with why
         self.denials = 0
         self.trip_count = 0
         self.changes = 0  # trading-state changes so far, so a watcher knows when to look again
         self.listeners: list[Callable[[StateChange], None]] = []
+        # the return history costs a sample per timestamp: keep it only when something reads it
+        self._sampling = any(x is not None for x in (r.correlation_limit, r.var_limit, self.correlation,
+                                                      self.volatility))
         self._eval_ns = int(b.evaluate_seconds * 1e9)
-        self._next_eval = 0
+        self.next_evaluation = 0
         self._batch_ts = 0
         self._unhealthy: tuple[str, ...] = ()
         self._atr: dict[tuple[str, str], ATR] = {}
@@ -114,30 +116,29 @@ class RiskManager:
 
     # ---- the engine's hooks ---------------------------------------------------------------------
 
-    def on_market(self, event: MarketEvent) -> None:
-        """Before strategies see an event: sample returns at a new timestamp, note data health, watch trailing stops."""
-        ts = event.end if type(event) is Bar else event.ts
+    def on_market(self, event: MarketEvent, ts: int) -> None:
+        """Before strategies see an event (stamped ts): close out the last timestamp, note data health, watch
+        trailing stops. The engine calls evaluate() after applying the event, once next_evaluation is due."""
         if ts != self._batch_ts:
-            # at the end of a timestamp every symbol's event at it has been applied: sample returns and judge
-            # data health then, not halfway through a step (a late step would look like every other symbol stale)
             if self._batch_ts:
-                if self.history.observe(self._batch_ts, self.engine.account.marks):
-                    self._sampled(self._batch_ts)
-                self._check_health(self._batch_ts)
+                self._timestamp_done(self._batch_ts)
             self._batch_ts = ts
         self.health.observe(event, self.engine.clock.now_ns())
         trailing = self.brackets.trailing
         if trailing and event.symbol in trailing:
-            price = event.close if type(event) is Bar else event.price if hasattr(event, "price") else (
+            price = event.close if type(event) is Bar else event.price if type(event) is TradeTick else (
                 event.mid if event.bids and event.asks else None)
             if price is not None:
                 self.brackets.on_price(event.symbol, price)
 
-    def after_market(self, event: MarketEvent) -> None:
-        """After the engine has applied an event (marks, fills, decisions): evaluate the breakers when due."""
-        ts = event.end if type(event) is Bar else event.ts
-        if ts >= self._next_eval:
-            self.evaluate(ts)
+    def _timestamp_done(self, ts: int) -> None:
+        """Every event stamped ts has been applied: sample returns and judge data health now, not halfway
+        through a step (where a late step would make every symbol not yet updated look stale)."""
+        if self._sampling and self.history.observe(ts, self.engine.account.marks):
+            self._sampled(ts)
+        health = self.health
+        if health.problems or health.stale_ns is not None or self._unhealthy:
+            self._check_health(ts)
 
     def on_bar(self, bar: Bar) -> None:
         atr = self._atr.get((bar.symbol, bar.timeframe))
@@ -300,31 +301,25 @@ class RiskManager:
     # ---- breakers ------------------------------------------------------------------------------------
 
     def evaluate(self, ts: int) -> None:
-        """Expire timed states, re-measure every breaker, apply trips, keep flattening what must be flat."""
-        self._next_eval = ts + self._eval_ns
-        for change in self.states.expire(ts):
-            self._emit(change)
-        account = self.engine.account
-        equity = account.equity()
-        trips: list[Trip] = []
-
-        def measure(result: tuple[Gauge, Trip | None]) -> None:
-            gauge, trip = result
-            self.gauges[(gauge.breaker, gauge.scope)] = gauge
-            if trip is not None:
-                trips.append(trip)
-
-        if self.daily_loss is not None:
-            measure(self.daily_loss.evaluate(ts, equity, self._in_force(DailyLoss.name)))
-        if self.drawdown is not None:
-            measure(self.drawdown.evaluate(ts, equity, self._in_force(Drawdown.name)))
+        """Expire timed states, re-measure the equity and latency breakers, apply trips, keep flattening."""
+        self.next_evaluation = ts + self._eval_ns
+        states = self.states
+        if states.next_expiry is not None and ts >= states.next_expiry:
+            for change in states.expire(ts):
+                self._emit(change)
+        forced = states.sources(PORTFOLIO)
+        trips = []
+        if self.daily_loss is not None or self.drawdown is not None:
+            equity = self.engine.account.equity()
+            if self.daily_loss is not None:
+                trips.append(self.daily_loss.evaluate(ts, equity, DailyLoss.name in forced))
+            if self.drawdown is not None:
+                trips.append(self.drawdown.evaluate(ts, equity, Drawdown.name in forced))
         if self.latency is not None:
-            measure(self.latency.evaluate(ts, self._in_force(OrderLatency.name)))
-        if self.losses is not None:
-            for gauge in self.losses.gauges():
-                self.gauges[(gauge.breaker, gauge.scope)] = gauge
+            trips.append(self.latency.evaluate(ts, OrderLatency.name in forced))
         for trip in trips:
-            self._apply(trip, ts)
+            if trip is not None:
+                self._apply(trip, ts)
         if self.flattening:
             self._flatten_more()
 
@@ -334,26 +329,16 @@ class RiskManager:
         if self.correlation is not None:
             account = self.engine.account
             exposures = {s: p.qty * account.marks.get(s, p.avg_price) for s, p in account.positions.items() if p.qty}
-            gauge, trip = self.correlation.evaluate(exposures, self.history)
-            self.gauges[(gauge.breaker, gauge.scope)] = gauge
-            trips.append(trip)
+            trips.append(self.correlation.evaluate(exposures, self.history))
         if self.volatility is not None:
-            gauge, trip = self.volatility.evaluate(ts, self.history, self._in_force(VolatilitySpike.name))
-            self.gauges[(gauge.breaker, gauge.scope)] = gauge
-            trips.append(trip)
+            trips.append(self.volatility.evaluate(ts, self.history, VolatilitySpike.name in
+                                                  self.states.sources(PORTFOLIO)))
         for trip in trips:
             if trip is not None:
                 self._apply(trip, ts)
 
-    def _in_force(self, source: str, scope: str = PORTFOLIO) -> bool:
-        return any(r.source == source for r in self.states.restrictions(scope))
-
     def _check_health(self, ts: int) -> None:
         bad = self.health.unhealthy(ts)
-        if self.health.stale_ns is not None:
-            self.gauges[("market_data", PORTFOLIO)] = Gauge(
-                "market_data", PORTFOLIO, self.health.staleness(ts), 1.0,
-                "; ".join(f"{s}: {why}" for s, why in sorted(bad.items())) or "all symbols fresh")
         if bad:
             # a new restriction only when the set of unhealthy symbols changes, not on every evaluation
             if tuple(sorted(bad)) != self._unhealthy:
@@ -483,6 +468,22 @@ class RiskManager:
 
     # ---- the operator's view -------------------------------------------------------------------------
 
+    def gauges(self) -> list[Gauge]:
+        """Every breaker's distance to tripping, as of its last evaluation."""
+        out = [b.gauge() for b in (self.daily_loss, self.drawdown, self.latency, self.correlation, self.volatility)
+               if b is not None]
+        if self.losses is not None:
+            out += self.losses.gauges()
+        health = self.health
+        if health.stale_ns is not None and self._batch_ts:
+            bad = health.unhealthy(self._batch_ts)
+            out.append(Gauge("market_data", PORTFOLIO, health.staleness(self._batch_ts), 1.0,
+                             "; ".join(f"{s}: {why}" for s, why in sorted(bad.items())) or "all symbols fresh"))
+        return out
+
+    def gauge(self, breaker: str, scope: str = PORTFOLIO) -> Gauge | None:
+        return next((g for g in self.gauges() if (g.breaker, g.scope) == (breaker, scope)), None)
+
     def view(self) -> dict[str, Any]:
         """Plain values for the console, `paperdesk status` and the store."""
         warn = self.rules.breakers.warn_at
@@ -494,7 +495,7 @@ class RiskManager:
                        for s in scopes if (r := self.states.record(s)).state is not TradingState.ACTIVE],
             "gauges": [{"breaker": g.breaker, "scope": g.scope, "value": g.value, "limit": g.limit,
                         "usage": g.usage, "warn": g.usage >= warn, "detail": g.detail}
-                       for g in sorted(self.gauges.values(), key=lambda g: (g.breaker, g.scope))],
+                       for g in sorted(self.gauges(), key=lambda g: (g.breaker, g.scope))],
             "phases": {s: p for s, p in self.phases.items() if p is not None},
             "flattening": len(self.flattening),
             "denials": self.denials,

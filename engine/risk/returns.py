@@ -1,4 +1,4 @@
-"""Return history sampled from marks at fixed market-time steps: correlation, historical VaR, volatility.
+"""Return history sampled from marks at fixed market-time steps: correlation, historical VaR, volatility spikes.
 
 All symbols are sampled at the same instants, so their series line up for correlation and for the
 portfolio P&L scenarios VaR replays.
@@ -66,14 +66,3 @@ class ReturnHistory:
                 pnl += notional * np.expm1(np.fromiter(self.returns[symbol], float))
         loss = -float(np.percentile(pnl, 5))
         return max(0.0, loss) * math.sqrt(horizon_ns / self.sample_ns)
-
-    def volatility_ratio(self, symbol: str, short: int, long: int) -> float | None:
-        """Stdev of the last `short` returns over that of the last `long`; None until `long` exist."""
-        series = self.returns[symbol]
-        if len(series) < long:
-            return None
-        recent = np.fromiter(series, float)[-long:]
-        base = recent.std()
-        if base == 0.0:
-            return None
-        return float(recent[-short:].std() / base)

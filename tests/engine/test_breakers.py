@@ -17,9 +17,9 @@ def test_daily_loss_cools_down_cancels_entries_and_expires_after_four_hours():
     desk.buy("a", "BTC/USDT", 100.0)                  # 10 000 of 100 000
     desk.buy("a", "BTC/USDT", 5.0, price=80.0)        # a resting entry
     resting = desk.last_order()
-    assert desk.risk.gauges[("daily_loss", PORTFOLIO)].usage < 0.1
+    assert desk.risk.gauge("daily_loss").usage < 0.1
     desk.tick(BTC=95.0)                               # -500: half the limit
-    assert 0.45 < desk.risk.gauges[("daily_loss", PORTFOLIO)].usage < 0.55
+    assert 0.45 < desk.risk.gauge("daily_loss").usage < 0.55
     desk.tick(BTC=88.0)                               # -1200 > 1%
     assert desk.state() is TradingState.COOLDOWN
     assert resting.status is OrderStatus.CANCELED and "COOLDOWN" in resting.reason
@@ -52,7 +52,7 @@ def test_drawdown_is_measured_from_the_peak_closes_everything_and_cools_down_a_d
     desk.tick(BTC=130.0)                              # equity peaks at about 106 000
     desk.tick(BTC=116.0)                              # -2.6% from the peak, but +3.2% from the start
     assert desk.state() is TradingState.ACTIVE
-    assert desk.risk.gauges[("drawdown", PORTFOLIO)].usage > 0.8
+    assert desk.risk.gauge("drawdown").usage > 0.8
     desk.tick(BTC=113.0)                              # -3.2% from the peak
     assert desk.state() is TradingState.COOLDOWN
     desk.tick()                                       # the market orders fill on the next prints
