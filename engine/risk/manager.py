@@ -328,8 +328,12 @@ class RiskManager:
         trips = []
         if self.correlation is not None:
             account = self.engine.account
-            exposures = {s: p.qty * account.marks.get(s, p.avg_price) for s, p in account.positions.items() if p.qty}
-            trips.append(self.correlation.evaluate(exposures, self.history))
+            held = [(s, p) for s, p in account.positions.items() if p.qty]
+            if len(held) > 1:
+                exposures = {s: p.qty * account.marks.get(s, p.avg_price) for s, p in held}
+                trips.append(self.correlation.evaluate(exposures, self.history))
+            else:
+                self.correlation.worst, self.correlation.pair = 0.0, None  # one position cannot be correlated
         if self.volatility is not None:
             trips.append(self.volatility.evaluate(ts, self.history, VolatilitySpike.name in
                                                   self.states.sources(PORTFOLIO)))
