@@ -29,8 +29,11 @@ class Exposure:
     marks: dict[str, float]
     reserved_cash: float         # cash that open buy orders would spend
 
-    def notional(self, symbol: str, qty: float) -> float:
-        return qty * self.marks.get(symbol, 0.0)
+    def values_after(self, symbol: str, after: float, price: float) -> dict[str, float]:
+        """Signed position values per symbol, at marks, with symbol's position replaced by after at price."""
+        values = {s: q * self.marks.get(s, 0.0) for s, q in self.net.items()}
+        values[symbol] = after * price
+        return values
 
 
 def is_reducing(before: float, after: float) -> bool:
@@ -102,8 +105,7 @@ class PreTradeChecks:
         c = self.config
         if c.max_gross_exposure is None and c.max_net_exposure is None:
             return None
-        values = {s: ex.notional(s, q) for s, q in ex.net.items()}
-        values[symbol] = after * price
+        values = ex.values_after(symbol, after, price)
         equity = max(ex.equity, 1e-9)
         gross = sum(abs(v) for v in values.values()) / equity
         if c.max_gross_exposure is not None and gross > c.max_gross_exposure:
@@ -139,8 +141,7 @@ class PreTradeChecks:
                 return Denial("cash", free, cost, f"buying {adding:g} {symbol} costs {cost:.2f} > free cash {free:.2f}")
         limit = self.config.max_short_exposure
         if side is OrderSide.SELL and after < 0 and limit is not None:
-            values = {s: ex.notional(s, q) for s, q in ex.net.items()}
-            values[symbol] = after * price
+            values = ex.values_after(symbol, after, price)
             short = -sum(v for v in values.values() if v < 0) / max(ex.equity, 1e-9)
             if short > limit:
                 return Denial("margin", limit, short,
@@ -164,8 +165,7 @@ class PreTradeChecks:
         c = self.config
         if c.var_limit is None:
             return None
-        values = {s: ex.notional(s, q) for s, q in ex.net.items()}
-        values[symbol] = after * price
+        values = ex.values_after(symbol, after, price)
         var = self.history.var95(values, int(c.var_horizon_seconds * 1e9))
         if var is None:
             return None

@@ -223,10 +223,9 @@ class RiskManager:
                         trailing if trailing is not None else exits.trailing_pct)
 
     def entry_price(self, key: Key) -> float:
-        position = self.trips._positions.get(key)
-        if position is not None and position.qty:
-            return position.avg_price
-        return self.engine.account.marks.get(key[1], 0.0)
+        """Where a bracket's percentages are measured from: the strategy's own average entry (else the mark)."""
+        price = self.trips.entry_price(*key)
+        return price if price is not None else self.engine.account.marks.get(key[1], 0.0)
 
     # ---- checks ------------------------------------------------------------------------------------
 

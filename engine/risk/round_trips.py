@@ -71,5 +71,10 @@ class RoundTrips:
             stats.consecutive_losses = 0
         return pnl
 
+    def entry_price(self, strategy: str, symbol: str) -> float | None:
+        """The strategy's own average entry price of what it holds in symbol; None when flat."""
+        position = self._positions.get((strategy, symbol))
+        return position.avg_price if position is not None and position.qty else None
+
     def of(self, strategy: str) -> TradeStats:
         return self.stats.get(strategy) or TradeStats()
