@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.backtest import BacktestInputError, run_backtest
 from engine.config import AppConfig, ConfigError, load_config
-from engine.data.bar_file import BarFileError
-from engine.data.recording import RecordingError, is_recording
 from engine.store.database import StoreError
 from engine.store.read import EXPORTS
+
+# errors a user can fix, from modules imported only by the commands that need them (so `paperdesk halt`
+# starts in a fraction of the time pandas takes to import); a module not imported cannot have raised
+_LAZY_INPUT_ERRORS = (("engine.backtest", "BacktestInputError"), ("engine.data.bar_file", "BarFileError"),
+                      ("engine.data.recording", "RecordingError"))
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
@@ -32,9 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InputError, BarFileError, RecordingError, BacktestInputError, StoreError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _input_errors()):
+            raise
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    lazy = [getattr(sys.modules[m], name) for m, name in _LAZY_INPUT_ERRORS if m in sys.modules]
+    return (ConfigError, InputError, StoreError, *lazy)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -204,6 +213,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 def _check_writable(path: Path) -> None:
     """Refuse a --record path before trading starts rather than fail mid-session."""
+    from engine.data.recording import is_recording
+
     if not is_recording(path):
         raise InputError(f"--record {path}: name the file *.jsonl (paperdesk backtest recognises recordings by it)")
     if path.exists():
@@ -253,6 +264,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             cls.Params(**params)
         except ValidationError as exc:
             raise InputError("\n".join(_param_problem(e, cls.Params.model_fields) for e in exc.errors())) from None
+    from engine.backtest import run_backtest
+
     result = run_backtest(config, args.data, strategy_kind=args.strategy, params=params,
                                           symbol=args.symbol, timeframe=args.timeframe)
     for line in result.lines():

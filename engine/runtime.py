@@ -107,6 +107,7 @@ class PaperSession:
         self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
         self._commands: list[Command] = []
         self._risk_changes = 0
+        self._fills_saved = 0
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the session to end at the next market update (safe from signal handlers)."""
@@ -215,9 +216,14 @@ class PaperSession:
                 self.step(ts)
                 if self._commands:
                     self.apply_commands()
-                if journal is not None and engine.risk.changes != self._risk_changes:
-                    self._risk_changes = engine.risk.changes
-                    journal.risk_view(self.clock.now_ns(), engine.risk.view())
+                if journal is not None:
+                    if engine.risk.changes != self._risk_changes:
+                        self._risk_changes = engine.risk.changes
+                        journal.risk_view(self.clock.now_ns(), engine.risk.view())
+                    if engine.account.fill_count != self._fills_saved:
+                        # positions reach `status` within one flush of a fill, not at the next equity mark
+                        self._fills_saved = engine.account.fill_count
+                        journal.positions(engine, self.clock.now_ns())
                 now = loop.time()
                 if now >= next_mark:
                     engine.mark_equity(ts)

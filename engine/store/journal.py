@@ -135,13 +135,18 @@ class StoreJournal:
         account = engine.account
         equity, realised, unrealised = account.equity(), account.realised_pnl(), account.unrealised_pnl()
         self._add("equity", (self.session_id, ts, equity, account.cash, realised, unrealised, account.fees_paid))
+        self.positions(engine, ts)
+        self._add("mark", (wall_ns(), ts, equity, account.cash, realised, unrealised, account.fees_paid,
+                           self.session_id))
+        self.risk_view(ts, engine.risk.view())
+
+    def positions(self, engine: Engine, ts: int) -> None:
+        """Every position as it stands, for `paperdesk status` (also written right after fills)."""
+        account = engine.account
         for symbol, p in account.positions.items():
             mark = account.marks.get(symbol, p.avg_price)
             self._add("position", (self.session_id, symbol, p.qty, p.avg_price, p.realised_pnl, mark,
                                    p.unrealised(mark), ts))
-        self._add("mark", (wall_ns(), ts, equity, account.cash, realised, unrealised, account.fees_paid,
-                           self.session_id))
-        self.risk_view(ts, engine.risk.view())
 
     def state_event(self, scope: str, kind: str, detail: str, market_ts: int | None) -> None:
         """A lifecycle or trading-state event, also appended to the audit chain."""

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 from engine.clock import wall_ns
@@ -129,6 +128,8 @@ def _risk(conn: sqlite3.Connection, sid: int) -> dict[str, Any]:
 def export_chunks(conn: sqlite3.Connection, what: str, session_id: int,
                   chunksize: int = 50_000) -> Iterator[pd.DataFrame]:
     """The session's rows of one table, in order, as DataFrames of at most chunksize rows (at least one frame)."""
+    import pandas as pd  # here, not at the top: `status` and the operator commands should start fast
+
     table, order = EXPORTS[what]
     sql = f"SELECT * FROM {table} WHERE session_id = ? ORDER BY {order}"
     empty = True
