@@ -1,0 +1,45 @@
+"""A database written before the risk manager (schema 1) upgrades in place when a session opens it."""
+
+import sqlite3
+
+from engine.runtime import PaperSession
+from engine.store.commands import queue_command
+from engine.store.database import StoreError
+from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.conftest import make_config
+from tests.store.helpers import query
+
+
+async def test_a_schema_1_session_resumes_on_schema_2_and_takes_commands(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    config = make_config()
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    start = session.clock.now_ns()
+    for i in range(1, 200):
+        session.step(start + i * 3_000_000_000)
+    await session.close()
+    fills = query(db, "SELECT COUNT(*) FROM fills")[0][0]
+
+    # take it back to what schema 1 wrote: the tables and columns migration 2 added go
+    conn = sqlite3.connect(db)
+    conn.executescript("DROP TABLE risk_state; DROP INDEX commands_by_session; "
+                       "ALTER TABLE decisions DROP COLUMN denied_limit; "
+                       "ALTER TABLE decisions DROP COLUMN denied_value; "
+                       "ALTER TABLE commands DROP COLUMN market_seq; ALTER TABLE commands DROP COLUMN market_ts; "
+                       "ALTER TABLE commands DROP COLUMN ok; PRAGMA user_version = 1;")
+    conn.close()
+    assert MIGRATIONS[0][0] == 1 and SCHEMA_VERSION == 2
+    try:
+        queue_command(db, "halt", {}, "")
+        raise AssertionError("a schema 1 database must not take commands")
+    except StoreError as exc:
+        assert "older paperdesk (schema 1)" in str(exc) and "paperdesk run" in str(exc)
+
+    resumed = PaperSession(config, db_path=db)
+    await resumed.open()
+    assert query(db, "PRAGMA user_version")[0][0] == 2
+    assert resumed.recovered.fills == fills
+    await resumed.close()
+    command_id, session_id = queue_command(db, "halt", {}, "after the upgrade")
+    assert session_id == 1 and command_id >= 1
