@@ -129,12 +129,6 @@ class TradingStates:
         """The scope's restrictions by source (read-only; a dict so `name in sources` is one lookup)."""
         return self._by_scope.get(scope) or _NONE
 
-    def restrictions(self, scope: str) -> list[Restriction]:
-        return list(self._by_scope.get(scope, {}).values())
-
-    def scopes(self) -> list[str]:
-        return [s for s, layers in self._by_scope.items() if layers]
-
     def _update_expiry(self) -> None:
         times = [r.until_ns for layers in self._by_scope.values() for r in layers.values() if r.until_ns is not None]
         self.next_expiry = min(times) if times else None

@@ -63,9 +63,6 @@ class Brackets:
         if spec.trailing_pct is not None:
             self.trailing.setdefault(key[1], set()).add(key)
 
-    def children(self) -> set[str]:
-        return {cid for b in self.by_key.values() for cid in (b.stop_id, b.take_id, b.trailing_sent) if cid}
-
     def resync(self, key: Key) -> None:
         """Make the children match the position (re-entrant calls from fills are folded into one more pass)."""
         if key not in self.by_key:

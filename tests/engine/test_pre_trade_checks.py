@@ -1,5 +1,7 @@
 """Every pre-trade check refuses what breaks it, and says which rule, which limit and what value."""
 
+import random
+
 import pytest
 
 from engine.model.order import OrderStatus
@@ -104,8 +106,6 @@ def test_cash_and_short_margin():
 
 def correlated_desk(limits) -> Desk:
     desk = Desk(risk(sample_seconds=60.0, min_samples=20, **limits), strategies={"a": ["BTC/USDT", "ETH/USDT"]})
-    import random
-
     rng = random.Random(5)
     for _ in range(40):
         r = rng.gauss(0, 0.01)

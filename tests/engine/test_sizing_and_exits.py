@@ -3,7 +3,7 @@
 import pytest
 
 from engine.config import ExitsConfig, PhaseConfig, SizingConfig
-from engine.model.order import OrderStatus, OrderType
+from engine.model.order import Denial, OrderStatus, OrderType
 from engine.risk.manager import StrategyRules
 from tests.engine.risk_helpers import Desk
 
@@ -164,8 +164,7 @@ def test_a_refused_trailing_exit_is_dropped_with_a_warning_not_retried_on_every_
     desk = Desk(rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05))}, strategies={"a": ["BTC/USDT"]})
     desk.target("a", "BTC/USDT", 1.0)
     desk.tick(BTC=110.0)
-    desk.risk.check = lambda order: __import__("engine.model.order", fromlist=["Denial"]).Denial(
-        "test", None, None, "refused for the test")
+    desk.risk.check = lambda order: Denial("test", None, None, "refused for the test")
     for price in (100.0, 99.0, 98.0, 97.0):
         desk.tick(BTC=price)
     denied = [o for o in desk.engine.orders.values() if o.status is OrderStatus.DENIED]
