@@ -229,7 +229,11 @@ class Engine:
         order = None
         if not reduce_only and not is_reducing(held, held + side * qty):
             sized, denial = self.risk.size_entry(strategy.name, decision.symbol, qty, stop_loss)
-            qty = self.instruments[decision.symbol].floor_qty(sized)
+            instrument = self.instruments[decision.symbol]
+            qty = instrument.floor_qty(sized)
+            if qty <= 0 and denial is None:
+                denial = Denial("sizing", instrument.lot_size, sized, f"the sized entry {sized:g} is under one lot "
+                                                                      f"({instrument.lot_size:g})")
             if qty > 0:
                 self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
                                                                    trailing_stop))

@@ -170,3 +170,11 @@ def test_a_refused_trailing_exit_is_dropped_with_a_warning_not_retried_on_every_
     denied = [o for o in desk.engine.orders.values() if o.status is OrderStatus.DENIED]
     assert len(denied) == 1
     assert any("trailing stop for a BTC/USDT dropped" in message for _, _, message in desk.engine.events)
+
+
+def test_an_entry_sized_under_one_lot_is_recorded_as_a_sizing_denial():
+    desk = sized(SizingConfig(mode="fraction", fraction=0.0000001))   # 0.01 of equity -> 0.0001 BTC < lot 0.001
+    desk.buy("a", "BTC/USDT", 1.0)
+    assert desk.held("a") == 0.0 and not desk.engine.orders
+    rule, reason, limit, value = desk.denied_rows()[-1]
+    assert rule == "sizing" and "under one lot" in reason and limit == 0.001 and value == pytest.approx(0.0001)
