@@ -115,7 +115,8 @@ class CommandInbox:
     def fetch(self) -> list[Command]:
         if self._conn is None:
             # polled from asyncio's worker threads, one call at a time
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0,
+                                         check_same_thread=False)
         rows = self._conn.execute("SELECT id, command, args, reason, source FROM commands WHERE session_id = ? "
                                   "AND handled_wall_ns IS NULL AND id > ? ORDER BY id", (self.session_id, self._seen))
         out = []

@@ -76,7 +76,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     path = path.resolve()
     wal = path.with_name(path.name + "-wal")
     immutable = "&immutable=1" if not wal.exists() else ""
-    return sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True, timeout=5.0)
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro{immutable}", uri=True, timeout=5.0)  # as_uri escapes # ? %
 
 
 def configure(conn: sqlite3.Connection) -> None:

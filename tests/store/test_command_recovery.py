@@ -54,3 +54,23 @@ async def test_a_restart_replays_commands_after_the_market_event_they_followed(t
     assert len(query(db, "SELECT ref FROM audit WHERE kind = 'command'")) == 3
     assert query(db, "SELECT COUNT(*) FROM commands WHERE handled_wall_ns IS NOT NULL")[0][0] == 3
     await b.close()
+
+
+async def test_commands_and_status_work_for_a_database_whose_name_has_uri_characters(tmp_path):
+    from console.store_views import print_status
+
+    db = tmp_path / "my desk #1 ?%.sqlite"
+    session = PaperSession(ladder_config(), db_path=db)
+    await session.open()
+    session.step(session.clock.now_ns() + STEP_NS)
+    queue_command(db, "halt", {}, "odd name")
+    session._commands.extend(session.inbox.fetch())
+    session.apply_commands()
+    assert session.engine.risk.states.state("portfolio") is TradingState.HALTED
+    await session.close()
+
+    import io
+
+    out = io.StringIO()
+    assert print_status(db, None, False, out) == 0
+    assert "trading: HALTED (operator: odd name)" in out.getvalue()
