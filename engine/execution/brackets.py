@@ -4,8 +4,8 @@ One bracket per (strategy, symbol). Its children are reduce-only orders on the s
 to what the strategy holds (less what its own open exits already take), and re-placed whenever that
 changes: when one child fills, the other shrinks or is canceled (OCO). Children are contingent: they
 do not count as the strategy's pending quantity, so target_position does not see them as exits.
-A trailing stop is watched here on every price and leaves as a market order when the price falls
-back by the trail from its best level since entry.
+A trailing stop is watched here on every price and leaves as a market close-out (counted as pending,
+unlike the children) when the price falls back by the trail from its best level since entry.
 """
 
 from __future__ import annotations
@@ -96,8 +96,9 @@ class Brackets:
             if (price <= best * (1 - pct)) if long else (price >= best * (1 + pct)):
                 self._cancel(bracket)
                 qty = self.engine.instruments[key[1]].floor_qty(abs(held))
+                # a close-out at market, counted as the strategy's pending quantity so its own exit cannot double it
                 order = self.engine.submit_order(key[0], key[1], OrderSide.SELL if long else OrderSide.BUY, qty,
-                                                 reduce_only=True, origin="exit",
+                                                 reduce_only=True, origin="flatten",
                                                  note=f"trailing stop: {price:g} is {pct:.2%} off the best {best:g}")
                 if order.is_open:
                     bracket.trailing_sent = order.client_id

@@ -137,7 +137,7 @@ def test_a_trailing_stop_exits_when_the_price_falls_back_from_its_best():
     desk.tick(BTC=104.0)
     assert desk.held("a") == 0.0
     exit_order = desk.last_order()
-    assert exit_order.origin == "exit" and "trailing stop" in exit_order.reason
+    assert exit_order.origin == "flatten" and "trailing stop" in exit_order.reason
     assert exit_order.status is OrderStatus.FILLED
 
 
@@ -178,3 +178,17 @@ def test_an_entry_sized_under_one_lot_is_recorded_as_a_sizing_denial():
     assert desk.held("a") == 0.0 and not desk.engine.orders
     rule, reason, limit, value = desk.denied_rows()[-1]
     assert rule == "sizing" and "under one lot" in reason and limit == 0.001 and value == pytest.approx(0.0001)
+
+
+def test_a_trailing_exit_in_flight_is_pending_so_the_strategys_own_exit_cannot_double_it():
+    desk = Desk(rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05))}, latency_ms=2000.0)
+    desk.target("a", "BTC/USDT", 1.0)
+    desk.tick(3.0)
+    assert desk.held("a") == 1.0
+    desk.tick(1.0, BTC=110.0)
+    desk.tick(1.0, BTC=104.0)                         # the trailing exit leaves; it arrives in 2 s
+    assert desk.engine.pending_qty(("a", "BTC/USDT")) == -1.0
+    desk.target("a", "BTC/USDT", 0.0)                 # the strategy wants out too: nothing more to send
+    desk.tick(3.0)
+    assert desk.held("a") == 0.0
+    assert len([o for o in desk.engine.orders.values() if o.side < 0 and o.status is OrderStatus.FILLED]) == 1
