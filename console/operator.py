@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.clock import utc_text
 from engine.store.commands import command_result, queue_command
 from engine.store.database import writer_running
 
@@ -31,7 +31,7 @@ def send_command(db: Path, command: str, args: dict[str, Any], reason: str, wait
         result = command_result(db, command_id)
         if result.handled:
             took = time.monotonic() - started
-            at = datetime.fromtimestamp((result.market_ts or 0) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            at = utc_text(result.market_ts or 0)
             verdict = "applied" if result.ok else "REFUSED"
             print(f"session {session_id}: {what} {verdict} in {took:.2f} s (market time {at}): {result.result}",
                   file=out)

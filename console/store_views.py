@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.clock import utc_text
 from engine.store.audit import verify_chain
 from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, sessions, status
 
@@ -18,7 +18,7 @@ from engine.store.read import export_chunks, open_reader, parquet_schema, pick_s
 def _time(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ns)
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:

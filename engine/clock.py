@@ -8,6 +8,7 @@ venue moves one through the events its LiveClock stamps as the market is generat
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 NS_PER_SECOND = 1_000_000_000
@@ -66,3 +67,8 @@ def wall_ns() -> int:
 def monotonic_s() -> float:
     """Seconds on a monotonic clock, for measuring durations (commit times, retry windows)."""
     return time.perf_counter()
+
+
+def utc_text(ns: int) -> str:
+    """A nanosecond timestamp as 'YYYY-MM-DD HH:MM:SS' UTC, for people."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")

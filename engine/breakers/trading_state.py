@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.clock import utc_text
+
 PORTFOLIO = "portfolio"
 OPERATOR = "operator"
 MARKET_DATA = "market_data"
@@ -53,7 +55,7 @@ class StateChange:
     until_ns: int | None = None
 
     def line(self) -> str:
-        until = "" if self.until_ns is None else f" until {self.until_ns}"
+        until = "" if self.until_ns is None else f" until {utc_text(self.until_ns)} (market time)"
         moved = f"{self.previous} -> {self.state}" if self.previous is not self.state else f"stays {self.state}"
         return f"{self.scope}: {moved} ({self.source}: {self.cause}){until}"
 
