@@ -213,6 +213,7 @@ class Engine:
                 self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
                                                                    trailing_stop))
             order = self.submit_order(strategy.name, decision.symbol, side, qty)
+            self._unbracket_if_refused(key, order)
         elif denial is not None:
             self._denied(decision, denial)
         if self.journal is not None:
@@ -240,10 +241,16 @@ class Engine:
         if qty > 0:
             order = self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
                                       reduce_only)
+            self._unbracket_if_refused(key, order)
         elif denial is not None:
             self._denied(decision, denial)
         if self.journal is not None:
             self.journal.decision(decision, order, denial if order is None else None)
+
+    def _unbracket_if_refused(self, key: tuple[str, str], order: Order) -> None:
+        """The bracket went on before the entry (a fill may come inside submit); a refused entry takes it off."""
+        if order.status is OrderStatus.DENIED or order.status is OrderStatus.REJECTED:
+            self.risk.brackets.resync(key)
 
     def _denied(self, decision: Decision, denial: Denial) -> None:
         self.risk.denials += 1

@@ -192,3 +192,13 @@ def test_a_trailing_exit_in_flight_is_pending_so_the_strategys_own_exit_cannot_d
     desk.tick(3.0)
     assert desk.held("a") == 0.0
     assert len([o for o in desk.engine.orders.values() if o.side < 0 and o.status is OrderStatus.FILLED]) == 1
+
+
+def test_a_refused_entry_leaves_no_bracket_behind():
+    from tests.engine.risk_helpers import risk
+
+    desk = Desk(risk(max_order_qty={"BTC/USDT": 1.0}),
+                rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05, stop_loss_pct=0.05))})
+    desk.target("a", "BTC/USDT", 2.0)
+    assert desk.last_order().status is OrderStatus.DENIED
+    assert not desk.risk.brackets.by_key
