@@ -1,0 +1,1 @@
+"""Performance analytics over a session's equity curve and fills (pure functions, no I/O)."""
