@@ -103,7 +103,6 @@ class PaperSession:
         self.recorded_events = 0
         self._record_file: TextIO | None = None
         self.inbox: CommandInbox | None = None
-        self.commands_applied = 0
         self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
         self._commands: list[Command] = []
         self._risk_changes = 0
@@ -277,7 +276,6 @@ class PaperSession:
         engine = self.engine
         ts = self.clock.now_ns()
         ok, result = engine.risk.command(command, args, reason, ts)
-        self.commands_applied += 1
         line = (f"command {command_id if command_id is not None else '(console)'} {command} from {source}"
                 + (f" ({reason})" if reason else "") + (": " if ok else ": REFUSED: ") + result)
         engine.log_event("INFO" if ok else "WARN", line)

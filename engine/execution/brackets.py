@@ -31,10 +31,6 @@ class ExitSpec:
     take_profit_pct: float | None = None
     trailing_pct: float | None = None
 
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.stop_loss, self.take_profit, self.stop_pct, self.take_profit_pct,
-                                           self.trailing_pct))
-
 
 @dataclass(slots=True)
 class Bracket:

@@ -40,7 +40,6 @@ class CommandResult:
     ok: bool | None
     result: str | None
     market_ts: int | None
-    handled_wall_ns: int | None
 
 
 def command_source() -> str:
@@ -84,8 +83,8 @@ def command_result(path: Path, command_id: int) -> CommandResult:
     finally:
         conn.close()
     if row is None or row[0] is None:
-        return CommandResult(False, None, None, None, None)
-    return CommandResult(True, bool(row[1]), row[2], row[3], row[0])
+        return CommandResult(False, None, None, None)
+    return CommandResult(True, bool(row[1]), row[2], row[3])
 
 
 def pending_commands(conn: sqlite3.Connection, session_id: int) -> list[dict[str, Any]]:

@@ -125,7 +125,7 @@ def test_halt_and_resume_reach_the_running_engine(tmp_path):
     assert "command 2 halt" in log and "REFUSED" in log
 
 
-def test_commands_name_a_bad_database_and_need_a_session(tmp_path):
+def test_commands_name_a_missing_database_and_a_bad_wait(tmp_path):
     missing = paperdesk("halt", "--db", str(tmp_path / "nope.sqlite"))
     assert missing.returncode == 2 and "no such database" in missing.stderr
     bad_wait = paperdesk("halt", "--db", str(tmp_path / "nope.sqlite"), "--wait", "-1")
