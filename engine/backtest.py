@@ -9,12 +9,14 @@ from typing import Any
 
 from engine.clock import SimClock
 from engine.config import AppConfig
-from engine.core import Engine
+from engine.core import Engine, Journal
 from engine.data.bar_file import load_bar_file
 from engine.data.recording import is_recording, load_recording
+from engine.execution.fill_model import FillModel
 from engine.model.market import MarketEvent
 from engine.replay import replay
 from engine.runtime import build_engine
+from engine.strategy.base import Strategy
 from engine.strategy.registry import strategy_class
 
 
@@ -80,6 +82,13 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
                       for s in config.strategies if symbol in s.symbols]
         if not strategies:
             raise BacktestInputError(f"no strategy in the config trades {symbol}; pass --strategy")
-    engine = build_engine(config, SimClock(), strategies)
-    count = replay(engine, events)
+    engine, count = backtest_events(config, events, strategies)
     return BacktestResult(engine, count, str(data))
+
+
+def backtest_events(config: AppConfig, events: Iterable[MarketEvent], strategies: list[Strategy] | None = None,
+                    fill_model: FillModel | None = None, journal: Journal | None = None) -> tuple[Engine, int]:
+    """The backtest itself: config's engine (or its given strategies and venue) replaying events on a SimClock."""
+    engine = build_engine(config, SimClock(), strategies, fill_model)
+    engine.journal = journal
+    return engine, replay(engine, events)

@@ -40,6 +40,17 @@ class StoreConfig(_Section):
     write_retry_seconds: float = Field(5.0, ge=0, le=600)
 
 
+class FeedGapConfig(_Section):
+    """A rehearsed feed outage: the engine receives nothing for `minutes` of market time.
+
+    The venue's data during it is still recorded (as missed), so `paperdesk validate` can show
+    what the outage changed.
+    """
+
+    start_minutes: float = Field(ge=0)            # market minutes after the session started
+    minutes: float = Field(gt=0, le=7 * 24 * 60)
+
+
 class VenueConfig(_Section):
     """The built-in simulated venue; speed > 1 runs market time faster than the wall clock."""
 
@@ -49,9 +60,11 @@ class VenueConfig(_Section):
     tick_interval_ms: float = Field(25.0, ge=1, le=60_000)
     correlation: float = Field(0.6, ge=-0.5, le=0.99)
     jumps_per_day: float = Field(6.0, ge=0)
-    latency_ms: float = Field(50.0, ge=0, le=60_000)
+    latency_ms: float = Field(50.0, ge=0, le=3_600_000)       # market time; beyond a bar rehearses a lagging venue
     limit_fill: LimitFillRule = LimitFillRule.QUEUE
     bar_slippage_bps: float = Field(0.0, ge=0, le=1000)
+    slippage: bool = True                         # false: market orders fill whole at the mid (`run --ideal`)
+    feed_gaps: list[FeedGapConfig] = Field(default_factory=list)
 
 
 class RiskConfig(_Section):
@@ -117,6 +130,30 @@ class BreakersConfig(_Section):
         if self.volatility_short_samples >= self.volatility_long_samples:
             raise ValueError("volatility_short_samples must be smaller than volatility_long_samples")
         return self
+
+
+class ValidationConfig(_Section):
+    """Behaviour validation: how paper decisions are matched to the twin backtest's, and what passes."""
+
+    tolerance_bars: float = Field(1.0, ge=0, le=1000)          # match window, in bars of the strategy's timeframe
+    live_interval_seconds: float | None = Field(60.0, ge=1)    # wall seconds between live scores; none = off
+    min_score: float = Field(85.0, ge=0, le=100)               # the behaviour score must exceed these
+    min_signal_agreement: float = Field(90.0, ge=0, le=100)    # percent of matched decisions
+    max_timing_seconds: float = Field(60.0, gt=0)              # average absolute time difference must be below
+    min_trade_matching: float = Field(95.0, ge=0, le=100)      # percent of decisions matched one-to-one
+
+
+class PromotionConfig(_Section):
+    """When a strategy may leave paper (`paperdesk evaluate`). Days are market time."""
+
+    min_trades: int = Field(20, ge=0)                  # closed round trips
+    min_days: float = Field(14.0, ge=0)
+    min_score: float = Field(85.0, ge=0, le=100)       # behaviour score, at least
+    max_drawdown: float = Field(0.15, gt=0, le=1)      # of the strategy's capital, at most
+    min_sharpe: float = Field(0.5)
+    manual_review: bool = True                         # a person signs off before real money
+    periods_per_year: int = Field(365, ge=1)           # daily returns: 365 for 24/7 crypto, 252 for exchanges
+    risk_free_annual: float = Field(0.0, ge=-0.1, le=1)
 
 
 class PhaseConfig(_Section):
@@ -214,6 +251,8 @@ class AppConfig(_Section):
     store: StoreConfig = StoreConfig()
     risk: RiskConfig = RiskConfig()
     breakers: BreakersConfig = BreakersConfig()
+    validation: ValidationConfig = ValidationConfig()
+    promotion: PromotionConfig = PromotionConfig()
     phases: list[PhaseConfig] = Field(default_factory=list)
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategies: list[StrategyConfig] = Field(default_factory=list)

@@ -44,7 +44,13 @@ def build_strategies(config: AppConfig) -> list[Strategy]:
 
 def build_fill_model(config: AppConfig) -> FillModel:
     v = config.venue
-    return FillModel(int(v.latency_ms * 1_000_000), v.limit_fill, v.bar_slippage_bps)
+    return FillModel(int(v.latency_ms * 1_000_000), v.limit_fill, v.bar_slippage_bps, v.slippage)
+
+
+def ideal_venue(config: AppConfig) -> AppConfig:
+    """config with the parity venue: zero latency, no slippage (what the twin backtest assumes)."""
+    venue = config.venue.model_copy(update={"latency_ms": 0.0, "slippage": False, "bar_slippage_bps": 0.0})
+    return config.model_copy(update={"venue": venue})
 
 
 def build_risk_rules(config: AppConfig) -> RiskRules:
@@ -107,6 +113,8 @@ class PaperSession:
         self._commands: list[Command] = []
         self._risk_changes = 0
         self._fills_saved = 0
+        self._feed_gaps: list[tuple[int, int]] = []
+        self._plan_feed_gaps(self.clock.now_ns())
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the session to end at the next market update (safe from signal handlers)."""
@@ -144,6 +152,7 @@ class PaperSession:
             self.session_id = record.id
             if opened.resumed:
                 # a fresh engine and market, rebuilt by replaying what the session saw
+                self._plan_feed_gaps(record.market_start_ns)
                 self.clock = SimClock(record.market_start_ns)
                 self.engine = build_engine(self.config, self.clock)
                 self.market = build_market(self.config)
@@ -252,10 +261,23 @@ class PaperSession:
             await self._close_store(failed)
         return self.snapshot()
 
+    def _plan_feed_gaps(self, market_start_ns: int) -> None:
+        """The config's rehearsed feed outages as market-time windows of this session."""
+        minute = 60 * 1_000_000_000
+        self._feed_gaps = [(market_start_ns + int(g.start_minutes * minute),
+                            market_start_ns + int((g.start_minutes + g.minutes) * minute))
+                           for g in self.config.venue.feed_gaps]
+
     def step(self, ts: int) -> None:
         """One market update at ts (after the last): the market moves, the engine trades, the venue state is kept."""
         self.clock.advance_to(ts)
-        for event in self.market.step(ts, max(1e-9, (ts - self._last_ns) / 1e9)):
+        events = self.market.step(ts, max(1e-9, (ts - self._last_ns) / 1e9))
+        if self._feed_gaps and any(start <= ts < end for start, end in self._feed_gaps):
+            if self.journal is not None:  # the engine hears nothing; the venue's data is kept as missed
+                for event in events:
+                    self.journal.missed(event)
+            events = []
+        for event in events:
             self.engine.process(event)
         self._last_ns = ts
         if self.journal is not None:

@@ -16,8 +16,13 @@ class LimitFillRule(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FillModel:
-    """latency_ns delays every order's arrival at the venue; bar_slippage_bps worsens bar-open fills."""
+    """latency_ns delays every order's arrival at the venue; bar_slippage_bps worsens bar-open fills.
+
+    slippage=False is a backtest's assumption: a market order fills whole at the book's mid, whatever
+    the book displays (the fill still records the displayed depth, so the ledger shows the optimism).
+    """
 
     latency_ns: int = 0
     limit_fill: LimitFillRule = LimitFillRule.QUEUE
     bar_slippage_bps: float = 0.0
+    slippage: bool = True

@@ -168,6 +168,10 @@ class FillSimulator:
         """Take what the book offers (up to the limit price), then rest or cancel the remainder."""
         order = w.order
         limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        if limit is None and not self.model.slippage and book.bids and book.asks:
+            touch = book.asks if order.side is OrderSide.BUY else book.bids
+            self._fill(w, w.remaining, book.mid, Liquidity.TAKER, FillBasis.MID, touch[0][1], book.ts)
+            return
         if order.tif is TimeInForce.FOK:
             available = self._available(w, book, limit)
             if available + _EPS < w.remaining:
@@ -270,7 +274,8 @@ class FillSimulator:
             qty = w.instrument.floor_qty(min(left, w.remaining))
             if qty > 0:
                 left -= qty
-                self._fill(w, qty, price, liquidity, FillBasis.TRADE, tick.size, tick.ts)
+                basis = FillBasis.TOUCH if tick.price == order.price else FillBasis.TRADE
+                self._fill(w, qty, price, liquidity, basis, tick.size, tick.ts)
             if order.tif is not TimeInForce.GTC and w.remaining > _EPS:
                 # parked for want of a book, an IOC gets one trade to match against, not a resting life
                 self._close(w, f"IOC: {w.remaining:g} of {order.qty:g} unfilled by the next trade")

@@ -18,6 +18,8 @@ class FillBasis(StrEnum):
 
     BOOK = "BOOK"  # walked the displayed order book
     TRADE = "TRADE"  # a resting order met a printed trade (queue position respected)
+    TOUCH = "TOUCH"  # a resting limit met a trade printed exactly at its price (optimistic under limit_fill=touch)
+    MID = "MID"  # slippage off: a market order filled whole at the mid, displayed depth or not
     BAR_OPEN = "BAR_OPEN"  # bar data: the next bar's open
     BAR_RANGE = "BAR_RANGE"  # bar data: the bar traded through a resting price
     VENUE = "VENUE"  # reported by a real venue, nothing assumed

@@ -18,10 +18,10 @@ from typing import Any
 
 from engine.clock import wall_ns
 from engine.store.database import StoreError, check_database, configure, connect_readonly
-from engine.store.schema import SCHEMA_VERSION
 from engine.store.sessions import ENDED
 
 POLL_SECONDS = 0.25
+COMMANDS_SCHEMA = 2  # the schema that added what commands need (their market point, ok)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def queue_command(path: Path, command: str, args: dict[str, Any], reason: str) -
     if not path.exists():
         raise StoreError(f"{path}: no such database (paperdesk run --db {path} creates it)")
     version = check_database(path, thorough=False)
-    if version < SCHEMA_VERSION:
+    if version < COMMANDS_SCHEMA:
         raise StoreError(f"{path}: written by an older paperdesk (schema {version}); run `paperdesk run --db {path}` "
                          "once to upgrade it, then send the command again")
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)

@@ -21,8 +21,8 @@ from engine.store.rows import canonical_json, fill_row, market_row, order_row
 from engine.strategy.base import Strategy
 
 # table operations, in the order a batch applies them
-OPS = ("market", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
-       "mark", "state_event", "risk_state", "command", "command_new")
+OPS = ("market", "missed", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
+       "mark", "state_event", "risk_state", "command", "command_new", "score")
 
 
 class StoreJournal:
@@ -35,6 +35,7 @@ class StoreJournal:
         self.audit: list[tuple[int, str, str, dict[str, Any]]] = []
         self.count = 0
         self.market_seq = 0
+        self.missed_seq = 0
         self.decision_seq = 0
         self.state_seq = 0
         self._order_events: dict[str, int] = {}
@@ -101,6 +102,15 @@ class StoreJournal:
                                    "cause": change.cause, "market_ts": change.ts, "until": change.until_ns})
 
     # ---- what the session adds ---------------------------------------------------------------
+
+    def missed(self, event: MarketEvent) -> None:
+        """An event the venue published that the engine never received (a feed outage)."""
+        self.missed_seq += 1
+        self._add("missed", (*market_row(self.session_id, self.missed_seq, event), self.market_seq))
+
+    def behaviour_score(self, market_ts: int, market_seq: int, score: float | None, summary: dict[str, Any]) -> None:
+        """A live behaviour score over the session up to market event market_seq."""
+        self._add("score", (self.session_id, wall_ns(), market_ts, market_seq, score, json.dumps(summary)))
 
     def risk_view(self, ts: int, view: dict[str, Any]) -> None:
         """The risk manager's picture (states, gauges, phases) for `paperdesk status`."""

@@ -68,6 +68,9 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     if max_seq[0] != max_seq[1] or max_seq[0] != stored_seq:
         raise RecoveryError(f"session {session_id}: stored market data ({max_seq[1]} events, last seq {max_seq[0]}) "
                             f"does not match the stored venue state (after event {stored_seq}); refusing to trade")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'missed_market_data'").fetchone() is not None:
+        journal.missed_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM missed_market_data WHERE session_id = ?",
+                                          (session_id,)).fetchone()[0]
     journal.replaying = True
     journal.known_refs = {ref for (ref,) in conn.execute("SELECT ref FROM audit WHERE session_id = ?",
                                                          (session_id,))}

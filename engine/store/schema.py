@@ -126,6 +126,21 @@ CREATE TABLE risk_state (
     view TEXT NOT NULL                  -- JSON: every scope's state and cause, breaker gauges, phases
 );
 """),
+    (3, """
+CREATE TABLE missed_market_data (   -- what the venue published while the engine's feed was down
+    session_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,
+    price REAL, size REAL, side TEXT, bids TEXT, asks TEXT,
+    timeframe TEXT, open REAL, high REAL, low REAL, close REAL, volume REAL, end_ts INTEGER,
+    after_seq INTEGER NOT NULL,      -- the market_data event it would have followed
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE behaviour_scores (     -- the live behaviour score, recomputed while the session runs
+    session_id INTEGER NOT NULL, wall_ns INTEGER NOT NULL, market_ts INTEGER NOT NULL, market_seq INTEGER NOT NULL,
+    score REAL, summary TEXT NOT NULL,   -- score is NULL while there is nothing to score; summary is JSON
+    PRIMARY KEY (session_id, wall_ns)
+);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

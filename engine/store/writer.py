@@ -25,6 +25,8 @@ CHUNK_ROWS = 200
 SQL: dict[str, str] = {
     "market": "INSERT OR IGNORE INTO market_data VALUES (" + ",".join("?" * 17) + ")",
     "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 15) + ")",
+    "missed": "INSERT OR IGNORE INTO missed_market_data VALUES (" + ",".join("?" * 18) + ")",
+    "score": "INSERT OR REPLACE INTO behaviour_scores VALUES (?,?,?,?,?,?)",
     "order": ("INSERT INTO orders VALUES (" + ",".join("?" * 17) + ") ON CONFLICT(session_id, client_id) DO UPDATE "
               "SET status = excluded.status, filled_qty = excluded.filled_qty, "
               "avg_fill_price = excluded.avg_fill_price, reason = excluded.reason, updated_ns = excluded.updated_ns"),

@@ -1,4 +1,5 @@
-"""A database written before the risk manager (schema 1) upgrades in place when a session opens it."""
+"""A database written before the risk manager (schema 1) upgrades in place, to the latest schema, when a session
+opens it."""
 
 import sqlite3
 
@@ -10,7 +11,7 @@ from tests.conftest import make_config
 from tests.store.helpers import query
 
 
-async def test_a_schema_1_session_resumes_on_schema_2_and_takes_commands(tmp_path):
+async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_commands(tmp_path):
     db = tmp_path / "desk.sqlite"
     config = make_config()
     session = PaperSession(config, db_path=db)
@@ -21,15 +22,16 @@ async def test_a_schema_1_session_resumes_on_schema_2_and_takes_commands(tmp_pat
     await session.close()
     fills = query(db, "SELECT COUNT(*) FROM fills")[0][0]
 
-    # take it back to what schema 1 wrote: the tables and columns migration 2 added go
+    # take it back to what schema 1 wrote: the tables and columns migrations 2 and 3 added go
     conn = sqlite3.connect(db)
-    conn.executescript("DROP TABLE risk_state; DROP INDEX commands_by_session; "
+    conn.executescript("DROP TABLE missed_market_data; DROP TABLE behaviour_scores; "
+                       "DROP TABLE risk_state; DROP INDEX commands_by_session; "
                        "ALTER TABLE decisions DROP COLUMN denied_limit; "
                        "ALTER TABLE decisions DROP COLUMN denied_value; "
                        "ALTER TABLE commands DROP COLUMN market_seq; ALTER TABLE commands DROP COLUMN market_ts; "
                        "ALTER TABLE commands DROP COLUMN ok; PRAGMA user_version = 1;")
     conn.close()
-    assert MIGRATIONS[0][0] == 1 and SCHEMA_VERSION == 2
+    assert MIGRATIONS[0][0] == 1 and SCHEMA_VERSION == 3
     try:
         queue_command(db, "halt", {}, "")
         raise AssertionError("a schema 1 database must not take commands")
@@ -38,7 +40,7 @@ async def test_a_schema_1_session_resumes_on_schema_2_and_takes_commands(tmp_pat
 
     resumed = PaperSession(config, db_path=db)
     await resumed.open()
-    assert query(db, "PRAGMA user_version")[0][0] == 2
+    assert query(db, "PRAGMA user_version")[0][0] == 3
     assert resumed.recovered.fills == fills
     await resumed.close()
     command_id, session_id = queue_command(db, "halt", {}, "after the upgrade")
