@@ -19,7 +19,7 @@ from engine.store.read import EXPORTS
 # errors a user can fix, from modules imported only by the commands that need them (so `paperdesk halt`
 # starts in a fraction of the time pandas takes to import); a module not imported cannot have raised
 _LAZY_INPUT_ERRORS = (("engine.backtest", "BacktestInputError"), ("engine.data.bar_file", "BarFileError"),
-                      ("engine.data.recording", "RecordingError"))
+                      ("engine.data.recording", "RecordingError"))  # ValidationInputError is a StoreError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 EXIT_BAD_INPUT = 2
@@ -58,7 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     _db_option(run, with_config=False)
     run.add_argument("--new-session", action="store_true",
                      help="end the database's resumable session (if any) and start a new one")
+    run.add_argument("--ideal", action="store_true",
+                     help="the parity venue: zero latency, market orders whole at the mid (what the twin backtest "
+                          "of `paperdesk validate` assumes)")
     run.set_defaults(func=_cmd_run)
+
+    validate = sub.add_parser("validate", help="replay a session's market data through its twin backtest and score "
+                                               "how alike their decisions are, explaining every difference")
+    _db_option(validate)
+    validate.add_argument("--session", type=int, help="session id (default: the latest)")
+    validate.add_argument("--strategy", help="one strategy only (default: all the session ran)")
+    validate.add_argument("--json", action="store_true", help="print JSON for machines")
+    validate.set_defaults(func=_cmd_validate)
 
     status = sub.add_parser("status", help="the running (or last) session: state, equity, positions, orders, fills")
     _db_option(status)
@@ -150,6 +161,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration {args.duration:g}: must be a positive number of seconds")
     config = _config(args.config)
+    if args.ideal:
+        from engine.runtime import ideal_venue
+
+        config = ideal_venue(config)
     if args.record is not None:
         _check_writable(args.record)
     db = _db_path(args, config)
@@ -189,6 +204,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 0
     except OSError as exc:
         raise InputError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from console.reports import print_validation
+
+    thresholds = _config(args.config).validation if args.config is not None else None
+    return print_validation(_db_path(args), args.session, args.strategy, args.json, thresholds)
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
