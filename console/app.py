@@ -161,6 +161,9 @@ class PaperdeskApp(App[int]):
                       + f"  saved {snap.store_committed:,} rows  backlog {snap.store_backlog:,}")
             if snap.store_error:
                 line1 += f"  STORE ERROR: {snap.store_error}"
+            if snap.behaviour_score is not None:
+                line1 += (f"  behaviour {snap.behaviour_score:.2f}/100 vs backtest"
+                          + (f" ({snap.behaviour_unexplained} unexplained)" if snap.behaviour_unexplained else ""))
         status = self.query_one("#status", Static)
         status.update(f"{line0}\n{line1}\n{line2}")
         status.set_class(bool(failed or snap.store_error), "-failed")

@@ -58,9 +58,24 @@ def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO = 
     lines.append("strategies: " + (", ".join(f"{x['name']} {x['status']}" + (f" ({x['error']})" if x["error"] else "")
                                              for x in view["strategies"]) or "none"))
     lines += risk_lines(view)
+    lines += behaviour_lines(view["behaviour"])
     lines += [f"  event {_time(e['wall_ns'])} {e['kind']}: {e['detail']}" for e in view["events"]]
     print("\n".join(lines), file=out)
     return 0
+
+
+def behaviour_lines(scores: list[dict[str, Any]]) -> list[str]:
+    """The live behaviour score and its trend (`paperdesk validate` gives the full report)."""
+    scored = [r for r in scores if r["score"] is not None]
+    if not scored:
+        note = scores[-1]["summary"].get("note", "") if scores else "not computed yet"
+        return [f"behaviour vs backtest: no score yet ({note})"]
+    last = scored[-1]
+    summary = last["summary"]
+    trend = " -> ".join(f"{r['score']:.2f}" for r in scored[-6:])
+    return [f"behaviour vs backtest: {last['score']:.2f}/100 at market {_time(last['market_ts'])}, "
+            f"{summary.get('differences', 0)} differences ({summary.get('unexplained', 0)} unexplained); "
+            f"trend {trend}"]
 
 
 def _left(until: int | None, now: int | None) -> str:

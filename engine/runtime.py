@@ -6,6 +6,8 @@ The same builders serve the backtest path: only the clock and the data source di
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -113,6 +115,7 @@ class PaperSession:
         self._commands: list[Command] = []
         self._risk_changes = 0
         self._fills_saved = 0
+        self.live: dict[str, Any] | None = None  # the latest live behaviour score
         self._feed_gaps: list[tuple[int, int]] = []
         self._plan_feed_gaps(self.clock.now_ns())
 
@@ -131,7 +134,9 @@ class PaperSession:
         if self.writer is None:
             return snap
         writer = self.writer
+        live = self.live or {}
         return replace(snap, session_id=self.session_id, restarts=self.recovered.restarts if self.recovered else 0,
+                       behaviour_score=live.get("score"), behaviour_unexplained=live.get("unexplained"),
                        store_backlog=writer.backlog, store_waits=writer.waits, store_committed=writer.rows_committed,
                        store_error=writer.error or "")
 
@@ -210,6 +215,9 @@ class PaperSession:
         if self.record_to is not None:
             self._record_file = await asyncio.to_thread(self._open_recording)
         poller = asyncio.create_task(self._poll_commands(), name="paperdesk-commands") if self.inbox else None
+        live_every = self.config.validation.live_interval_seconds
+        scorer = (asyncio.create_task(self._live_scores(live_every), name="paperdesk-live-score")
+                  if self.journal is not None and live_every is not None else None)
         try:
             while not self._stop.is_set():
                 now = loop.time()
@@ -251,9 +259,10 @@ class PaperSession:
             failed = exc
             raise
         finally:
-            if poller is not None:
-                poller.cancel()
-                await asyncio.gather(poller, return_exceptions=True)
+            for task in (poller, scorer):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             engine.mark_equity(self.clock.now_ns())
             if self._record_file is not None:
                 await self._flush_recording()
@@ -323,6 +332,35 @@ class PaperSession:
                 await asyncio.sleep(POLL_SECONDS)
         finally:
             await asyncio.to_thread(inbox.close)
+
+    async def _live_scores(self, every: float) -> None:
+        """Every `every` wall seconds, score the session so far in a child process and journal the result."""
+        while True:
+            await asyncio.sleep(every)
+            summary = await self.live_score()
+            if summary is not None and self.journal is not None:
+                self.live = summary
+                self.journal.behaviour_score(summary["market_ts"] or self.clock.now_ns(), summary["market_seq"],
+                                             summary["score"], summary)
+
+    async def live_score(self) -> dict[str, Any] | None:
+        """The behaviour score over what the session has committed, computed by `engine.validation.live`."""
+        assert self.db_path is not None and self.session_id is not None
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.validation.live", str(self.db_path), str(self.session_id),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+        try:
+            out, err = await proc.communicate()
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            self.engine.log_event("WARN", f"live behaviour score failed (exit {proc.returncode}): {last[0]}")
+            return None
+        summary: dict[str, Any] = json.loads(out)
+        return summary
 
     async def close(self) -> None:
         """Close the store if run() never did (it closes it itself); safe to call twice."""

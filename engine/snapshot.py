@@ -51,6 +51,8 @@ class EngineSnapshot:
     store_waits: int = 0
     store_committed: int = 0
     store_error: str = ""
+    behaviour_score: float | None = None      # the latest live score (None until one is computed)
+    behaviour_unexplained: int | None = None  # its differences with no recorded cause
     risk: dict[str, Any] = field(default_factory=dict)  # RiskManager.view(): states, gauges, phases
 
     @property
@@ -79,6 +81,8 @@ class EngineSnapshot:
                      f"backlog={self.store_backlog} backpressure_waits={self.store_waits}")
             if self.store_error:
                 text += f" store_error={self.store_error!r}"
+            if self.behaviour_score is not None:
+                text += f" behaviour={self.behaviour_score:.2f} unexplained={self.behaviour_unexplained}"
         return text
 
 

@@ -104,7 +104,19 @@ def status(conn: sqlite3.Connection, path: Path, session_id: int | None = None, 
         "events": _rows(conn, "SELECT wall_ns, market_ts, scope, kind, detail FROM state_events WHERE session_id = ? "
                               "ORDER BY id DESC LIMIT 5", (sid,)),
         **_risk(conn, sid),
+        "behaviour": behaviour_scores(conn, sid, 20),
     }
+
+
+def behaviour_scores(conn: sqlite3.Connection, sid: int, limit: int | None = None) -> list[dict[str, Any]]:
+    """The live behaviour scores, oldest first (the last `limit` of them); empty before schema 3."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'behaviour_scores'").fetchone() is None:
+        return []
+    rows = _rows(conn, "SELECT wall_ns, market_ts, market_seq, score, summary FROM behaviour_scores "
+                       "WHERE session_id = ? ORDER BY wall_ns DESC LIMIT ?", (sid, -1 if limit is None else limit))
+    for row in rows:
+        row["summary"] = json.loads(row["summary"])
+    return rows[::-1]
 
 
 def _risk(conn: sqlite3.Connection, sid: int) -> dict[str, Any]:
