@@ -71,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print JSON for machines")
     validate.set_defaults(func=_cmd_validate)
 
+    evaluate = sub.add_parser("evaluate", help="the promotion report: is a strategy ready to leave paper?")
+    _db_option(evaluate)
+    evaluate.add_argument("--strategy", required=True)
+    evaluate.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    evaluate.add_argument("--out", type=Path, help="write to this new file instead of standard output")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    report = sub.add_parser("report", help="a session's performance, behaviour and execution report")
+    _db_option(report)
+    report.add_argument("--session", type=int, help="session id (default: the latest)")
+    report.add_argument("--format", default="md", choices=("md", "json", "html"))
+    report.add_argument("--out", type=Path, help="write to this new file instead of standard output")
+    report.set_defaults(func=_cmd_report)
+
     status = sub.add_parser("status", help="the running (or last) session: state, equity, positions, orders, fills")
     _db_option(status)
     status.add_argument("--session", type=int, help="session id (default: the latest)")
@@ -194,8 +208,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if args.format == "parquet" and args.out is None:
         raise InputError("--format parquet needs --out FILE (parquet is binary; it does not go to the terminal)")
-    if args.out is not None and args.out.exists():
-        raise InputError(f"--out {args.out}: the file exists; choose a new name (nothing is overwritten)")
+    _check_new_file(args.out)
     try:
         return export(_db_path(args), args.what, args.format, args.session, args.out)
     except BrokenPipeError:
@@ -211,6 +224,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     thresholds = _config(args.config).validation if args.config is not None else None
     return print_validation(_db_path(args), args.session, args.strategy, args.json, thresholds)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from console.reports import print_promotion
+
+    _check_new_file(args.out)
+    criteria = _config(args.config).promotion if args.config is not None else None
+    return print_promotion(_db_path(args), args.strategy, args.json, criteria, args.out)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from console.reports import print_report
+
+    _check_new_file(args.out)
+    return print_report(_db_path(args), args.session, args.format, args.out)
+
+
+def _check_new_file(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.exists():
+        raise InputError(f"--out {path}: the file exists; choose a new name (nothing is overwritten)")
+    if not path.resolve().parent.is_dir():
+        raise InputError(f"--out {path}: the directory {path.resolve().parent} does not exist")
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.model.fill import Fill
+from engine.model.fill import Fill, FillBasis, Liquidity
 from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick
 from engine.model.order import Order, OrderSide
 
@@ -50,6 +50,17 @@ def fill_row(session_id: int, fill: Fill) -> tuple[Any, ...]:
     return (session_id, fill.fill_id, fill.client_id, fill.strategy, fill.symbol, fill.side.name, fill.qty,
             fill.price, fill.fee, fill.liquidity.value, fill.ts, fill.basis.value, fill.depth, fill.latency_ns,
             fill.mid_at_decision, fill.slippage_bps)
+
+
+FILL_COLUMNS = ("fill_id, client_id, strategy, symbol, side, qty, price, fee, liquidity, ts, basis, depth, latency_ns, "
+                "mid_at_decision, slippage_bps")
+
+
+def fill_from_row(row: tuple[Any, ...]) -> Fill:
+    """A row selected as FILL_COLUMNS back into the Fill the engine made."""
+    fill_id, client_id, strategy, symbol, side, qty, price, fee, liquidity, ts, basis, depth, latency, mid, slip = row
+    return Fill(fill_id, client_id, strategy, symbol, OrderSide[side], qty, price, fee, Liquidity(liquidity), ts,
+                FillBasis(basis), depth, latency, mid, slip)
 
 
 def canonical_json(value: Any) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import AppConfig, ConfigError, parse_config
+from engine.model.fill import Fill
 from engine.model.market import MarketEvent
 from engine.store.database import StoreError, connect_readonly, writer_running
 from engine.store.read import open_reader, pick_session
-from engine.store.rows import MARKET_COLUMNS, market_event
+from engine.store.rows import FILL_COLUMNS, MARKET_COLUMNS, fill_from_row, market_event
 from engine.store.sessions import RUNNING
 from engine.validation.matching import DecisionRecord
 
@@ -93,6 +94,7 @@ class SessionRecords:
     missed: list[MissedSpan]
     equity: list[tuple[int, float]]
     starting_cash: float
+    trade_fills: list[Fill]  # the same fills as the engine made them, for trade analytics
 
     def market_events(self) -> Iterator[MarketEvent]:
         """What the venue published, in order: the events the engine saw, and those a feed gap kept from it."""
@@ -175,9 +177,11 @@ def _load(conn: sqlite3.Connection, path: Path, sid: int) -> SessionRecords:
                                    (sid,)).fetchone()[0]
         missed = _spans(conn, sid)
     equity = conn.execute("SELECT ts, equity FROM equity WHERE session_id = ? ORDER BY ts", (sid,)).fetchall()
+    trade_fills = [fill_from_row(row) for row in conn.execute(
+        f"SELECT {FILL_COLUMNS} FROM fills WHERE session_id = ? ORDER BY ts, fill_id", (sid,))]
     running = status == RUNNING and writer_running(path)
     return SessionRecords(path, sid, status, running, config, restarts, market_start, last_seq, last_missed, last_ts,
-                          decisions, orders, fills, states, commands, missed, equity, cash)
+                          decisions, orders, fills, states, commands, missed, equity, cash, trade_fills)
 
 
 def _decision(row: tuple[Any, ...]) -> DecisionRecord:

@@ -78,6 +78,7 @@ class ValidationReport:
     differences: list[Difference]
     execution: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    matching: Matching | None = None  # the pairs behind the score, to pool sessions (not reported)
 
     @property
     def passed(self) -> bool:
@@ -221,7 +222,8 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
                      "what it recorded")
     return ValidationReport(records.session_id, records.status, records.running, strategy, twin.events,
                             records.last_ts, total, _checks(total, thresholds), per_strategy,
-                            hold_agreement(paper, twin_decisions), _differences(matching, explainer), execution, notes)
+                            hold_agreement(paper, twin_decisions), _differences(matching, explainer), execution, notes,
+                            matching)
 
 
 def _checks(s: Score, t: ValidationConfig) -> list[Check]:

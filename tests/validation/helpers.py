@@ -23,14 +23,18 @@ def venue_config(**venue: Any) -> AppConfig:
     return config.model_copy(update={"venue": config.venue.model_copy(update=venue)})
 
 
-async def stepped_session(db: Path, config: AppConfig, steps: int = 1500, close: bool = True) -> PaperSession:
-    """A session on db that takes `steps` market updates and (unless close=False) stops."""
+async def stepped_session(db: Path, config: AppConfig, steps: int = 1500, close: bool = True,
+                          step_ns: int = STEP_NS) -> PaperSession:
+    """A session on db that takes `steps` market updates step_ns apart and (unless close=False) stops."""
     session = PaperSession(config, db_path=db)
     await session.open()
     start = session.clock.now_ns()
     for i in range(1, steps + 1):
-        session.step(start + i * STEP_NS)
+        ts = start + i * step_ns
+        session.step(ts)
         if i % 100 == 0:
+            session.engine.mark_equity(ts)
+            session.journal.mark(session.engine, ts)
             await session.writer.make_room()
     if close:
         await session.close()

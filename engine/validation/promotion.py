@@ -1,0 +1,189 @@
+"""`paperdesk evaluate`: is a strategy ready to leave paper? Every session in the database that ran it.
+
+Criteria come from [promotion]. The strategy's returns are its closed-trade P&L (net of fees) on
+the first session's starting cash, as daily returns over market time (periods_per_year from the
+config: 365 for 24/7 crypto, 252 for exchange days); its behaviour score pools the decision
+matching of every session, so a long clean session outweighs a short bad one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.analytics.returns import DAY_NS, period_returns, return_metrics
+from engine.analytics.trades import closed_trades, trade_metrics
+from engine.clock import utc_text
+from engine.config import PromotionConfig
+from engine.store.database import StoreError
+from engine.store.read import behaviour_scores, open_reader
+from engine.validation.matching import Matching, score
+from engine.validation.records import ValidationInputError, load_session
+from engine.validation.validate import validate_records
+
+BREAKER_STATES = {"PAUSED", "REDUCING", "COOLDOWN", "HALTED", "EMERGENCY_STOPPED"}
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    name: str
+    value: float | None
+    threshold: str
+    verdict: str  # pass | fail | required
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "threshold": self.threshold, "verdict": self.verdict}
+
+
+@dataclass(slots=True)
+class PromotionReport:
+    strategy: str
+    criteria: list[Criterion]
+    sessions: list[dict[str, Any]]
+    trend: list[dict[str, Any]]
+    breakers: list[dict[str, Any]]
+    restarts: int
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.criteria if c.verdict == "fail"]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failed
+
+    @property
+    def recommendation(self) -> str:
+        if self.failed:
+            return "continue paper trading: not met: " + ", ".join(self.failed)
+        if any(c.verdict == "required" for c in self.criteria):
+            return "ready for manual review: every automatic criterion is met; a person signs off before real money"
+        return "ready: every criterion is met"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "ready": self.ready, "recommendation": self.recommendation,
+                "failed": self.failed, "criteria": [c.as_dict() for c in self.criteria], "sessions": self.sessions,
+                "score_trend": self.trend, "breakers_tripped": self.breakers, "restarts": self.restarts,
+                "metrics": json_safe(self.metrics), "notes": self.notes}
+
+    def markdown(self) -> str:
+        out = [f"# Promotion report: {self.strategy}", "", f"**Recommendation: {self.recommendation}**", "",
+               "| criterion | value | needs | verdict |", "|---|---|---|---|"]
+        out += [f"| {c.name} | {_fmt(c.value)} | {c.threshold} | {c.verdict.upper()} |" for c in self.criteria]
+        out += ["", "## Sessions", "", "| session | status | days | trades | behaviour score | restarts |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {s['id']} | {s['status']} | {s['days']:.2f} | {s['trades']} | {_fmt(s['score'])} | "
+                f"{s['restarts']} |" for s in self.sessions]
+        out += ["", "## Behaviour score trend (live, whole session)", ""]
+        out += [f"- session {t['session']} {t['time']}: {_fmt(t['score'])}" for t in self.trend] or ["- none recorded"]
+        out += ["", "## Breakers tripped", ""]
+        out += [f"- session {b['session']} {b['time']}: {b['detail']}" for b in self.breakers] or ["- none"]
+        out += ["", f"Restarts: {self.restarts}", "", "## Metrics", ""]
+        out += [f"- {k}: {_fmt(v)}" for k, v in self.metrics.items()]
+        out += [""] + [f"> {n}" for n in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None) -> PromotionReport:
+    """The promotion report for strategy over every session of path that ran it."""
+    conn = open_reader(path)
+    try:
+        sessions = [(sid, json.loads(text)) for sid, text in conn.execute(
+            "SELECT id, config_json FROM sessions ORDER BY id")]
+        ran = [sid for sid, cfg in sessions if strategy in {s["name"] for s in cfg.get("strategies", [])}]
+        trend = [{"session": sid, "time": utc_text(r["market_ts"]), "market_ts": r["market_ts"], "score": r["score"]}
+                 for sid in ran for r in behaviour_scores(conn, sid) if r["score"] is not None]
+    finally:
+        conn.close()
+    if not ran:
+        known = sorted({s["name"] for _, cfg in sessions for s in cfg.get("strategies", [])})
+        raise StoreError(f"--strategy {strategy}: no session in {path} ran it; strategies run there: "
+                         f"{', '.join(known) or 'none'}")
+    rows, notes, trades, breakers = [], [], [], []
+    pooled = Matching([], [], [])
+    days = 0.0
+    restarts = 0
+    capital = first_ts = None
+    for sid in ran:
+        try:
+            records = load_session(path, sid)
+        except ValidationInputError as exc:
+            notes.append(f"session {sid} left out: {exc}")
+            continue
+        criteria = criteria or records.config.promotion
+        if capital is None:
+            capital, first_ts = records.starting_cash, records.market_start_ns
+        session_trades = [t for t in closed_trades(records.trade_fills) if t.strategy == strategy]
+        trades += session_trades
+        span = ((records.last_ts or records.market_start_ns) - records.market_start_ns) / DAY_NS
+        days += span
+        restarts += records.restarts
+        breakers += [{"session": sid, "time": utc_text(s.market_ts), "detail": s.detail} for s in records.states
+                     if s.kind in BREAKER_STATES and s.scope in ("portfolio", strategy)
+                     and "(operator:" not in s.detail]
+        session_score = None
+        if records.decisions:
+            report = validate_records(records, strategy)
+            session_score = report.score.score
+            m = report.matching
+            assert m is not None
+            pooled = Matching(pooled.pairs + m.pairs, pooled.unmatched_paper + m.unmatched_paper,
+                              pooled.unmatched_twin + m.unmatched_twin)
+        rows.append({"id": sid, "status": records.status, "days": span, "trades": len(session_trades),
+                     "score": session_score, "restarts": records.restarts})
+    if criteria is None or capital is None or first_ts is None:
+        raise ValidationInputError(f"--strategy {strategy}: no session that ran it has anything recorded yet")
+    behaviour = score(pooled).score
+    trades.sort(key=lambda t: t.closed_ts)
+    points = [(first_ts, capital)]
+    total = capital
+    for t in trades:
+        total += t.pnl
+        points.append((t.closed_ts, total))
+    metrics = return_metrics(period_returns(points), criteria.periods_per_year, criteria.risk_free_annual)
+    tm = trade_metrics(trades)
+    drawdown = -metrics.max_drawdown
+    sharpe = None if math.isnan(metrics.sharpe) else metrics.sharpe
+    c = criteria
+    checks = [
+        Criterion("closed trades", len(trades), f">= {c.min_trades}", _verdict(len(trades) >= c.min_trades)),
+        Criterion("days of paper trading", round(days, 3), f">= {c.min_days:g}", _verdict(days >= c.min_days)),
+        Criterion("behaviour score", behaviour, f">= {c.min_score:g}",
+                  _verdict(behaviour is not None and behaviour >= c.min_score)),
+        Criterion("max drawdown", round(drawdown, 6), f"<= {c.max_drawdown:g}", _verdict(drawdown <= c.max_drawdown)),
+        Criterion("sharpe", sharpe, f">= {c.min_sharpe:g}", _verdict(sharpe is not None and sharpe >= c.min_sharpe)),
+    ]
+    if c.manual_review:
+        checks.append(Criterion("manual review", None, "a person signs off", "required"))
+    if sharpe is None:
+        notes.append("Sharpe needs at least two days of returns")
+    return PromotionReport(strategy, checks, rows, trend, breakers, restarts,
+                           {**metrics.as_dict(), **{f"trade_{k}": v for k, v in tm.as_dict().items()}}, notes)
+
+
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """value with NaN and infinity as None, however deeply nested (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
