@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/sma_replay.py bench/.bars-200000.csv
 	$(PY) bench/store_writer.py
 	$(PY) bench/emergency_stop.py --runs 3
+	$(PY) bench/validation.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -93,7 +93,7 @@ def test_read_commands_explain_bad_requests(tmp_path):
     clash = paperdesk("export", "--db", str(db), "--what", "fills", "--out", str(existing))
     assert clash.returncode == 2 and "the file exists" in clash.stderr and existing.read_text() == "keep me"
     nowhere = paperdesk("export", "--db", str(db), "--what", "fills", "--out", str(tmp_path / "no" / "x.csv"))
-    assert nowhere.returncode == 2 and "cannot write" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
 
 def test_the_default_database_sits_beside_the_config(tmp_path):
