@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Static
 
 from console.app import PaperdeskApp
 from engine.model.market import Bar
-from engine.runtime import PaperSession
+from engine.runtime import PaperSession, ideal_venue
 from engine.strategy.base import Strategy
 from engine.strategy.registry import register
 from tests.conftest import BASE_CONFIG, make_config
@@ -176,3 +176,11 @@ async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_command
     await resumed.open()  # the restart replays the console's commands: still latched
     assert resumed.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
     await resumed.close()
+
+
+async def test_console_shows_the_live_behaviour_score_against_the_backtest(tmp_path):
+    config = ideal_venue(make_config(validation={"live_interval_seconds": 1.0}))
+    async with console_over_session(config, tmp_path / "desk.sqlite") as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: session.live is not None and session.live["score"] is not None, timeout=40)
+        await wait_until(pilot, lambda: "behaviour 100.00/100 vs backtest" in
+                         str(app.query_one("#status", Static).render()))
