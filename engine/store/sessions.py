@@ -32,6 +32,14 @@ def config_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def same_config(stored: str, given: str) -> bool:
+    """Whether a stored config is the given one once settings added since it was stored take their defaults."""
+    try:
+        return config_text(AppConfig.model_validate(json.loads(stored))) == given
+    except ValueError:  # pydantic's ValidationError included: a config this version cannot read is not the same
+        return False
+
+
 def config_differences(stored: str, given: str, limit: int = 5) -> list[str]:
     """'venue.seed: 7 -> 8' for each leaf that differs, at most limit of them."""
     a, b = _flatten(json.loads(stored)), _flatten(json.loads(given))
@@ -100,7 +108,7 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
     try:
         conn.execute("BEGIN IMMEDIATE")
         if latest is not None and not new_session:
-            if latest[2] != digest:
+            if latest[2] != digest and not same_config(latest[4], text):
                 conn.execute("ROLLBACK")
                 diffs = "; ".join(config_differences(latest[4], text))
                 raise StoreError(

@@ -1,12 +1,17 @@
 """A database written before the risk manager (schema 1) upgrades in place, to the latest schema, when a session
 opens it."""
 
+import json
 import sqlite3
+
+import pytest
 
 from engine.runtime import PaperSession
 from engine.store.commands import queue_command
 from engine.store.database import StoreError
+from engine.store.rows import canonical_json
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.store.sessions import config_hash
 from tests.conftest import make_config
 from tests.store.helpers import query
 
@@ -45,3 +50,31 @@ async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_command
     await resumed.close()
     command_id, session_id = queue_command(db, "halt", {}, "after the upgrade")
     assert session_id == 1 and command_id >= 1
+
+
+async def test_a_session_stored_before_new_settings_existed_resumes_with_their_defaults(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    config = make_config()
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    start = session.clock.now_ns()
+    for i in range(1, 50):
+        session.step(start + i * 3_000_000_000)
+    await session.close()
+    # what an older paperdesk stored: no [validation] or [promotion], no venue.slippage or feed_gaps
+    stored = json.loads(query(db, "SELECT config_json FROM sessions")[0][0])
+    for key in ("validation", "promotion"):
+        del stored[key]
+    del stored["venue"]["slippage"], stored["venue"]["feed_gaps"]
+    old_text = canonical_json(stored)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE sessions SET config_json = ?, config_hash = ?", (old_text, config_hash(old_text)))
+    conn.commit()
+    conn.close()
+    resumed = PaperSession(config, db_path=db)
+    await resumed.open()
+    assert resumed.recovered is not None and resumed.session_id == 1
+    await resumed.close()
+    changed = PaperSession(make_config(venue={"seed": 99}), db_path=db)
+    with pytest.raises(StoreError, match="ran with another config"):
+        await changed.open()
