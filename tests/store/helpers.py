@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import PositiveFloat
 
+from engine.config import AppConfig
 from engine.model.market import Bar
 from engine.runtime import PaperSession
 from engine.strategy.base import Strategy, StrategyParams
@@ -54,6 +55,27 @@ async def crash(session: PaperSession) -> None:
         await writer._task
     await writer.db.close()
     session._lock.release()
+
+
+STEP_NS = 3_000_000_000  # one market update every 3 s of market time, as the default venue at speed 120
+
+
+async def stepped_session(db: Path, config: AppConfig, steps: int = 1500, close: bool = True,
+                          step_ns: int = STEP_NS) -> PaperSession:
+    """A session on db that takes `steps` market updates step_ns apart and (unless close=False) stops."""
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    start = session.clock.now_ns()
+    for i in range(1, steps + 1):
+        ts = start + i * step_ns
+        session.step(ts)
+        if i % 100 == 0:
+            session.engine.mark_equity(ts)
+            session.journal.mark(session.engine, ts)
+            await session.writer.make_room()
+    if close:
+        await session.close()
+    return session
 
 
 def engine_state(session: PaperSession) -> dict[str, Any]:

@@ -13,18 +13,13 @@ from engine.store.rows import canonical_json
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 from engine.store.sessions import config_hash
 from tests.conftest import make_config
-from tests.store.helpers import query
+from tests.store.helpers import query, stepped_session
 
 
 async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_commands(tmp_path):
     db = tmp_path / "desk.sqlite"
     config = make_config()
-    session = PaperSession(config, db_path=db)
-    await session.open()
-    start = session.clock.now_ns()
-    for i in range(1, 200):
-        session.step(start + i * 3_000_000_000)
-    await session.close()
+    await stepped_session(db, config, steps=199)
     fills = query(db, "SELECT COUNT(*) FROM fills")[0][0]
 
     # take it back to what schema 1 wrote: the tables and columns migrations 2 and 3 added go
@@ -55,12 +50,7 @@ async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_command
 async def test_a_session_stored_before_new_settings_existed_resumes_with_their_defaults(tmp_path):
     db = tmp_path / "desk.sqlite"
     config = make_config()
-    session = PaperSession(config, db_path=db)
-    await session.open()
-    start = session.clock.now_ns()
-    for i in range(1, 50):
-        session.step(start + i * 3_000_000_000)
-    await session.close()
+    await stepped_session(db, config, steps=49)
     # what an older paperdesk stored: no [validation] or [promotion], no venue.slippage or feed_gaps
     stored = json.loads(query(db, "SELECT config_json FROM sessions")[0][0])
     for key in ("validation", "promotion"):

@@ -5,8 +5,8 @@ import json
 from engine.runtime import PaperSession
 from engine.validation.validate import validate
 from tests.console.test_operator_commands import paperdesk
-from tests.store.helpers import query
-from tests.validation.helpers import stepped_session, venue_config
+from tests.store.helpers import query, stepped_session
+from tests.validation.helpers import venue_config
 
 
 async def test_a_running_session_scores_itself_and_status_shows_the_score_and_its_trend(tmp_path):

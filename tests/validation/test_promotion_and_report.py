@@ -10,7 +10,8 @@ from engine.validation.promotion import evaluate
 from engine.validation.records import load_session
 from tests.conftest import BASE_CONFIG, write_config
 from tests.console.test_operator_commands import paperdesk
-from tests.validation.helpers import stepped_session, venue_config
+from tests.store.helpers import stepped_session
+from tests.validation.helpers import venue_config
 
 LENIENT = {"min_trades": 1, "min_days": 1.0, "min_score": 85.0, "max_drawdown": 1.0, "min_sharpe": -1000.0}
 

@@ -11,8 +11,8 @@ from engine.validation.records import ValidationInputError
 from engine.validation.validate import validate
 from tests.conftest import BASE_CONFIG, write_config
 from tests.console.test_operator_commands import paperdesk
-from tests.store.helpers import query
-from tests.validation.helpers import stepped_session, venue_config
+from tests.store.helpers import query, stepped_session
+from tests.validation.helpers import venue_config
 
 
 def causes_of(report):
@@ -71,7 +71,7 @@ async def test_the_same_session_validates_to_the_same_report_twice(tmp_path):
 
 async def test_a_session_with_no_decisions_yet_gets_a_clear_message(tmp_path):
     db = tmp_path / "desk.sqlite"
-    await stepped_session(db, venue_config(), steps=5)  # 15 s of market time: no bar has closed
+    await stepped_session(db, venue_config(), steps=1)  # one market update: no bar can have closed
     with pytest.raises(ValidationInputError, match="has no decisions yet.*Let it run longer"):
         validate(db)
 
