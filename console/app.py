@@ -22,7 +22,7 @@ from engine.config import AppConfig
 from engine.runtime import PaperSession
 from engine.snapshot import EngineSnapshot
 
-THEMES = Path(__file__).resolve().parent.parent / "themes"
+THEMES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
 MAX_FILL_ROWS = 200
 
 

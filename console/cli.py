@@ -8,7 +8,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -16,12 +16,18 @@ from engine.config import AppConfig, ConfigError, load_config
 from engine.store.database import StoreError
 from engine.store.read import EXPORTS
 
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
 # errors a user can fix, from modules imported only by the commands that need them (so `paperdesk halt`
 # starts in a fraction of the time pandas takes to import); a module not imported cannot have raised
 _LAZY_INPUT_ERRORS = (("engine.backtest", "BacktestInputError"), ("engine.data.bar_file", "BarFileError"),
                       ("engine.data.recording", "RecordingError"))  # ValidationInputError is a StoreError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+# the default session ships inside this package (package data); in a checkout console/config.toml is a link to
+# the repo's config.toml, resolved here, so `make run` reads (and keeps its database beside) the file a user edits
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = (PACKAGE_DIR / "config.toml").resolve()
 EXIT_BAD_INPUT = 2
 
 
@@ -146,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _db_option(parser: argparse.ArgumentParser, with_config: bool = True) -> None:
     parser.add_argument("--db", type=Path, help="database file (default: [store] path in the config, relative "
-                                                 "to the config file's folder)")
+                                                 "to the config file's folder, or to the current directory for "
+                                                 "the installed default config)")
     if with_config:
         parser.add_argument("--config", type=Path, help="config file giving the default --db")
 
@@ -168,7 +175,14 @@ def _db_path(args: argparse.Namespace, config: AppConfig | None = None) -> Path:
     config_path = _config_path(args.config)
     config = config or load_config(config_path)
     path = Path(config.store.path).expanduser()
-    return path if path.is_absolute() else config_path.resolve().parent / path
+    return path if path.is_absolute() else _store_base(config_path) / path
+
+
+def _store_base(config_path: Path) -> Path:
+    """The folder a relative [store] path is in: the config file's, except for the default config's copy installed
+    inside the package (a wheel's site-packages is no place for a database): then the current directory."""
+    folder = config_path.resolve().parent
+    return Path.cwd() if folder == PACKAGE_DIR else folder
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -332,7 +346,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _param_problem(err: dict[str, Any], known: dict[str, Any]) -> str:
+def _param_problem(err: ErrorDetails, known: dict[str, Any]) -> str:
     key = ".".join(map(str, err["loc"]))
     if err["type"] == "extra_forbidden":
         return f"--param {key}: unknown parameter; known: {', '.join(known)}"
