@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,6 +25,9 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+P = TypeVar("P", bound=StrategyParams)
+
+
 class StrategyContext(Protocol):
     """What the engine offers a strategy. Intents are recorded as decisions before anything else."""
 
@@ -39,8 +42,10 @@ class StrategyContext(Protocol):
                      take_profit: float | None = None, trailing_stop: float | None = None) -> None: ...
 
 
-class Strategy:
-    """Subclass, set `kind` and `Params`, and override on_bar (and/or on_tick, on_fill).
+class Strategy(Generic[P]):
+    """Subclass as Strategy[MyParams], set `kind` and `Params = MyParams`, override on_bar (and/or on_tick, on_fill).
+
+    The type argument types self.params; Params is the model __init__ validates with, so the two must agree.
 
     Each evaluation should end in exactly one intent per symbol: target_position, buy, sell or
     hold. An evaluation that expresses none is recorded as a HOLD with reason "no decision".
@@ -48,13 +53,15 @@ class Strategy:
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    params: P
 
     def __init__(self, name: str, symbols: list[str], timeframe: str,
                  params: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.symbols = list(symbols)
         self.timeframe = timeframe
-        self.params = self.Params(**dict(params or {}))
+        # a type variable cannot appear in a ClassVar: Params matches P by convention (test_strategy_typing checks)
+        self.params = cast(P, self.Params(**dict(params or {})))
         self.status = StrategyStatus.RUNNING
         self.error = ""
         self.decided = False
@@ -64,6 +71,13 @@ class Strategy:
     def attach(self, ctx: StrategyContext) -> None:
         self._ctx = ctx
         self.on_start()
+
+    @property
+    def _context(self) -> StrategyContext:
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(f"strategy {self.name} is not attached to an engine")
+        return ctx
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -83,10 +97,10 @@ class Strategy:
 
     def position(self, symbol: str) -> float:
         """This strategy's own net quantity in symbol."""
-        return self._ctx.strategy_position(self.name, symbol)
+        return self._context.strategy_position(self.name, symbol)
 
     def now_ns(self) -> int:
-        return self._ctx.now_ns()
+        return self._context.now_ns()
 
     # ---- intents ----------------------------------------------------------------------------
 
@@ -102,7 +116,7 @@ class Strategy:
         signal = Signal.LONG if qty > 0 else Signal.SHORT if qty < 0 else Signal.FLAT
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._ctx.intend_target(self, decision, stop_loss, take_profit, trailing_stop)
+        self._context.intend_target(self, decision, stop_loss, take_profit, trailing_stop)
 
     def buy(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
             tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
@@ -124,8 +138,8 @@ class Strategy:
              indicators: dict[str, float] | None = None) -> None:
         """Decide to do nothing, and say why."""
         self.decided = True
-        self._ctx.decide(self, Decision(self._ts, self.name, symbol, Signal.HOLD, confidence, reason,
-                                        indicators or {}))
+        self._context.decide(self, Decision(self._ts, self.name, symbol, Signal.HOLD, confidence, reason,
+                                            indicators or {}))
 
     def _order(self, signal: Signal, side: OrderSide, symbol: str, qty: float, price: float | None,
                stop_price: float | None, tif: TimeInForce, reduce_only: bool, confidence: float, reason: str,
@@ -137,4 +151,4 @@ class Strategy:
             order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only, *exits)
+        self._context.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only, *exits)

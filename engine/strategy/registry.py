@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from engine.strategy.base import Strategy
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+S = TypeVar("S", bound=Strategy[Any])
+
+_REGISTRY: dict[str, type[Strategy[Any]]] = {}
 
 
-def register(cls: type[Strategy]) -> type[Strategy]:
+def register(cls: type[S]) -> type[S]:
     """Class decorator: make cls available under cls.kind."""
     if not cls.kind:
         raise ValueError(f"{cls.__name__} has no kind")
@@ -17,7 +21,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def strategy_class(kind: str) -> type[Strategy]:
+def strategy_class(kind: str) -> type[Strategy[Any]]:
     """The class registered as kind; the error lists the kinds there are."""
     _load_builtins()
     try:

@@ -17,7 +17,7 @@ class BollingerParams(StrategyParams):
 
 
 @register
-class BollingerMeanReversion(Strategy):
+class BollingerMeanReversion(Strategy[BollingerParams]):
     kind = "bollinger_mean_reversion"
     Params = BollingerParams
 
@@ -26,18 +26,20 @@ class BollingerMeanReversion(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         bands = self._bands[bar.symbol]
-        if bands.update(bar.close) is None:
+        middle = bands.update(bar.close)
+        upper, lower = bands.upper, bands.lower
+        if middle is None or upper is None or lower is None:  # all three are set together, once the window fills
             self.hold(bar.symbol, reason="warming up")
             return
         close = bar.close
-        indicators = {"middle": bands.middle, "upper": bands.upper, "lower": bands.lower, "close": close}
+        indicators = {"middle": middle, "upper": upper, "lower": lower, "close": close}
         position = self.position(bar.symbol)
         size = self.params.size
-        if close < bands.lower and position <= 0:
+        if close < lower and position <= 0:
             self.target_position(bar.symbol, size, reason="close below lower band", indicators=indicators)
-        elif close > bands.upper and position >= 0:
+        elif close > upper and position >= 0:
             self.target_position(bar.symbol, -size, reason="close above upper band", indicators=indicators)
-        elif (position > 0 and close >= bands.middle) or (position < 0 and close <= bands.middle):
+        elif (position > 0 and close >= middle) or (position < 0 and close <= middle):
             self.target_position(bar.symbol, 0.0, reason="back at the middle band", indicators=indicators)
         else:
             self.hold(bar.symbol, reason="inside the bands", indicators=indicators)

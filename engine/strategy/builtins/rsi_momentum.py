@@ -24,7 +24,7 @@ class RsiMomentumParams(StrategyParams):
 
 
 @register
-class RsiMomentum(Strategy):
+class RsiMomentum(Strategy[RsiMomentumParams]):
     kind = "rsi_momentum"
     Params = RsiMomentumParams
 

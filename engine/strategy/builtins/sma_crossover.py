@@ -36,7 +36,7 @@ class _SymbolState:
 
 
 @register
-class SmaCrossover(Strategy):
+class SmaCrossover(Strategy[SmaCrossoverParams]):
     kind = "sma_crossover"
     Params = SmaCrossoverParams
 
@@ -48,7 +48,7 @@ class SmaCrossover(Strategy):
         state = self._state[bar.symbol]
         fast = state.fast.update(bar.close)
         slow = state.slow.update(bar.close)
-        if slow is None:
+        if fast is None or slow is None:  # fast < slow, so this is the slow average's warm-up
             self.hold(bar.symbol, reason="warming up")
             return
         diff = fast - slow
