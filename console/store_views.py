@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from engine.clock import utc_text
 from engine.store.audit import verify_chain
@@ -147,7 +148,7 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
             assert out_path is not None
             schema = parquet_schema(conn, what)
 
-            def write_parquet(handle: Any) -> None:
+            def write_parquet(handle: IO[Any]) -> None:
                 nonlocal rows
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -161,7 +162,7 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
             _write_new(out_path, write_parquet, binary=True)
         else:
 
-            def write_csv(handle: Any) -> None:
+            def write_csv(handle: IO[Any]) -> None:
                 nonlocal rows
                 for index, chunk in enumerate(chunks):
                     chunk.to_csv(handle, index=False, header=index == 0)
@@ -178,11 +179,11 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
     return 0
 
 
-def _write_new(path: Path, write: Any, binary: bool) -> None:
+def _write_new(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> None:
     """Write through a temporary name and rename, so a failed export leaves no half file behind."""
     tmp = path.with_name(path.name + ".partial")
     try:
-        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
+        with open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8", newline="") as handle:
             write(handle)
         tmp.rename(path)
     except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,8 +315,8 @@ def parse_config(data: dict[str, Any], source: str = "config") -> AppConfig:
             strategy_class(strategy.kind).Params(**strategy.params)
         except ValidationError as exc:
             for err in exc.errors():
-                err = dict(err, loc=("strategies", index, "params", *err["loc"]))
-                problems.append(_describe(source, err, strategy_class(strategy.kind).Params))
+                located = dict(err, loc=("strategies", index, "params", *err["loc"]))
+                problems.append(_describe(source, located, strategy_class(strategy.kind).Params))
     if problems:
         raise ConfigError("\n".join(problems))
     return config
@@ -329,7 +330,7 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(source: str, err: dict[str, Any], params_model: type[BaseModel] | None = None) -> str:
+def _describe(source: str, err: Mapping[str, Any], params_model: type[BaseModel] | None = None) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union tags
     key = key_path(loc) or "(top level)"
     if err["type"] == "extra_forbidden":

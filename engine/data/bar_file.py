@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas ships no types and pandas-stubs is not a dependency
 
 from engine.clock import NS_PER_SECOND
 from engine.data.bars import timeframe_ns

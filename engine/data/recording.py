@@ -32,8 +32,10 @@ def event_to_json(event: MarketEvent) -> str:
                            "a": int(event.aggressor)})
     if type(event) is BookSnapshot:
         return json.dumps({"t": "book", "ts": event.ts, "s": event.symbol, "b": event.bids, "a": event.asks})
-    return json.dumps({"t": "bar", "ts": event.ts, "s": event.symbol, "tf": event.timeframe, "o": event.open,
-                       "h": event.high, "l": event.low, "c": event.close, "v": event.volume, "e": event.end})
+    if type(event) is Bar:
+        return json.dumps({"t": "bar", "ts": event.ts, "s": event.symbol, "tf": event.timeframe, "o": event.open,
+                           "h": event.high, "l": event.low, "c": event.close, "v": event.volume, "e": event.end})
+    raise TypeError(f"not a market event: {event!r}")
 
 
 def event_from_json(text: str) -> MarketEvent:

@@ -68,6 +68,7 @@ def queue_command(path: Path, command: str, args: dict[str, Any], reason: str) -
                            "VALUES (?,?,?,?,?,?)", (row[0], wall_ns(), command, json.dumps(args), reason,
                                                     command_source()))
         conn.execute("COMMIT")
+        assert cur.lastrowid is not None  # every INSERT into a rowid table sets it
         return cur.lastrowid, row[0]
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot queue the command ({exc})") from None

@@ -19,8 +19,10 @@ def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]
     if type(event) is TradeTick:
         return (session_id, seq, event.ts, event.symbol, "trade", event.price, event.size, event.aggressor.name,
                 None, None, None, None, None, None, None, None, None)
-    return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
-            event.open, event.high, event.low, event.close, event.volume, event.end)
+    if type(event) is Bar:
+        return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
+                event.open, event.high, event.low, event.close, event.volume, event.end)
+    raise TypeError(f"not a market event: {event!r}")
 
 
 def _levels(levels: tuple[tuple[float, float], ...]) -> str:

@@ -131,6 +131,7 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
             (RUNNING, wall_ns(), market_start_ns, config.venue.kind, text, digest,
              config.session.starting_cash, os.getpid()))
         session_id = cur.lastrowid
+        assert session_id is not None  # every INSERT into a rowid table sets it
         for i in config.instruments:
             base, quote = i.symbol.split("/")
             conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",

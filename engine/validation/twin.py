@@ -41,7 +41,8 @@ class DecisionLog:
     def decision(self, decision: Decision, order: Order | None, denial: Denial | None = None) -> None:
         if order is not None and order.status is OrderStatus.DENIED:
             denial = order.denial
-        rule = text = None
+        rule: str | None = None
+        text: str | None = None
         if denial is not None:
             rule, text = denial.rule, denial.message
         elif order is not None and order.status is OrderStatus.REJECTED:
