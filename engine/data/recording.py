@@ -35,7 +35,7 @@ def event_to_json(event: MarketEvent) -> str:
     if type(event) is Bar:
         return json.dumps({"t": "bar", "ts": event.ts, "s": event.symbol, "tf": event.timeframe, "o": event.open,
                            "h": event.high, "l": event.low, "c": event.close, "v": event.volume, "e": event.end})
-    raise TypeError(f"not a market event: {event!r}")
+    raise TypeError(f"no recording format for {type(event).__name__} events")
 
 
 def event_from_json(text: str) -> MarketEvent:

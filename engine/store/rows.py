@@ -22,7 +22,7 @@ def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]
     if type(event) is Bar:
         return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
                 event.open, event.high, event.low, event.close, event.volume, event.end)
-    raise TypeError(f"not a market event: {event!r}")
+    raise TypeError(f"no market data row for {type(event).__name__} events")
 
 
 def _levels(levels: tuple[tuple[float, float], ...]) -> str:
