@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import load_config  # noqa: E402
-from engine.runtime import PaperSession  # noqa: E402
+from engine.session import PaperSession  # noqa: E402
 from engine.store.database import check_database  # noqa: E402
 
 

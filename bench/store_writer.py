@@ -27,11 +27,11 @@ from engine.config import load_config  # noqa: E402
 from engine.model.decision import Decision, Signal  # noqa: E402
 from engine.model.fill import Fill, FillBasis, Liquidity  # noqa: E402
 from engine.model.order import Order, OrderSide, OrderStatus  # noqa: E402
-from engine.runtime import build_market  # noqa: E402
 from engine.store.database import WriterLock  # noqa: E402
 from engine.store.journal import StoreJournal  # noqa: E402
 from engine.store.sessions import open_session  # noqa: E402
 from engine.store.writer import StoreWriter  # noqa: E402
+from engine.venues import build_market  # noqa: E402
 
 
 class Producer:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_writer import lag_probe  # noqa: E402
 
 from engine.config import load_config  # noqa: E402
-from engine.runtime import PaperSession  # noqa: E402
+from engine.session import PaperSession  # noqa: E402
 from engine.store.read import behaviour_scores, open_reader  # noqa: E402
 from engine.validation.validate import validate  # noqa: E402
 

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.config import AppConfig
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
 
 THEMES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
@@ -106,7 +106,7 @@ class PaperdeskApp(App[int]):
 
     def action_operator(self, command: str) -> None:
         reason = f"{command} key in the console"
-        if command == "resume" and self.session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED":
+        if command == "resume" and self.session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED":
             if not self._confirmed("resume", "EMERGENCY STOPPED: press r again within 3 s to resume trading"):
                 return
             reason = "resumed from the console after an emergency stop"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.config import AppConfig
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.database import StoreError
 
 
@@ -51,7 +51,7 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
     elif session.session_id is not None:
         say(f"started session {session.session_id}")
     # state changes and operator commands as they happen, so a log tail shows why trading stopped
-    session.engine.risk.listeners.append(lambda change: say(f"trading {change.line()}"))
+    session.engine.guard.listeners.append(lambda change: say(f"trading {change.line()}"))
     session.on_command = lambda line: say(line)
     loop = asyncio.get_running_loop()
 

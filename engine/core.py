@@ -2,6 +2,15 @@
 
 One market event in; decisions, orders and fills out. Nothing here knows whether the clock is
 wall time or replayed time, which is what makes a replay of a paper session reproduce it.
+
+The rooms it wires together (no one of them imports another's concrete class):
+- the broker (engine/brokers/): the venue, behind the Broker protocol; the simulated one by default;
+- the order manager (engine/execution/order_manager.py): orders, client ids, pending quantities, brackets;
+- risk (engine/risk/manager.py): sizing and pre-trade checks, returning typed denials;
+- the trading guard (engine/breakers/guard.py): trading states, breakers, flattening, the emergency stop;
+- operator commands (engine/commands.py).
+Venue events are queued by the broker and drained here after each market event and each command,
+so every callback happens in the same order at any latency.
 """
 
 from __future__ import annotations
@@ -9,27 +18,35 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
+from engine.breakers.guard import TradingGuard
 from engine.breakers.trading_state import StateChange
+from engine.brokers.broker import Broker
+from engine.brokers.paper import PaperBroker
 from engine.clock import Clock
+from engine.commands import apply_command
 from engine.data.bars import BarBuilder
 from engine.execution.fill_model import FillModel
-from engine.execution.fill_simulator import FillSimulator
+from engine.execution.order_manager import OrderManager
 from engine.model.decision import Decision, Signal
+from engine.model.event_log import EventLevel
 from engine.model.fill import Fill
 from engine.model.instrument import Instrument
-from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick
-from engine.model.order import Denial, Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from engine.model.market import Bar, BookSnapshot, Heartbeat, MarketEvent, TradeTick
+from engine.model.order import Denial, DenialRule, Order, OrderOrigin, OrderSide, OrderType, TimeInForce
+from engine.model.venue_event import VenueEventKind
 from engine.portfolio.account import Account
+from engine.portfolio.returns import ReturnHistory
 from engine.risk.checks import is_reducing
-from engine.risk.manager import RiskManager, RiskRules
+from engine.risk.manager import RiskManager, RiskRules, Subscription
 from engine.strategy.base import Strategy, StrategyStatus
 
 log = logging.getLogger("paperdesk.engine")
 
 FillListener = Callable[[Fill], None]
+K = VenueEventKind
 
 
 class Journal(Protocol):
@@ -44,43 +61,67 @@ class Journal(Protocol):
 
 
 class Engine:
-    """Routes market events to the venue and the strategies, and intents to orders.
+    """Routes market events to the venue and the strategies, intents through risk to orders, and venue
+    events back to the order manager, the account, the guard and the strategies.
 
-    The paper venue (FillSimulator) is fed the same events, so every fill is simulated against
-    exactly the data the strategies saw.
+    With no broker given it trades on the simulated venue (PaperBroker), fed the same events the
+    strategies see, so every fill is simulated against exactly that data.
     """
 
     def __init__(self, clock: Clock, instruments: Iterable[Instrument], starting_cash: float,
                  strategies: Iterable[Strategy] = (), fill_model: FillModel | None = None,
-                 order_id_prefix: str = "O", risk_rules: RiskRules | None = None) -> None:
+                 order_id_prefix: str = "O", risk_rules: RiskRules | None = None,
+                 broker: Broker | None = None) -> None:
         self.clock = clock
         self.instruments = {i.symbol: i for i in instruments}
         self.account = Account(starting_cash)
-        self.venue = FillSimulator(clock, self.instruments, fill_model or FillModel(), self)
+        self.broker: Broker = broker if broker is not None else PaperBroker(
+            clock, self.instruments, fill_model or FillModel(), starting_cash)
         self.strategies: dict[str, Strategy] = {}
-        self.orders: dict[str, Order] = {}
-        self._open: dict[str, Order] = {}  # the open ones, kept as they change: risk checks ask on every order
         self.decisions: list[Decision] = []
         self.fills: list[Fill] = []
         self.equity_curve: list[tuple[int, float]] = []
         self.recording: list[MarketEvent] | None = None  # set to a list to record what the engine saw
         self.events: deque[tuple[int, str, str]] = deque(maxlen=500)  # operator-facing log lines
         self.fill_listeners: list[FillListener] = []
-        self.journal: Journal | None = None
-        self._order_prefix = order_id_prefix
-        self._order_seq = 0
-        self._pending: dict[tuple[str, str], float] = {}  # signed open quantity per (strategy, symbol)
+        self._journal: Journal | None = None
         self._bar_subs: dict[tuple[str, str], list[Strategy]] = {}
         self._tick_subs: dict[str, list[Strategy]] = {}
         self._builders: dict[str, list[BarBuilder]] = {}
+        self._busy = 0  # > 0 while a market event or command is applied: venue events are drained at its end
         for strategy in strategies:
-            self.add_strategy(strategy)
+            self._subscribe(strategy)
         # without rules nothing is limited or tripped; trading states and the emergency stop still work
-        self.risk = RiskManager(self, risk_rules or RiskRules())
+        rules = risk_rules or RiskRules()
+        r = rules.risk
+        self.history = ReturnHistory(list(self.instruments), int(r.sample_seconds * 1e9), r.window, r.min_samples)
+        self.oms = OrderManager(clock, self.broker, self, self.log_event, self.account.strategy_qty,
+                                self.instruments, self, order_id_prefix)
+        self.orders: dict[str, Order] = self.oms.orders
+        self.risk = RiskManager(rules, self.account, self.instruments,
+                                {s.name: Subscription(tuple(s.symbols), s.timeframe) for s in self.strategies.values()},
+                                self.history, self, self.oms)
+        b = rules.breakers
+        sampling = self.risk.samples_returns or b.correlation is not None or b.volatility_spike is not None
+        self.guard = TradingGuard(clock, self.account, self.instruments, b, self.history, sampling, self.oms,
+                                  self.log_event)
+        self._venue_events = self.broker.events
+        for strategy in self.strategies.values():
+            strategy.attach(self)
+
+    @property
+    def journal(self) -> Journal | None:
+        return self._journal
+
+    @journal.setter
+    def journal(self, journal: Journal | None) -> None:
+        self._journal = journal
+        self.oms.journal = journal
+        self.guard.journal = journal
 
     # ---- setup ------------------------------------------------------------------------------
 
-    def add_strategy(self, strategy: Strategy) -> None:
+    def _subscribe(self, strategy: Strategy) -> None:
         if strategy.name in self.strategies:
             raise ValueError(f"two strategies are named {strategy.name!r}; names must be unique")
         for symbol in strategy.symbols:
@@ -100,36 +141,66 @@ class Engine:
             builders = self._builders.setdefault(symbol, [])
             if all(b.timeframe != strategy.timeframe for b in builders):
                 builders.append(BarBuilder(symbol, strategy.timeframe))
-        strategy.attach(self)
 
     # ---- market data ----------------------------------------------------------------------
 
     def process(self, event: MarketEvent) -> None:
-        """Handle one market event of any kind."""
-        if self.recording is not None:
-            self.recording.append(event)
-        if self.journal is not None:
-            self.journal.market(event)
-        risk = self.risk
+        """Handle one market event of any kind, then apply what the venue reported."""
         kind = type(event)
-        ts = event.end if kind is Bar else event.ts
-        risk.on_market(event, ts)
-        if kind is Bar:
-            self.on_bar(event)
-        elif kind is TradeTick:
-            self.on_trade(event)
+        ts = event.end if kind is Bar else event.ts  # type: ignore[union-attr]
+        self._busy += 1
+        try:
+            self.broker.advance(ts)  # orders that arrived before ts meet the market as it stood then
+            if self._venue_events:
+                self._drain()
+            if self.recording is not None:
+                self.recording.append(event)
+            if self._journal is not None:
+                self._journal.market(event)
+            guard = self.guard
+            if kind is Heartbeat:
+                guard.on_clock(ts)
+            else:
+                guard.on_market(event, ts)
+                trailing = self.oms.brackets.trailing
+                if trailing and event.symbol in trailing:
+                    self._watch_trailing(event)
+                if kind is Bar:
+                    self.on_bar(event)  # type: ignore[arg-type]
+                elif kind is TradeTick:
+                    self.on_trade(event)  # type: ignore[arg-type]
+                else:
+                    self.on_book(event)  # type: ignore[arg-type]
+                if self._venue_events:
+                    self._drain()
+                if ts >= guard.next_evaluation:  # breakers re-measure once the event is applied
+                    guard.evaluate(ts)
+            if self._venue_events:
+                self._drain()
+        finally:
+            self._busy -= 1
+
+    def _watch_trailing(self, event: MarketEvent) -> None:
+        if type(event) is Bar:
+            price: float | None = event.close
+        elif type(event) is TradeTick:
+            price = event.price
+        elif type(event) is BookSnapshot:
+            price = event.mid if event.bids and event.asks else None
         else:
-            self.on_book(event)
-        if ts >= risk.next_evaluation:  # breakers re-measure once the event is applied (inlined: every event)
-            risk.evaluate(ts)
+            price = None
+        if price is not None:
+            self.oms.brackets.on_price(event.symbol, price)
 
     def on_book(self, book: BookSnapshot) -> None:
-        self.venue.on_book(book)
+        self.broker.on_book(book)
         if book.bids and book.asks:
             self.account.marks[book.symbol] = book.mid
 
     def on_trade(self, tick: TradeTick) -> None:
-        self.venue.on_trade(tick)
+        self.broker.on_trade(tick)
+        if self._venue_events:
+            self._drain()  # a resting order's fill lands before strategies see the trade that filled it
         for builder in self._builders.get(tick.symbol, ()):
             bar = builder.update(tick)
             if bar is not None:
@@ -143,12 +214,14 @@ class Engine:
 
     def on_bar(self, bar: Bar) -> None:
         """A bar from a bar data source (a file): the venue fills at its prices, then strategies see it."""
-        self.venue.on_bar(bar)
+        self.broker.on_bar(bar)
+        if self._venue_events:
+            self._drain()
         self.account.marks[bar.symbol] = bar.close
         self._dispatch_bar(bar)
 
     def _dispatch_bar(self, bar: Bar) -> None:
-        if self.risk._atr:
+        if self.risk.wants_bars:
             self.risk.on_bar(bar)
         subs = self._bar_subs.get((bar.symbol, bar.timeframe))
         if not subs:
@@ -172,16 +245,59 @@ class Engine:
         for table in (self._bar_subs, self._tick_subs):
             for key, subs in table.items():
                 if strategy in subs:
-                    table[key] = [s for s in subs if s is not strategy]
-        self.log_event("ERROR", f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
-        if self.journal is not None:
-            self.journal.strategy(strategy)
+                    table[key] = [s for s in subs if s is not strategy]  # type: ignore[index]
+        self.log_event(EventLevel.ERROR, f"strategy {strategy.name} FAILED and stopped: {strategy.error}")
+        if self._journal is not None:
+            self._journal.strategy(strategy)
         log.error("strategy %s failed:\n%s", strategy.name, "".join(traceback.format_exception(exc)))
 
     def mark_equity(self, ts: int) -> float:
         equity = self.account.equity()
         self.equity_curve.append((ts, equity))
         return equity
+
+    # ---- venue events ---------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Apply every queued venue event in order (applying one may queue more: a bracket child, a close-out)."""
+        events = self._venue_events
+        apply = self.oms.apply
+        while events:
+            event = events.popleft()
+            order = apply(event)
+            if order is None:
+                continue
+            kind = event.kind
+            if kind is K.FILLED:
+                assert event.fill is not None
+                self._filled(order, event.fill)
+            elif kind is K.ACCEPTED:
+                self.guard.on_accepted(event.latency_ns)
+            elif kind is K.REJECTED and order.origin is OrderOrigin.STRATEGY:
+                self.oms.brackets.resync((order.strategy, order.symbol))  # a refused entry takes its bracket off
+
+    def _filled(self, order: Order, fill: Fill) -> None:
+        self.account.apply_fill(fill)
+        self.fills.append(fill)
+        if self._journal is not None:
+            self._journal.fill(fill)
+            self._journal.order(order)
+        for listener in self.fill_listeners:
+            listener(fill)
+        self.guard.on_fill(order, self.risk.on_fill(fill), fill.ts)
+        self.oms.brackets.resync((order.strategy, order.symbol))
+        self.guard.evaluate(fill.ts)
+        strategy = self.strategies.get(order.strategy)
+        if strategy is not None and strategy.status is StrategyStatus.RUNNING:
+            try:
+                strategy.on_fill(fill)
+            except Exception as exc:  # one strategy's bug must not stop the others
+                self._fail(strategy, exc)
+
+    def _settle(self) -> None:
+        """Outside a market event (a command, a test's direct intent), venue events are applied right away."""
+        if not self._busy and self._venue_events:
+            self._drain()
 
     # ---- StrategyContext ------------------------------------------------------------------
 
@@ -193,15 +309,16 @@ class Engine:
 
     def decide(self, strategy: Strategy, decision: Decision) -> None:
         self.decisions.append(decision)
-        if self.journal is not None:
-            self.journal.decision(decision, None)
+        if self._journal is not None:
+            self._journal.decision(decision, None)
 
     def intend_target(self, strategy: Strategy, decision: Decision, stop_loss: float | None = None,
                       take_profit: float | None = None, trailing_stop: float | None = None) -> None:
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
+        assert decision.target is not None, "a target decision carries its target"
         target, denial = self.risk.size_target(strategy.name, decision.symbol, decision.target, stop_loss)
-        held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
+        held = self.account.strategy_qty.get(key, 0.0) + self.oms.pending_qty(key)
         if target is None:
             target = held
         delta = target - held
@@ -210,14 +327,15 @@ class Engine:
         if qty > 0:
             side = OrderSide.BUY if delta > 0 else OrderSide.SELL
             if not is_reducing(held, target):
-                self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
-                                                                   trailing_stop))
-            order = self.submit_order(strategy.name, decision.symbol, side, qty)
-            self._unbracket_if_refused(key, order)
+                self.oms.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
+                                                                  trailing_stop))
+            order = self.oms.submit(strategy.name, decision.symbol, side, qty)
+            self._unbracket_if_denied(key, order)
         elif denial is not None:
             self._denied(decision, denial)
-        if self.journal is not None:
-            self.journal.decision(decision, order, denial if order is None else None)
+        if self._journal is not None:
+            self._journal.decision(decision, order, denial if order is None else None)
+        self._settle()
 
     def intend_order(self, strategy: Strategy, decision: Decision, side: OrderSide, qty: float,
                      order_type: OrderType, price: float | None, stop_price: float | None,
@@ -225,7 +343,7 @@ class Engine:
                      take_profit: float | None = None, trailing_stop: float | None = None) -> None:
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
-        held = self.account.strategy_qty.get(key, 0.0) + self._pending.get(key, 0.0)
+        held = self.account.strategy_qty.get(key, 0.0) + self.oms.pending_qty(key)
         denial = None
         order = None
         if not reduce_only and not is_reducing(held, held + side * qty):
@@ -233,145 +351,94 @@ class Engine:
             instrument = self.instruments[decision.symbol]
             qty = instrument.floor_qty(sized)
             if qty <= 0 and denial is None:
-                denial = Denial("sizing", instrument.lot_size, sized, f"the sized entry {sized:g} is under one lot "
-                                                                      f"({instrument.lot_size:g})")
+                denial = Denial(DenialRule.SIZING, instrument.lot_size, sized,
+                                f"the sized entry {sized:g} is under one lot ({instrument.lot_size:g})")
             if qty > 0:
-                self.risk.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
-                                                                   trailing_stop))
+                self.oms.brackets.attach(key, self.risk.exit_spec(strategy.name, stop_loss, take_profit,
+                                                                  trailing_stop))
         if qty > 0:
-            order = self.submit_order(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
-                                      reduce_only)
-            self._unbracket_if_refused(key, order)
+            order = self.oms.submit(strategy.name, decision.symbol, side, qty, order_type, price, stop_price, tif,
+                                    reduce_only)
+            self._unbracket_if_denied(key, order)
         elif denial is not None:
             self._denied(decision, denial)
-        if self.journal is not None:
-            self.journal.decision(decision, order, denial if order is None else None)
+        if self._journal is not None:
+            self._journal.decision(decision, order, denial if order is None else None)
+        self._settle()
 
-    def _unbracket_if_refused(self, key: tuple[str, str], order: Order) -> None:
-        """The bracket went on before the entry (a fill may come inside submit); a refused entry takes it off."""
-        if order.status is OrderStatus.DENIED or order.status is OrderStatus.REJECTED:
-            self.risk.brackets.resync(key)
+    def _unbracket_if_denied(self, key: tuple[str, str], order: Order) -> None:
+        """The bracket went on before the entry; a denied entry takes it off (a venue's rejection does on drain)."""
+        if not order.is_open and order.filled_qty == 0:
+            self.oms.brackets.resync(key)
 
     def _denied(self, decision: Decision, denial: Denial) -> None:
         self.risk.denials += 1
-        self.log_event("WARN", f"{decision.strategy} {decision.signal} {decision.symbol} not sized: {denial.line()}")
+        self.log_event(EventLevel.WARN, f"{decision.strategy} {decision.signal} {decision.symbol} not sized: "
+                                        f"{denial.line()}")
 
-    # ---- orders -------------------------------------------------------------------------------
+    # ---- the order manager's gate and the brackets' policy (risk and the guard answer) --------------
+
+    def check(self, order: Order) -> Denial | None:
+        return self.risk.check(order)
+
+    def submitted(self, order: Order) -> None:
+        self.risk.submitted(order)
+
+    def effective(self, strategy: str) -> Any:
+        return self.guard.effective(strategy)
+
+    def exits_allowed(self, key: tuple[str, str]) -> bool:
+        return self.guard.exits_allowed(key)
+
+    def entry_price(self, key: tuple[str, str]) -> float:
+        return self.risk.entry_price(key)
+
+    # ---- orders and commands from outside a market event --------------------------------------------
 
     def submit_order(self, strategy: str, symbol: str, side: OrderSide, qty: float,
                      order_type: OrderType = OrderType.MARKET, price: float | None = None,
                      stop_price: float | None = None, tif: TimeInForce = TimeInForce.GTC,
-                     reduce_only: bool = False, origin: str = "strategy", note: str = "") -> Order:
-        """Create an order with the next client id, pass it through risk, and send it to the venue.
-
-        origin: "strategy" (every check), "exit" (a bracket child: trading state and reduce-only),
-        "flatten" (a breaker's or the emergency stop's close-out: no checks).
-        """
-        self._order_seq += 1
-        order = Order(f"{self._order_prefix}{self._order_seq:07d}", strategy, symbol, side, qty, order_type,
-                      price, stop_price, tif, reduce_only, self.clock.now_ns(), reason=note, origin=origin)
-        self.orders[order.client_id] = order
-        denial = self.risk.check(order)
-        if denial is not None:
-            order.denial = denial
-            order.transition(OrderStatus.DENIED, denial.line())
-            self._journal_order(order)
-            self.risk.denials += 1
-            self.log_event("WARN", f"order {order.client_id} ({strategy} {side.name} {qty:g} {symbol}) denied: "
-                                   f"{order.reason}")
-            return order
-        order.transition(OrderStatus.SUBMITTED)
-        self._journal_order(order)
-        if origin != "exit":  # bracket children are contingent: they are not the strategy's pending quantity
-            key = (strategy, symbol)
-            self._pending[key] = self._pending.get(key, 0.0) + side * qty
-        self.venue.submit(order)
-        self.risk.submitted(order)
+                     reduce_only: bool = False, origin: OrderOrigin = OrderOrigin.STRATEGY, note: str = "") -> Order:
+        """An order through risk to the venue, as a strategy's would go; what the venue reports is applied."""
+        order = self.oms.submit(strategy, symbol, side, qty, order_type, price, stop_price, tif, reduce_only, origin,
+                                note)
+        self._settle()
         return order
-
-    def pending_qty(self, key: tuple[str, str]) -> float:
-        """Signed quantity a strategy's open (non-contingent) orders in a symbol would add."""
-        return self._pending.get(key, 0.0)
 
     def cancel_order(self, client_id: str, reason: str = "canceled on request") -> bool:
         """Ask the venue to cancel; False if the order is unknown or no longer open."""
-        order = self.orders.get(client_id)
-        if order is None or not order.is_open:
-            return False
-        previous = order.status
-        order.transition(OrderStatus.PENDING_CANCEL)
-        self._journal_order(order)
-        if not self.venue.cancel(client_id, reason):
-            back = OrderStatus.PARTIALLY_FILLED if previous is OrderStatus.PARTIALLY_FILLED else OrderStatus.ACCEPTED
-            order.transition(back, "cancel failed: the venue no longer has the order or is matching it")
-            self._journal_order(order)
-            return False
-        return True
+        ok = self.oms.cancel(client_id, reason)
+        self._settle()
+        return ok
 
     def open_orders(self) -> list[Order]:
-        return list(self._open.values())
+        return self.oms.open_orders()
 
-    # ---- VenueListener --------------------------------------------------------------------
+    def pending_qty(self, key: tuple[str, str]) -> float:
+        return self.oms.pending_qty(key)
 
-    def order_accepted(self, order: Order, latency_ns: int) -> None:
-        order.transition(OrderStatus.ACCEPTED)
-        self._journal_order(order)
-        self.risk.on_accepted(order, latency_ns)
+    def command(self, command: str, args: Mapping[str, Any], reason: str, ts: int) -> tuple[bool, str]:
+        """An operator command (engine/commands.py), applied now; then what the venue reported is applied."""
+        self._busy += 1
+        try:
+            result = apply_command(self.guard, self.risk, self.strategies, command, args, reason, ts)
+        finally:
+            self._busy -= 1
+        self._settle()
+        return result
 
-    def order_triggered(self, order: Order) -> None:
-        order.transition(OrderStatus.TRIGGERED)
-        self._journal_order(order)
+    def risk_view(self) -> dict[str, Any]:
+        """Trading states, breaker gauges, phases and counts, as plain values for the console, status and the store."""
+        view = self.guard.view(list(self.strategies))
+        view["phases"] = {s: p for s, p in self.risk.phases.items() if p is not None}
+        view["denials"] = self.risk.denials
+        return view
 
-    def order_rejected(self, order: Order, reason: str) -> None:
-        order.transition(OrderStatus.REJECTED, reason)
-        self._journal_order(order)
-        self._release(order)
-        self.log_event("WARN", f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
-                            f"{order.symbol}) rejected: {reason}")
+    @property
+    def state_changes(self) -> int:
+        """Trading-state changes so far, so a watcher knows when to look again."""
+        return self.guard.changes
 
-    def order_canceled(self, order: Order, reason: str) -> None:
-        order.transition(OrderStatus.CANCELED, reason)
-        self._journal_order(order)
-        self._release(order)
-
-    def order_filled(self, order: Order, fill: Fill) -> None:
-        order.apply_fill(fill.qty, fill.price)
-        if not order.is_open:
-            self._open.pop(order.client_id, None)
-        key = (order.strategy, order.symbol)
-        if order.origin != "exit":
-            self._pending[key] -= order.side * fill.qty
-        self.account.apply_fill(fill)
-        self.fills.append(fill)
-        if self.journal is not None:
-            self.journal.fill(fill)
-            self.journal.order(order)
-        for listener in self.fill_listeners:
-            listener(fill)
-        self.risk.on_fill(order, fill)
-        strategy = self.strategies.get(order.strategy)
-        if strategy is not None and strategy.status is StrategyStatus.RUNNING:
-            try:
-                strategy.on_fill(fill)
-            except Exception as exc:  # one strategy's bug must not stop the others
-                self._fail(strategy, exc)
-
-    def _journal_order(self, order: Order) -> None:
-        """Every transition but a fill's passes here: keep the open set, then journal it."""
-        if order.is_open:
-            self._open[order.client_id] = order
-        else:
-            self._open.pop(order.client_id, None)
-        if self.journal is not None:
-            self.journal.order(order)
-
-    def _release(self, order: Order) -> None:
-        """An order ended unfilled (in part): its remaining quantity is no longer pending."""
-        if order.origin == "exit":
-            return
-        key = (order.strategy, order.symbol)
-        self._pending[key] = self._pending.get(key, 0.0) - order.side * order.remaining
-
-    def log_event(self, level: str, message: str) -> None:
+    def log_event(self, level: EventLevel | str, message: str) -> None:
         """A line for the operator (console and headless), stamped with engine time."""
-        self.events.append((self.clock.now_ns(), level, message))
+        self.events.append((self.clock.now_ns(), str(level), message))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core import Engine
+from engine.data.feed import FeedHealth
 from engine.model.fill import Fill
 
 
@@ -53,7 +54,8 @@ class EngineSnapshot:
     store_error: str = ""
     behaviour_score: float | None = None      # the latest live score (None until one is computed)
     behaviour_unexplained: int | None = None  # its differences with no recorded cause
-    risk: dict[str, Any] = field(default_factory=dict)  # RiskManager.view(): states, gauges, phases
+    risk: dict[str, Any] = field(default_factory=dict)  # Engine.risk_view(): states, gauges, phases
+    feed: FeedHealth | None = None  # what the session's feed says about itself
 
     @property
     def trading_state(self) -> str:
@@ -99,4 +101,4 @@ def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_even
         positions=positions, recent_fills=tuple(engine.fills[-n_fills:]),
         equity_series=tuple(e for _, e in engine.equity_curve[-n_equity:]), strategies=strategies,
         orders=len(engine.orders), open_orders=len(engine.open_orders()), fills=len(engine.fills),
-        decisions=len(engine.decisions), events=tuple(list(engine.events)[-n_events:]), risk=engine.risk.view())
+        decisions=len(engine.decisions), events=tuple(list(engine.events)[-n_events:]), risk=engine.risk_view())

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.breakers.trading_state import PORTFOLIO, TradingState
-from engine.risk.returns import ReturnHistory
+from engine.portfolio.returns import ReturnHistory
 
 DAY_NS = 86_400 * 1_000_000_000
 HOUR_NS = 3_600 * 1_000_000_000
@@ -223,7 +223,8 @@ class VolatilitySpike:
     def __init__(self, limit: float, short: int, long: int, pause_h: float) -> None:
         self.limit, self.short, self.long, self.pause_ns = limit, short, long, hours(pause_h)
         self._windows: dict[str, tuple[_RollingVariance, _RollingVariance]] = {}
-        self.worst, self.symbol = 0.0, None
+        self.worst = 0.0
+        self.symbol: str | None = None
 
     def evaluate(self, ts: int, history: ReturnHistory, in_force: bool) -> Trip | None:
         """Called once per return sample: takes each symbol's newest return."""

@@ -7,6 +7,8 @@ of clean data has followed; a stale symbol is healthy again with its next event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from engine.model.market import Bar, BookSnapshot, MarketEvent
 
 
@@ -41,6 +43,11 @@ class MarketHealth:
         self.last_ts[symbol] = max(ts, self.last_ts.get(symbol, ts))
         if problem is not None:
             self.problems[symbol] = (problem, now + self.healthy_after_ns)
+
+    def expect(self, symbols: Iterable[str], since_ns: int) -> None:
+        """Data is due for symbols from since_ns on: one that never delivers any goes stale like one that stopped."""
+        for symbol in symbols:
+            self.last_ts.setdefault(symbol, since_ns)
 
     def unhealthy(self, now: int) -> dict[str, str]:
         """Symbols that are unhealthy now, with why (empty, quickly, when all is well)."""

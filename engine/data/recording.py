@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick, event_time
+from engine.model.market import Bar, BookSnapshot, Heartbeat, MarketEvent, TradeTick, event_time
 from engine.model.order import OrderSide
 
 HEADER = {"format": "paperdesk-recording", "version": 1}
@@ -35,6 +35,8 @@ def event_to_json(event: MarketEvent) -> str:
     if type(event) is Bar:
         return json.dumps({"t": "bar", "ts": event.ts, "s": event.symbol, "tf": event.timeframe, "o": event.open,
                            "h": event.high, "l": event.low, "c": event.close, "v": event.volume, "e": event.end})
+    if type(event) is Heartbeat:
+        return json.dumps({"t": "clock", "ts": event.ts})
     raise TypeError(f"no recording format for {type(event).__name__} events")
 
 
@@ -46,6 +48,8 @@ def event_from_json(text: str) -> MarketEvent:
     if kind == "book":
         return BookSnapshot(int(d["ts"]), d["s"], tuple((float(p), float(q)) for p, q in d["b"]),
                             tuple((float(p), float(q)) for p, q in d["a"]))
+    if kind == "clock":
+        return Heartbeat(int(d["ts"]))
     if kind == "bar":
         return Bar(int(d["ts"]), d["s"], d["tf"], float(d["o"]), float(d["h"]), float(d["l"]), float(d["c"]),
                    float(d["v"]), int(d["e"]))

@@ -10,15 +10,35 @@ unlike the children) when the price falls back by the trail from its best level 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from engine.model.order import OrderSide, OrderStatus, OrderType
-
-if TYPE_CHECKING:
-    from engine.core import Engine
+from engine.model.event_log import EventLevel
+from engine.model.instrument import Instrument
+from engine.model.order import Order, OrderOrigin, OrderSide, OrderStatus, OrderType
 
 Key = tuple[str, str]
+
+
+class ExitPolicy(Protocol):
+    """What brackets ask of risk and breakers: may exits be placed now, and where percentages start."""
+
+    def exits_allowed(self, key: Key) -> bool: ...
+    def entry_price(self, key: Key) -> float: ...
+
+
+class OrderDesk(Protocol):
+    """The order manager's side brackets use."""
+
+    orders: dict[str, Order]
+    log: Callable[[EventLevel, str], None]
+
+    def submit(self, strategy: str, symbol: str, side: OrderSide, qty: float,
+               order_type: OrderType = ..., price: float | None = ..., stop_price: float | None = ...,
+               *, reduce_only: bool = ..., origin: OrderOrigin = ..., note: str = ...) -> Order: ...
+    def cancel(self, client_id: str, reason: str = ...) -> bool: ...
+    def pending_qty(self, key: Key) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +62,14 @@ class Bracket:
 
 
 class Brackets:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """Every strategy's bracket, by (strategy, symbol)."""
+
+    def __init__(self, desk: OrderDesk, held: Mapping[Key, float], instruments: Mapping[str, Instrument],
+                 policy: ExitPolicy) -> None:
+        self.desk = desk
+        self.held = held  # the account's per-strategy quantities (the same dict, so always current)
+        self.instruments = instruments
+        self.policy = policy
         self.by_key: dict[Key, Bracket] = {}
         self.trailing: dict[str, set[Key]] = {}
         self._busy: set[Key] = set()
@@ -82,8 +108,8 @@ class Brackets:
             if bracket is None or bracket.spec.trailing_pct is None:
                 self.trailing[symbol].discard(key)
                 continue
-            held = self.engine.account.strategy_qty.get(key, 0.0)
-            if not held or bracket.trailing_sent is not None or not self.engine.risk.exits_allowed(key):
+            held = self.held.get(key, 0.0)
+            if not held or bracket.trailing_sent is not None or not self.policy.exits_allowed(key):
                 continue
             long = held > 0
             best = bracket.extreme
@@ -91,17 +117,17 @@ class Brackets:
             pct = bracket.spec.trailing_pct
             if (price <= best * (1 - pct)) if long else (price >= best * (1 + pct)):
                 self._cancel(bracket)
-                qty = self.engine.instruments[key[1]].floor_qty(abs(held))
+                qty = self.instruments[key[1]].floor_qty(abs(held))
                 # a close-out at market, counted as the strategy's pending quantity so its own exit cannot double it
-                order = self.engine.submit_order(key[0], key[1], OrderSide.SELL if long else OrderSide.BUY, qty,
-                                                 reduce_only=True, origin="flatten",
-                                                 note=f"trailing stop: {price:g} is {pct:.2%} off the best {best:g}")
+                order = self.desk.submit(key[0], key[1], OrderSide.SELL if long else OrderSide.BUY, qty,
+                                         reduce_only=True, origin=OrderOrigin.FLATTEN,
+                                         note=f"trailing stop: {price:g} is {pct:.2%} off the best {best:g}")
                 if order.is_open:
                     bracket.trailing_sent = order.client_id
                 elif order.status is OrderStatus.DENIED:
                     # retrying on every price would flood the order log; the stop and take-profit still stand
                     bracket.spec = replace(bracket.spec, trailing_pct=None)
-                    self.engine.log_event("WARN", f"trailing stop for {key[0]} {key[1]} dropped: {order.reason}")
+                    self.desk.log(EventLevel.WARN, f"trailing stop for {key[0]} {key[1]} dropped: {order.reason}")
 
     def drop(self, key: Key) -> None:
         bracket = self.by_key.pop(key, None)
@@ -112,12 +138,12 @@ class Brackets:
     # ---- internals ---------------------------------------------------------------------------
 
     def _resync(self, key: Key) -> None:
-        engine = self.engine
+        desk = self.desk
         bracket = self.by_key[key]
-        held = engine.account.strategy_qty.get(key, 0.0)
-        pending = engine.pending_qty(key)
+        held = self.held.get(key, 0.0)
+        pending = desk.pending_qty(key)
         if bracket.trailing_sent is not None:
-            sent = engine.orders.get(bracket.trailing_sent)
+            sent = desk.orders.get(bracket.trailing_sent)
             if sent is None or not sent.is_open:
                 bracket.trailing_sent = None
         if held == 0.0:
@@ -128,14 +154,14 @@ class Brackets:
             return
         expected = held + pending
         qty = min(abs(held), abs(expected)) if held * expected > 0 else 0.0
-        instrument = engine.instruments[key[1]]
+        instrument = self.instruments[key[1]]
         qty = instrument.floor_qty(qty)
-        if qty <= 0 or bracket.trailing_sent is not None or not engine.risk.exits_allowed(key):
+        if qty <= 0 or bracket.trailing_sent is not None or not self.policy.exits_allowed(key):
             self._cancel(bracket)
             return
         long = held > 0
         side = OrderSide.SELL if long else OrderSide.BUY
-        entry = engine.risk.entry_price(key)
+        entry = self.policy.entry_price(key)
         spec = bracket.spec
         stop = spec.stop_loss
         if stop is None and spec.stop_pct is not None:
@@ -148,22 +174,22 @@ class Brackets:
 
     def _place(self, current: str | None, key: Key, side: OrderSide, qty: float, order_type: OrderType,
                price: float | None, stop: float | None) -> str | None:
-        engine = self.engine
-        order = engine.orders.get(current) if current else None
+        desk = self.desk
+        order = desk.orders.get(current) if current else None
         if order is not None and order.is_open and order.status is not OrderStatus.TRIGGERED:
             if (order.side, order.remaining, order.price, order.stop_price) == (side, qty, price, stop):
                 return current
-            engine.cancel_order(order.client_id)
+            desk.cancel(order.client_id)
         elif order is not None and order.is_open:
             return current  # a triggered stop is on its way to filling; let it
         if (price if order_type is OrderType.LIMIT else stop) is None:
             return None
-        new = engine.submit_order(key[0], key[1], side, qty, order_type, price, stop, reduce_only=True,
-                                  origin="exit", note="stop-loss" if order_type is OrderType.STOP else "take-profit")
+        new = desk.submit(key[0], key[1], side, qty, order_type, price, stop, reduce_only=True,
+                          origin=OrderOrigin.EXIT, note="stop-loss" if order_type is OrderType.STOP else "take-profit")
         return new.client_id if new.is_open else None
 
     def _cancel(self, bracket: Bracket) -> None:
         for cid in (bracket.stop_id, bracket.take_id):
             if cid is not None:
-                self.engine.cancel_order(cid)
+                self.desk.cancel(cid)
         bracket.stop_id = bracket.take_id = None

@@ -1,11 +1,14 @@
 """The paper venue's matching engine.
 
-Market orders walk the L2 book (our own takes are remembered until the next snapshot, so two
-orders cannot take the same liquidity); resting limits fill only against printed trades, after
-the size that was displayed ahead of them; stops trigger on trades. Without a book, market
-orders take from printed trades. With bar data only, an order fills at the open of the bar
-during which it arrives: the next bar's, for any latency shorter than a bar. Every fill records
-the depth, latency, mid and slippage it assumed.
+An order reaches the venue at created + latency: advance(ts) delivers, before the market event
+stamped ts is applied, every order that arrived earlier, so it meets the book of its symbol as it
+stood at that instant, and no fill is stamped before the order arrived. Market orders walk the
+L2 book (our own takes are remembered until the next snapshot, so two orders cannot take the same
+liquidity); resting limits fill only against printed trades, after the size that was displayed
+ahead of them; stops trigger on trades. Without a book, market orders take from printed trades.
+With bar data only, an order fills at the open of the bar during which it arrives: the next
+bar's, for any latency shorter than a bar. Every fill records the depth, latency, mid and
+slippage it assumed.
 """
 
 from __future__ import annotations
@@ -84,10 +87,18 @@ class FillSimulator:
         if self.model.latency_ns == 0:
             self._arrive(working)
         else:
-            self._in_flight.append(working)
+            self._in_flight.append(working)  # arrival times only grow: latency is fixed and time moves forward
 
-    def cancel(self, client_id: str, reason: str = "canceled on request") -> bool:
-        """Cancel a working or in-flight order; False when the venue no longer has it."""
+    @property
+    def in_flight(self) -> bool:
+        """Some order is still on its way to the venue."""
+        return bool(self._in_flight)
+
+    def cancel(self, client_id: str, reason: str = "canceled on request", report: bool = True) -> bool:
+        """Cancel a working or in-flight order; False when the venue no longer has it.
+
+        report=False: the caller takes the True as the confirmation, and no order_canceled follows.
+        """
         working = self._by_id.get(client_id)
         if working is None:
             return False
@@ -98,7 +109,8 @@ class FillSimulator:
         else:
             return False  # being matched right now (a fill's listener asked): what it leaves is closed by the venue
         del self._by_id[client_id]
-        self.listener.order_canceled(working.order, reason)
+        if report:
+            self.listener.order_canceled(working.order, reason)
         return True
 
     def working_orders(self) -> list[Order]:
@@ -106,24 +118,25 @@ class FillSimulator:
 
     # ---- market data ----------------------------------------------------------------------
 
+    def advance(self, ts: int) -> None:
+        """Market time reaches ts: orders that arrived before it meet the market as it stood when they did."""
+        in_flight = self._in_flight
+        while in_flight and in_flight[0].arrive_ns < ts:
+            self._arrive(in_flight.popleft())
+
     def on_book(self, book: BookSnapshot) -> None:
         self._books[book.symbol] = book
         self._consumed[book.symbol] = {}
-        if self._in_flight:
-            self._arrive_due(book.ts)
 
     def on_trade(self, tick: TradeTick) -> None:
         self._last_price[tick.symbol] = tick.price
-        if self._in_flight:
-            self._arrive_due(tick.ts)
         working = self._working.get(tick.symbol)
         if working:
             self._match_trade(tick, working)
 
     def on_bar(self, bar: Bar) -> None:
-        if self._in_flight:
-            # bars cannot say what traded when inside them: an order arriving during the bar trades at its open
-            self._arrive_due(bar.end - 1)
+        # bars cannot say what traded when inside them: an order that arrived during the bar (advance(bar.end)
+        # delivered it) trades at its open
         working = self._working.get(bar.symbol)
         if working:
             self._match_bar(bar, working)
@@ -151,10 +164,6 @@ class FillSimulator:
             return book.mid
         return self._last_price.get(symbol, 0.0)
 
-    def _arrive_due(self, now: int) -> None:
-        while self._in_flight and self._in_flight[0].arrive_ns <= now:
-            self._arrive(self._in_flight.popleft())
-
     def _arrive(self, w: _Working) -> None:
         order = w.order
         self.listener.order_accepted(order, self.model.latency_ns)  # the latency the venue reports
@@ -162,15 +171,16 @@ class FillSimulator:
         if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) or book is None:
             self._rest(w, queue_ahead=0.0)  # stops wait for a trade; bar-only symbols wait for the next bar
             return
-        self._execute(w, book)
+        self._execute(w, book, w.arrive_ns)
 
-    def _execute(self, w: _Working, book: BookSnapshot) -> None:
-        """Take what the book offers (up to the limit price), then rest or cancel the remainder."""
+    def _execute(self, w: _Working, book: BookSnapshot, at: int) -> None:
+        """Take what the book offers (up to the limit price) at market time `at`, then rest or cancel the rest."""
         order = w.order
+        at = max(at, book.ts)
         limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
         if limit is None and not self.model.slippage and book.bids and book.asks:
             touch = book.asks if order.side is OrderSide.BUY else book.bids
-            self._fill(w, w.remaining, book.mid, Liquidity.TAKER, FillBasis.MID, touch[0][1], book.ts)
+            self._fill(w, w.remaining, book.mid, Liquidity.TAKER, FillBasis.MID, touch[0][1], at)
             return
         if order.tif is TimeInForce.FOK:
             available = self._available(w, book, limit)
@@ -178,7 +188,7 @@ class FillSimulator:
                 self._close(w, f"FOK: only {available:g} of {w.remaining:g} available"
                                + (f" at {limit:g} or better" if limit is not None else ""))
                 return
-        self._take(w, book, limit)
+        self._take(w, book, limit, at)
         if w.remaining <= _EPS:
             return
         if limit is None:
@@ -204,14 +214,14 @@ class FillSimulator:
     def _available(self, w: _Working, book: BookSnapshot, limit: float | None) -> float:
         return sum(w.instrument.floor_qty(a) for _, a in self._levels(w, book, limit))
 
-    def _take(self, w: _Working, book: BookSnapshot, limit: float | None) -> None:
+    def _take(self, w: _Working, book: BookSnapshot, limit: float | None, at: int) -> None:
         consumed = self._consumed.setdefault(book.symbol, {})
         for price, available in list(self._levels(w, book, limit)):
             qty = w.instrument.floor_qty(min(available, w.remaining))
             if qty <= 0:
                 continue
             consumed[price] = consumed.get(price, 0.0) + qty
-            self._fill(w, qty, price, Liquidity.TAKER, FillBasis.BOOK, available, book.ts)
+            self._fill(w, qty, price, Liquidity.TAKER, FillBasis.BOOK, available, at)
             if w.remaining <= _EPS:
                 return
 
@@ -251,14 +261,16 @@ class FillSimulator:
             order = w.order
             buy = order.side is OrderSide.BUY
             if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
-                if (tick.price >= order.stop_price) if buy else (tick.price <= order.stop_price):
+                stop = order.stop_price
+                assert stop is not None  # submit() refused a stop without one
+                if (tick.price >= stop) if buy else (tick.price <= stop):
                     w.triggered = True
                     self.listener.order_triggered(order)
                     working.remove(w)
                     w.resting = False
                     book = self._books.get(order.symbol)
                     if book is not None:
-                        self._execute(w, book)
+                        self._execute(w, book, tick.ts)
                     else:
                         self._rest(w, 0.0)
                 continue
@@ -286,6 +298,7 @@ class FillSimulator:
         if order.type in (OrderType.MARKET, OrderType.STOP):
             return left, tick.price, Liquidity.TAKER  # no book to walk: take from the trade
         limit = order.price
+        assert limit is not None  # submit() refused a limit without one
         buy = order.side is OrderSide.BUY
         if tick.price < limit if buy else tick.price > limit:
             return left, limit, Liquidity.MAKER
@@ -303,10 +316,12 @@ class FillSimulator:
         for w in list(working):
             if w.arrive_ns >= bar.end:
                 continue
+            at = max(bar.ts, w.arrive_ns)  # the open's price, but never stamped before the order arrived
             order = w.order
             buy = order.side is OrderSide.BUY
             if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
                 stop = order.stop_price
+                assert stop is not None  # submit() refused a stop without one
                 if not ((bar.high >= stop) if buy else (bar.low <= stop)):
                     continue
                 w.triggered = True
@@ -315,22 +330,23 @@ class FillSimulator:
                     # a gap through the stop fills at the open, otherwise at the stop
                     price = max(bar.open, stop) if buy else min(bar.open, stop)
                     self._fill(w, w.remaining, self._slipped(w, price), Liquidity.TAKER,
-                               FillBasis.BAR_RANGE, bar.volume, bar.ts)
+                               FillBasis.BAR_RANGE, bar.volume, at)
                     continue
             if order.type is OrderType.MARKET or (order.type is OrderType.STOP and w.triggered):
                 self._fill(w, w.remaining, self._slipped(w, bar.open), Liquidity.TAKER, FillBasis.BAR_OPEN,
-                           bar.volume, bar.ts)
+                           bar.volume, at)
                 continue
             limit = order.price
+            assert limit is not None  # market and stop orders were handled above
             if (bar.open <= limit) if buy else (bar.open >= limit):
-                self._fill(w, w.remaining, bar.open, Liquidity.TAKER, FillBasis.BAR_OPEN, bar.volume, bar.ts)
+                self._fill(w, w.remaining, bar.open, Liquidity.TAKER, FillBasis.BAR_OPEN, bar.volume, at)
             elif order.tif is not TimeInForce.GTC:
                 self._close(w, f"{order.tif.value}: not marketable at the open {bar.open:g} (limit {limit:g})")
             elif (bar.low < limit) if buy else (bar.high > limit):
                 # traded through the resting price: fill at it, at most the bar's volume
                 qty = w.instrument.floor_qty(min(w.remaining, bar.volume))
                 if qty > 0:
-                    self._fill(w, qty, limit, Liquidity.MAKER, FillBasis.BAR_RANGE, bar.volume, bar.ts)
+                    self._fill(w, qty, limit, Liquidity.MAKER, FillBasis.BAR_RANGE, bar.volume, at)
 
     def _slipped(self, w: _Working, price: float) -> float:
         bps = self.model.bar_slippage_bps

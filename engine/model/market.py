@@ -51,7 +51,16 @@ class Bar:
     end: int
 
 
-MarketEvent = TradeTick | BookSnapshot | Bar
+@dataclass(slots=True)
+class Heartbeat:
+    """No market data came, but market time reached ts: a silent feed is judged on it (and it is recorded,
+    so a replay judges it at the same instant)."""
+
+    ts: int
+    symbol: str = ""
+
+
+MarketEvent = TradeTick | BookSnapshot | Bar | Heartbeat
 
 
 def event_time(event: MarketEvent) -> int:

@@ -34,6 +34,37 @@ class TimeInForce(StrEnum):
     FOK = "FOK"
 
 
+class OrderOrigin(StrEnum):
+    """Who made an order, which decides the checks it passes."""
+
+    STRATEGY = "strategy"  # a strategy's intent: every check
+    EXIT = "exit"          # a bracket child (stop-loss, take-profit): trading state and reduce-only
+    FLATTEN = "flatten"    # a close-out by a breaker, the emergency stop or a trailing stop: no checks
+
+
+class DenialRule(StrEnum):
+    """The rule that refused an intent or an order."""
+
+    SIZING = "sizing"
+    PHASE_SYMBOLS = "phase_symbols"
+    PHASE_EXPOSURE = "phase_exposure"
+    TRADING_STATE = "trading_state"
+    REDUCE_ONLY = "reduce_only"
+    SUBMIT_RATE = "submit_rate"
+    MAX_ORDER_QTY = "max_order_qty"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    MAX_POSITION_QTY = "max_position_qty"
+    MAX_POSITION_NOTIONAL = "max_position_notional"
+    MAX_GROSS_EXPOSURE = "max_gross_exposure"
+    MAX_NET_EXPOSURE = "max_net_exposure"
+    MAX_OPEN_POSITIONS = "max_open_positions"
+    MAX_TRADES_PER_DAY = "max_trades_per_day"
+    CASH = "cash"
+    MARGIN = "margin"
+    CORRELATION = "correlation"
+    VAR = "var"
+
+
 class OrderStatus(StrEnum):
     INITIALIZED = "INITIALIZED"
     DENIED = "DENIED"
@@ -83,7 +114,7 @@ class IllegalOrderTransition(Exception):
 class Denial:
     """Why the risk manager refused an order: the rule, its limit and the value that broke it."""
 
-    rule: str
+    rule: DenialRule
     limit: float | None
     value: float | None
     message: str
@@ -111,7 +142,7 @@ class Order:
     filled_qty: float = 0.0
     avg_fill_price: float = 0.0
     reason: str = ""
-    origin: str = "strategy"     # strategy | exit (bracket, trailing) | flatten (breaker, emergency stop)
+    origin: OrderOrigin = OrderOrigin.STRATEGY
     denial: Denial | None = None
 
     @property

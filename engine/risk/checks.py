@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from engine.config import RiskConfig
 from engine.model.instrument import Instrument
-from engine.model.order import Denial, OrderSide
-from engine.risk.returns import ReturnHistory
+from engine.model.order import Denial, DenialRule, OrderSide
+from engine.portfolio.returns import ReturnHistory
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -61,7 +61,7 @@ class PreTradeChecks:
         while window and window[0] <= ts - 1_000_000_000:
             window.popleft()
         if len(window) + 1 > rate:
-            return Denial("submit_rate", rate, len(window) + 1,
+            return Denial(DenialRule.SUBMIT_RATE, rate, len(window) + 1,
                           f"{len(window) + 1} orders in the last second > limit {rate:g}/s")
         return None
 
@@ -76,10 +76,10 @@ class PreTradeChecks:
         c = self.config
         limit = c.max_order_qty.get(symbol)
         if limit is not None and qty > limit:
-            return Denial("max_order_qty", limit, qty, f"{symbol} order of {qty:g} > limit {limit:g}")
+            return Denial(DenialRule.MAX_ORDER_QTY, limit, qty, f"{symbol} order of {qty:g} > limit {limit:g}")
         notional = qty * price
         if c.max_order_notional is not None and notional > c.max_order_notional:
-            return Denial("max_order_notional", c.max_order_notional, notional,
+            return Denial(DenialRule.MAX_ORDER_NOTIONAL, c.max_order_notional, notional,
                           f"{symbol} order worth {notional:.2f} > limit {c.max_order_notional:.2f}")
         before = ex.net.get(symbol, 0.0)
         after = before + side * qty
@@ -93,11 +93,11 @@ class PreTradeChecks:
         c = self.config
         limit = c.max_position_qty.get(symbol)
         if limit is not None and abs(after) > limit:
-            return Denial("max_position_qty", limit, abs(after),
+            return Denial(DenialRule.MAX_POSITION_QTY, limit, abs(after),
                           f"{symbol} position would be {after:+g}, beyond limit {limit:g}")
         value = abs(after) * price
         if c.max_position_notional is not None and value > c.max_position_notional:
-            return Denial("max_position_notional", c.max_position_notional, value,
+            return Denial(DenialRule.MAX_POSITION_NOTIONAL, c.max_position_notional, value,
                           f"{symbol} position would be worth {value:.2f} > limit {c.max_position_notional:.2f}")
         return None
 
@@ -109,11 +109,11 @@ class PreTradeChecks:
         equity = max(ex.equity, 1e-9)
         gross = sum(abs(v) for v in values.values()) / equity
         if c.max_gross_exposure is not None and gross > c.max_gross_exposure:
-            return Denial("max_gross_exposure", c.max_gross_exposure, gross,
+            return Denial(DenialRule.MAX_GROSS_EXPOSURE, c.max_gross_exposure, gross,
                           f"gross exposure would be {gross:.2%} of equity > limit {c.max_gross_exposure:.2%}")
         net = abs(sum(values.values())) / equity
         if c.max_net_exposure is not None and net > c.max_net_exposure:
-            return Denial("max_net_exposure", c.max_net_exposure, net,
+            return Denial(DenialRule.MAX_NET_EXPOSURE, c.max_net_exposure, net,
                           f"net exposure would be {net:.2%} of equity > limit {c.max_net_exposure:.2%}")
         return None
 
@@ -122,12 +122,12 @@ class PreTradeChecks:
         if c.max_open_positions is not None and before == 0.0:
             held = sum(1 for q in ex.net.values() if q) + 1
             if held > c.max_open_positions:
-                return Denial("max_open_positions", c.max_open_positions, held,
+                return Denial(DenialRule.MAX_OPEN_POSITIONS, c.max_open_positions, held,
                               f"opening {symbol} would make {held} positions > limit {c.max_open_positions}")
         if c.max_trades_per_day is not None:
             self._roll_day(ts)
             if self.entries_today + 1 > c.max_trades_per_day:
-                return Denial("max_trades_per_day", c.max_trades_per_day, self.entries_today + 1,
+                return Denial(DenialRule.MAX_TRADES_PER_DAY, c.max_trades_per_day, self.entries_today + 1,
                               f"entry {self.entries_today + 1} today > limit {c.max_trades_per_day}")
         return None
 
@@ -138,13 +138,14 @@ class PreTradeChecks:
             cost = adding * price * (1.0 + self.instruments[symbol].taker_fee)
             free = ex.cash - ex.reserved_cash
             if cost > free + 1e-9:
-                return Denial("cash", free, cost, f"buying {adding:g} {symbol} costs {cost:.2f} > free cash {free:.2f}")
+                return Denial(DenialRule.CASH, free, cost,
+                              f"buying {adding:g} {symbol} costs {cost:.2f} > free cash {free:.2f}")
         limit = self.config.max_short_exposure
         if side is OrderSide.SELL and after < 0 and limit is not None:
             values = ex.values_after(symbol, after, price)
             short = -sum(v for v in values.values() if v < 0) / max(ex.equity, 1e-9)
             if short > limit:
-                return Denial("margin", limit, short,
+                return Denial(DenialRule.MARGIN, limit, short,
                               f"short exposure would be {short:.2%} of equity > margin limit {limit:.2%}")
         return None
 
@@ -157,7 +158,7 @@ class PreTradeChecks:
                 continue
             corr = self.history.correlation(symbol, other)
             if corr is not None and corr * math.copysign(1.0, after * qty) > limit:
-                return Denial("correlation", limit, corr,
+                return Denial(DenialRule.CORRELATION, limit, corr,
                               f"{symbol} returns correlate {corr:.2f} with the {other} position (limit {limit:.2f})")
         return None
 
@@ -171,7 +172,7 @@ class PreTradeChecks:
             return None
         fraction = var / max(ex.equity, 1e-9)
         if fraction > c.var_limit:
-            return Denial("var", c.var_limit, fraction,
+            return Denial(DenialRule.VAR, c.var_limit, fraction,
                           f"95% VaR over {c.var_horizon_seconds / 3600:g} h would be {fraction:.2%} of equity "
                           f"> limit {c.var_limit:.2%}")
         return None

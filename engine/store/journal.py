@@ -54,7 +54,9 @@ class StoreJournal:
         self.decision_seq += 1
         if order is not None and order.status is OrderStatus.DENIED:
             denial = order.denial
-        rule = reason = limit = value = None
+        rule: str | None = None
+        reason: str | None = None
+        limit = value = None
         if denial is not None:
             rule, reason, limit, value = denial.rule, denial.message, denial.limit, denial.value
         elif order is not None and order.status is OrderStatus.REJECTED:
@@ -148,7 +150,7 @@ class StoreJournal:
         self.positions(engine, ts)
         self._add("mark", (wall_ns(), ts, equity, account.cash, realised, unrealised, account.fees_paid,
                            self.session_id))
-        self.risk_view(ts, engine.risk.view())
+        self.risk_view(ts, engine.risk_view())
 
     def positions(self, engine: Engine, ts: int) -> None:
         """Every position as it stands, for `paperdesk status` (also written right after fills)."""

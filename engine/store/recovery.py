@@ -1,10 +1,11 @@
-"""Recovery: rebuild a session's engine and simulated venue from what is durable, or refuse.
+"""Recovery: rebuild a session's engine from what is durable, or refuse.
 
-The engine is deterministic in event time, so replaying the session's stored market data through
-a fresh engine rebuilds everything exactly: cash, positions, open orders with their queue places,
-strategy state and indicators, the venue's resting orders. The synthetic market continues from its
-stored generator state. Stored fills must come out of the replay identical; if any does not (say,
-strategy code changed since), recovery refuses rather than trade on a guess.
+The engine is deterministic in event time, so replaying the session's stored market data (and the
+operator commands, each after the event it followed) through a fresh engine rebuilds everything
+exactly: cash, positions, open orders with their queue places, strategy state and indicators, the
+simulated venue's resting orders. The feed continues from its stored state (the synthetic market's
+generator). Stored fills must come out of the replay identical; if any does not (say, strategy code
+changed since), recovery refuses rather than trade on a guess.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.clock import SimClock
 from engine.core import Engine
-from engine.data.synthetic import SyntheticMarket
 from engine.model.market import MarketEvent
 from engine.replay import replay
 from engine.store.commands import applied_commands
@@ -40,6 +41,7 @@ class Recovered:
     fills: int
     open_orders: int
     decisions: int
+    feed_state: dict[str, Any] | None = None  # what the session's feed continues from
 
     def summary(self) -> str:
         return (f"restart {self.restarts}: replayed {self.events} market events, {self.fills} fills verified, "
@@ -47,11 +49,12 @@ class Recovered:
 
 
 def recover(path: Path, session_id: int, restarts: int, market_start_ns: int, engine: Engine,
-            market: SyntheticMarket, journal: StoreJournal) -> Recovered:
-    """Replay session_id's durable market data into engine (journal attached) and restore market (blocking)."""
+            journal: StoreJournal) -> Recovered:
+    """Replay session_id's durable market data into engine (journal attached); the feed's state comes back in
+    Recovered.feed_state (blocking)."""
     conn = connect_readonly(path)
     try:
-        return _recover(conn, session_id, restarts, market_start_ns, engine, market, journal)
+        return _recover(conn, session_id, restarts, market_start_ns, engine, journal)
     except sqlite3.Error as exc:
         raise RecoveryError(f"{path}: cannot read session {session_id} back ({exc}); refusing to trade") from None
     finally:
@@ -59,7 +62,7 @@ def recover(path: Path, session_id: int, restarts: int, market_start_ns: int, en
 
 
 def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_start_ns: int, engine: Engine,
-             market: SyntheticMarket, journal: StoreJournal) -> Recovered:
+             journal: StoreJournal) -> Recovered:
     max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM market_data WHERE session_id = ?",
                            (session_id,)).fetchone()
     venue = conn.execute("SELECT market_seq, ts, state FROM venue_state WHERE session_id = ?",
@@ -82,8 +85,10 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
         # operator commands go back in after the market event they followed, at the market time they applied
         while commands and commands[0][0] <= upto_seq:
             _, ts, command = commands.pop(0)
-            engine.clock.advance_to(max(ts, engine.clock.now_ns()))
-            engine.risk.command(command.command, command.args, command.reason, ts)
+            clock = engine.clock
+            assert isinstance(clock, SimClock), "recovery replays on a SimClock"
+            clock.advance_to(max(ts, clock.now_ns()))
+            engine.command(command.command, command.args, command.reason, ts)
 
     def events_and_commands() -> Iterator[MarketEvent]:
         for row in rows:
@@ -106,16 +111,14 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     if missing:
         raise RecoveryError(f"session {session_id}: stored orders {', '.join(missing[:5])} do not come out of the "
                             "replay of its market data; refusing to trade")
-    if venue is not None:
-        state: dict[str, Any] = json.loads(venue[2])
-        market.restore(state)
+    state: dict[str, Any] | None = json.loads(venue[2]) if venue is not None else None
     # marks come from the wall-clock loop, not from market data: take the recent curve back from the store
     marks = conn.execute("SELECT ts, equity FROM equity WHERE session_id = ? ORDER BY ts DESC LIMIT ?",
                          (session_id, EQUITY_MARKS_KEPT)).fetchall()
     engine.equity_curve = marks[::-1]
     last_ts = venue[1] if venue is not None else market_start_ns
     return Recovered(restarts, events, last_ts, len(engine.fills), len(engine.open_orders()),
-                     len(engine.decisions))
+                     len(engine.decisions), state)
 
 
 def _verify_fills(conn: sqlite3.Connection, session_id: int, engine: Engine) -> None:

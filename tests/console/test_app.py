@@ -8,7 +8,8 @@ from textual.widgets import DataTable, Static
 
 from console.app import PaperdeskApp
 from engine.model.market import Bar
-from engine.runtime import PaperSession, ideal_venue
+from engine.runtime import ideal_venue
+from engine.session import PaperSession
 from engine.strategy.base import Strategy
 from engine.strategy.registry import register
 from tests.conftest import BASE_CONFIG, make_config
@@ -150,19 +151,19 @@ async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_command
         await wait_until(pilot, lambda: any(p.qty for p in session.engine.account.positions.values()))
         app.query_one("#fills", DataTable).focus()      # a focused widget must not swallow the keys
         await pilot.press("h")
-        assert session.engine.risk.states.state("portfolio").value == "HALTED"
+        assert session.engine.guard.states.state("portfolio").value == "HALTED"
         await pilot.pause(app.REFRESH_SECONDS + 0.2)
         status = app.query_one("#status", Static)
         assert "TRADING HALTED (operator: halt key in the console)" in str(status.render())
         assert status.has_class("-restricted")
         await pilot.press("exclamation_mark")           # the first press only asks
-        assert session.engine.risk.states.state("portfolio").value == "HALTED"
+        assert session.engine.guard.states.state("portfolio").value == "HALTED"
         await pilot.press("exclamation_mark")
-        assert session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        assert session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
         await wait_until(pilot, lambda: not any(p.qty for p in session.engine.account.positions.values())
                          and not session.engine.open_orders())
         await pilot.press("r")                          # resuming an emergency stop asks too
-        assert session.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        assert session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
         await pilot.pause(app.REFRESH_SECONDS + 0.2)
         assert app.query_one("#status", Static).has_class("-emergency")
         breakers = app.query_one("#breakers", DataTable)
@@ -174,7 +175,7 @@ async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_command
     assert rows[0][1].startswith("console ")
     resumed = PaperSession(make_config(), db_path=db)
     await resumed.open()  # the restart replays the console's commands: still latched
-    assert resumed.engine.risk.states.state("portfolio").value == "EMERGENCY_STOPPED"
+    assert resumed.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
     await resumed.close()
 
 

@@ -70,6 +70,10 @@ class Desk:
     def risk(self) -> Any:
         return self.engine.risk
 
+    @property
+    def guard(self) -> Any:
+        return self.engine.guard
+
     def tick(self, seconds: float = 1.0, trades: bool = True, **moves: float) -> None:
         """Advance market time and print a book (and a trade) per symbol; moves set new prices by symbol key
         (BTC=..., ETH=...)."""
@@ -103,7 +107,7 @@ class Desk:
         return self.engine.account.strategy_qty.get((strategy, symbol), 0.0)
 
     def state(self, scope: str = PORTFOLIO) -> TradingState:
-        return self.risk.states.state(scope)
+        return self.guard.states.state(scope)
 
     def last_order(self) -> Any:
         return list(self.engine.orders.values())[-1]

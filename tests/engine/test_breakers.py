@@ -17,9 +17,9 @@ def test_daily_loss_cools_down_cancels_entries_and_expires_after_four_hours():
     desk.buy("a", "BTC/USDT", 100.0)                  # 10 000 of 100 000
     desk.buy("a", "BTC/USDT", 5.0, price=80.0)        # a resting entry
     resting = desk.last_order()
-    assert desk.risk.gauge("daily_loss").usage < 0.1
+    assert desk.guard.gauge("daily_loss").usage < 0.1
     desk.tick(BTC=95.0)                               # -500: half the limit
-    assert 0.45 < desk.risk.gauge("daily_loss").usage < 0.55
+    assert 0.45 < desk.guard.gauge("daily_loss").usage < 0.55
     desk.tick(BTC=88.0)                               # -1200 > 1%
     assert desk.state() is TradingState.COOLDOWN
     assert resting.status is OrderStatus.CANCELED and "COOLDOWN" in resting.reason
@@ -52,7 +52,7 @@ def test_drawdown_is_measured_from_the_peak_closes_everything_and_cools_down_a_d
     desk.tick(BTC=130.0)                              # equity peaks at about 106 000
     desk.tick(BTC=116.0)                              # -2.6% from the peak, but +3.2% from the start
     assert desk.state() is TradingState.ACTIVE
-    assert desk.risk.gauge("drawdown").usage > 0.8
+    assert desk.guard.gauge("drawdown").usage > 0.8
     desk.tick(BTC=113.0)                              # -3.2% from the peak
     assert desk.state() is TradingState.COOLDOWN
     desk.tick()                                       # the market orders fill on the next prints
@@ -137,7 +137,7 @@ def test_a_stale_feed_reduces_until_data_returns():
     for _ in range(12):
         desk.tick(1.0)
     assert desk.state() is TradingState.REDUCING
-    cause = desk.risk.states.record(PORTFOLIO).cause
+    cause = desk.guard.states.record(PORTFOLIO).cause
     assert "ETH/USDT" in cause and "stale" in cause
     desk.buy("a", "BTC/USDT", 1.0)
     assert desk.last_order().denial.rule == "trading_state"
@@ -157,7 +157,7 @@ def test_a_crossed_book_reduces_until_clean_data_has_followed():
     desk.clock.advance_to(ts)
     desk.engine.process(BookSnapshot(ts, "BTC/USDT", ((101.0, 1.0),), ((100.0, 1.0),)))
     desk.tick(1.0)
-    assert desk.state() is TradingState.REDUCING and "crossed" in desk.risk.states.record(PORTFOLIO).cause
+    assert desk.state() is TradingState.REDUCING and "crossed" in desk.guard.states.record(PORTFOLIO).cause
     desk.tick(40.0)
     desk.tick(1.0)  # health is judged when a timestamp is complete, so at the next one
     assert desk.state() is TradingState.ACTIVE
@@ -180,7 +180,7 @@ def test_data_stamped_far_from_the_engine_clock_is_skew():
     now = desk.clock.now_ns()
     desk.engine.process(TradeTick(now - 60 * 10**9, "BTC/USDT", 100.0, 1.0, OrderSide.BUY))
     desk.tick(1.0)
-    assert desk.state() is TradingState.REDUCING and "skew" in desk.risk.states.record(PORTFOLIO).cause
+    assert desk.state() is TradingState.REDUCING and "skew" in desk.guard.states.record(PORTFOLIO).cause
 
 
 def test_a_gap_between_bars_is_unhealthy():
@@ -193,22 +193,22 @@ def test_a_gap_between_bars_is_unhealthy():
         desk.clock.advance_to(end)
         desk.engine.process(Bar(end - 60 * 10**9, "BTC/USDT", "1m", 100, 101, 99, 100, 5.0, end))
     desk.tick(1.0)
-    assert desk.state() is TradingState.REDUCING and "gap" in desk.risk.states.record(PORTFOLIO).cause
+    assert desk.state() is TradingState.REDUCING and "gap" in desk.guard.states.record(PORTFOLIO).cause
 
 
 def test_manual_halt_pause_resume_per_scope():
     desk = Desk(strategies={"a": ["BTC/USDT"], "b": ["BTC/USDT"]})
     desk.buy("a", "BTC/USDT", 1.0, price=90.0)
     entry = desk.last_order()
-    ok, line = desk.risk.command("pause", {"strategy": "a"}, "looks odd", desk.clock.now_ns())
+    ok, line = desk.engine.command("pause", {"strategy": "a"}, "looks odd", desk.clock.now_ns())
     assert ok and desk.state("a") is TradingState.PAUSED and entry.is_open  # pause leaves resting orders
-    ok, _ = desk.risk.command("halt", {"strategy": "a"}, "", desk.clock.now_ns())
+    ok, _ = desk.engine.command("halt", {"strategy": "a"}, "", desk.clock.now_ns())
     assert entry.status is OrderStatus.CANCELED                            # halt cancels entries
     desk.buy("b", "BTC/USDT", 1.0)
     assert desk.held("b") == 1.0
-    ok, line = desk.risk.command("resume", {"strategy": "nobody"}, "", desk.clock.now_ns())
+    ok, line = desk.engine.command("resume", {"strategy": "nobody"}, "", desk.clock.now_ns())
     assert not ok and "no strategy named 'nobody'" in line
-    ok, _ = desk.risk.command("resume", {"strategy": "a"}, "checked", desk.clock.now_ns())
+    ok, _ = desk.engine.command("resume", {"strategy": "a"}, "checked", desk.clock.now_ns())
     assert desk.state("a") is TradingState.ACTIVE
     # pause, then halt (replacing the operator's pause), then resume
     assert [(p["source"], p["state"]) for p in desk.audit("state")] == [
@@ -221,18 +221,18 @@ def test_emergency_stop_flattens_latches_and_needs_a_reason_to_resume():
     desk.buy("a", "BTC/USDT", 3.0)
     desk.sell("b", "ETH/USDT", 2.0)
     desk.buy("a", "BTC/USDT", 1.0, price=90.0)
-    ok, line = desk.risk.command("emergency-stop", {}, "drill", desk.clock.now_ns())
+    ok, line = desk.engine.command("emergency-stop", {}, "drill", desk.clock.now_ns())
     assert ok and "canceled 1 open orders, closing 2 positions" in line
     assert desk.state() is TradingState.EMERGENCY_STOPPED
     assert desk.held("a") == 0.0 and desk.held("b", "ETH/USDT") == 0.0   # latency 0: flat at once
-    ok, line = desk.risk.command("emergency-stop", {}, "again", desk.clock.now_ns())
+    ok, line = desk.engine.command("emergency-stop", {}, "again", desk.clock.now_ns())
     assert ok and "canceled 0 open orders, closing 0 positions" in line  # idempotent
     desk.sell("a", "BTC/USDT", 1.0)
     assert desk.last_order().denial.rule == "trading_state"             # nothing trades, exits included
-    ok, line = desk.risk.command("resume", {}, "", desk.clock.now_ns())
+    ok, line = desk.engine.command("resume", {}, "", desk.clock.now_ns())
     assert not ok and "needs a reason" in line
     assert desk.state() is TradingState.EMERGENCY_STOPPED
-    ok, _ = desk.risk.command("resume", {}, "drill over", desk.clock.now_ns())
+    ok, _ = desk.engine.command("resume", {}, "drill over", desk.clock.now_ns())
     assert ok and desk.state() is TradingState.ACTIVE
 
 
@@ -242,19 +242,19 @@ def test_emergency_stop_keeps_closing_until_flat_when_the_book_is_thin():
         desk.buy("a", "BTC/USDT", 1.0)
         desk.tick(1.0)
     assert desk.held("a") == 3.0
-    desk.risk.command("emergency-stop", {}, "drill", desk.clock.now_ns())
+    desk.engine.command("emergency-stop", {}, "drill", desk.clock.now_ns())
     assert desk.held("a") == 2.0                      # the book had one unit
     for _ in range(3):
         desk.tick(1.0)
-    assert desk.held("a") == 0.0 and not desk.engine.open_orders() and not desk.risk.flattening
+    assert desk.held("a") == 0.0 and not desk.engine.open_orders() and not desk.guard.flattening
 
 
 def test_resume_does_not_override_market_data_health():
     desk = Desk(breaker_config=breakers(stale_seconds=10.0))
-    desk.risk.command("halt", {}, "", desk.clock.now_ns())
+    desk.engine.command("halt", {}, "", desk.clock.now_ns())
     desk.prices.pop("ETH/USDT")
     for _ in range(12):
         desk.tick(1.0)
     assert desk.state() is TradingState.HALTED
-    desk.risk.command("resume", {}, "back", desk.clock.now_ns())
+    desk.engine.command("resume", {}, "back", desk.clock.now_ns())
     assert desk.state() is TradingState.REDUCING      # the feed is still stale

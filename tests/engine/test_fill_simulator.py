@@ -153,8 +153,9 @@ def test_latency_keeps_an_order_away_from_the_book_until_it_arrives():
     engine.process(book(ts=60, asks=((107.0, 1.0),)))
     assert order.status is OrderStatus.FILLED
     fill = engine.fills[0]
-    assert fill.price == 107.0 and fill.latency_ns == 50 and fill.mid_at_decision == 100.0
-    assert fill.slippage_bps == pytest.approx(700.0)
+    # it arrived at 50: it met the book as it stood then (the one stamped 40), and is stamped 50, not 60 or 40
+    assert fill.price == 105.0 and fill.ts == 50 and fill.latency_ns == 50 and fill.mid_at_decision == 100.0
+    assert fill.slippage_bps == pytest.approx(500.0)
 
 
 def test_cancel_removes_a_resting_order_and_releases_its_quantity():
@@ -204,7 +205,8 @@ def test_bar_data_fills_market_orders_at_the_next_bars_open():
     engine.process(bar(60, 102, 103, 101, 102.5))
     assert order.status is OrderStatus.FILLED
     fill = engine.fills[0]
-    assert (fill.price, fill.basis, fill.ts, fill.mid_at_decision) == (102, FillBasis.BAR_OPEN, 60, 100.5)
+    # the bar's open, stamped when the order arrived (60 + 5), never before
+    assert (fill.price, fill.basis, fill.ts, fill.mid_at_decision) == (102, FillBasis.BAR_OPEN, 65, 100.5)
 
 
 def test_bar_data_fills_a_resting_limit_only_when_the_bar_trades_through_it():

@@ -74,7 +74,7 @@ def test_matching_invariants(seed, rule, latency, steps):
             no_trade_since = last_trade <= order.created_ns + latency and order.filled_qty == 0
             assert in_flight or untriggered or no_trade_since, \
                 f"{order.client_id} {order.tif.value} left {order.status.value}"
-    venue_open = {o.client_id for o in engine.venue.working_orders()}
+    venue_open = {o.client_id for o in engine.broker.simulator.working_orders()}
     engine_open = {o.client_id for o in engine.open_orders()}
     assert venue_open == engine_open
     cash = 1_000_000.0 + sum(f.cash_flow for f in engine.fills)

@@ -6,7 +6,7 @@ import pytest
 
 from engine.backtest import run_backtest
 from engine.data.recording import load_recording
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from tests.conftest import make_config
 
 

@@ -84,7 +84,7 @@ def test_resting_orders_count_toward_limits_and_an_emergency_stop_always_ends_fl
         for who, symbol, kind, qty, off in intents:
             act(desk, who, symbol, kind, qty, off, limit_orders=True)
             assert_quantity_limits(desk, with_open=True)
-    desk.risk.command("emergency-stop", {}, "property test", desk.clock.now_ns())
+    desk.engine.command("emergency-stop", {}, "property test", desk.clock.now_ns())
     for _ in range(5):
         desk.tick(2.0)  # market orders arrive after the latency and fill on the next prints
     assert desk.state() is TradingState.EMERGENCY_STOPPED

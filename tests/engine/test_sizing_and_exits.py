@@ -93,12 +93,12 @@ def test_a_risk_phase_caps_sizing_and_symbols_and_advancing_is_an_audited_comman
     assert desk.denied_rows()[-1][0] == "phase_symbols"
     desk.target("a", "BTC/USDT", 100.0, stop_loss=99.0)   # the stop: 0.1% of equity at risk over 1.0
     assert desk.held("a") == pytest.approx(20.0)
-    ok, line = desk.risk.command("phase", {"strategy": "a", "phase": 2}, "a week clean", desk.clock.now_ns())
+    ok, line = desk.engine.command("phase", {"strategy": "a", "phase": 2}, "a week clean", desk.clock.now_ns())
     assert ok and "1 -> 2" in line
     assert any("risk phase 1 -> 2" in p["cause"] for p in desk.audit("state"))
     desk.target("a", "ETH/USDT", 10.0)
     assert desk.held("a", "ETH/USDT") == 10.0
-    ok, line = desk.risk.command("phase", {"strategy": "a", "phase": 7}, "", desk.clock.now_ns())
+    ok, line = desk.engine.command("phase", {"strategy": "a", "phase": 7}, "", desk.clock.now_ns())
     assert not ok and "defined phase" in line
 
 
@@ -201,4 +201,4 @@ def test_a_refused_entry_leaves_no_bracket_behind():
                 rules={"a": StrategyRules(exits=ExitsConfig(trailing_pct=0.05, stop_loss_pct=0.05))})
     desk.target("a", "BTC/USDT", 2.0)
     assert desk.last_order().status is OrderStatus.DENIED
-    assert not desk.risk.brackets.by_key
+    assert not desk.engine.oms.brackets.by_key

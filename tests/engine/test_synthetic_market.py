@@ -7,7 +7,8 @@ import numpy as np
 from engine.data.synthetic import MarketDynamics, SyntheticMarket, SyntheticSymbol
 from engine.model.instrument import is_multiple
 from engine.model.market import BookSnapshot, TradeTick
-from engine.runtime import build_instrument, build_market
+from engine.runtime import build_instrument
+from engine.venues import build_market
 from tests.conftest import make_config
 
 

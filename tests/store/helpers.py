@@ -12,7 +12,7 @@ from pydantic import PositiveFloat
 
 from engine.config import AppConfig
 from engine.model.market import Bar
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.strategy.base import Strategy, StrategyParams
 from engine.strategy.registry import register, strategy_kinds
 
@@ -87,9 +87,10 @@ def engine_state(session: PaperSession) -> dict[str, Any]:
         "orders": [(o.client_id, o.status, o.filled_qty, o.avg_fill_price) for o in e.orders.values()],
         "fills": [(f.fill_id, f.qty, f.price, f.ts) for f in e.fills],
         "decisions": [(d.ts, d.strategy, d.symbol, d.signal, d.target) for d in e.decisions],
-        "venue": [(w.order.client_id, w.remaining, w.queue_ahead, w.resting) for w in e.venue._by_id.values()],
+        "venue": [(w.order.client_id, w.remaining, w.queue_ahead, w.resting)
+                  for w in e.broker.simulator._by_id.values()],
         "strategies": [(s.name, s.status) for s in e.strategies.values()],
-        "market": session.market.state(),
+        "market": session.feed.state(),
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.audit import verify_chain
 from tests.conftest import make_config
 from tests.store.helpers import LADDER, query

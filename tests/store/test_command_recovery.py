@@ -1,7 +1,7 @@
 """Operator commands are part of what a restart replays: the rebuilt engine is in the state the commands left."""
 
 from engine.breakers.trading_state import TradingState
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.commands import queue_command
 from tests.store.helpers import crash, engine_state, query
 from tests.store.test_recovery import STEP_NS, ladder_config
@@ -36,7 +36,7 @@ async def test_a_restart_replays_commands_after_the_market_event_they_followed(t
         a.step(ts)
     assert await a.writer.flush()
     saved = engine_state(a)
-    states = {s: a.engine.risk.states.state(s) for s in ("portfolio", "ladder_btc")}
+    states = {s: a.engine.guard.states.state(s) for s in ("portfolio", "ladder_btc")}
     assert states == {"portfolio": TradingState.ACTIVE, "ladder_btc": TradingState.HALTED}
     flatten = [o.client_id for o in a.engine.orders.values() if o.origin == "flatten"]
     assert flatten, "the emergency stop closed positions"
@@ -47,7 +47,7 @@ async def test_a_restart_replays_commands_after_the_market_event_they_followed(t
     b = PaperSession(config, db_path=db)
     await b.open()
     assert engine_state(b) == saved
-    assert {s: b.engine.risk.states.state(s) for s in states} == states
+    assert {s: b.engine.guard.states.state(s) for s in states} == states
     assert await b.writer.flush()
     # the replay re-derived every state change and command, and appended none of them again
     assert query(db, "SELECT ref FROM audit WHERE ref LIKE 'trading:%' ORDER BY seq") == trading_refs
@@ -66,7 +66,7 @@ async def test_commands_and_status_work_for_a_database_whose_name_has_uri_charac
     queue_command(db, "halt", {}, "odd name")
     session._commands.extend(session.inbox.fetch())
     session.apply_commands()
-    assert session.engine.risk.states.state("portfolio") is TradingState.HALTED
+    assert session.engine.guard.states.state("portfolio") is TradingState.HALTED
     await session.close()
 
     import io

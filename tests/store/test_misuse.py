@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.database import StoreError, WriterLock
 from engine.store.schema import SCHEMA_VERSION
 from engine.store.sessions import open_session

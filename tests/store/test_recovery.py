@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.database import StoreError
 from engine.store.recovery import RecoveryError
 from tests.conftest import BASE_CONFIG, make_config
@@ -31,7 +31,7 @@ async def test_a_crashed_session_resumes_exactly_as_if_never_interrupted(tmp_pat
     times = [start + (i + 1) * STEP_NS for i in range(3000)]
     cut = 0
     # cut where orders rest on the venue, another is on its way there and positions are open
-    while cut < 400 or not (a.engine.venue._in_flight and a.engine.venue._working.get("BTC/USDT")
+    while cut < 400 or not (a.engine.broker.simulator._in_flight and a.engine.broker.simulator._working.get("BTC/USDT")
                             and any(p.qty for p in a.engine.account.positions.values())):
         a.step(times[cut])
         cut += 1
@@ -72,7 +72,7 @@ async def test_a_crashed_session_resumes_exactly_as_if_never_interrupted(tmp_pat
     assert kinds == ["STARTED", "RESUMED"]
     # trading-state changes (breakers trip in this stormy market): each once, none lost or doubled by the replay
     changes = query(db, "SELECT COUNT(*) FROM state_events WHERE scope != 'session'")[0][0]
-    assert changes == b.engine.risk.changes == b.journal.state_seq
+    assert changes == b.engine.guard.changes == b.journal.state_seq
     await b.writer.close()
 
 
@@ -127,7 +127,7 @@ async def test_venue_state_rows_follow_the_market(tmp_path):
     await session.run(duration=0.5)
     (seq, state), = query(db, "SELECT market_seq, state FROM venue_state")
     assert seq == query(db, "SELECT MAX(seq) FROM market_data")[0][0]
-    assert json.loads(state)["steps"] == session.market.steps
+    assert json.loads(state)["steps"] == session.feed.market.steps
 
 
 async def test_a_resumed_session_has_its_equity_curve_back(tmp_path):

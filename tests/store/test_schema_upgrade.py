@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.commands import queue_command
 from engine.store.database import StoreError
 from engine.store.rows import canonical_json

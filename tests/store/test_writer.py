@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.store.database import StoreError, writer_running
 from tests.conftest import make_config
 from tests.store.helpers import query
@@ -51,13 +51,13 @@ async def test_back_pressure_bounds_the_backlog_and_is_counted(tmp_path):
     config = make_config(store={"flush_ms": 5000.0, "max_backlog_rows": 1000})
     session = PaperSession(config, db_path=db)
     backlogs = []
-    original = session.step
+    original = session.apply
 
-    def step(ts):
-        original(ts)
+    def apply(batch):
+        original(batch)
         backlogs.append(session.journal.count)
 
-    session.step = step
+    session.apply = apply
     await session.run(duration=2.0)
     rows_per_step = max(b - a for a, b in zip(backlogs, backlogs[1:], strict=False))
     assert session.writer.waits > 0

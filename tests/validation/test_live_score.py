@@ -2,7 +2,7 @@
 
 import json
 
-from engine.runtime import PaperSession
+from engine.session import PaperSession
 from engine.validation.validate import validate
 from tests.console.test_operator_commands import paperdesk
 from tests.store.helpers import query, stepped_session

@@ -1,0 +1,369 @@
+"""A live paper session: a venue's feed drives the engine on market time, and the store keeps everything.
+
+With a database (db_path), open() resumes the database's latest session or starts one, and
+everything the engine does is persisted by a writer task; without one, nothing is kept. The feed
+and the broker come from the venue config names (engine/venues.py), or from the caller.
+Everything runs on the caller's asyncio loop; disk work happens in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from engine.brokers.broker import require_paper
+from engine.clock import LiveClock, SimClock
+from engine.config import AppConfig
+from engine.core import Engine
+from engine.data.feed import Feed, FeedBatch, SteppedFeed
+from engine.data.feed_gaps import RehearsedGaps
+from engine.model.event_log import EventLevel
+from engine.model.market import Bar, Heartbeat
+from engine.runtime import build_engine, build_instruments
+from engine.session_tasks import Recorder, live_score, poll_commands, score_every
+from engine.snapshot import EngineSnapshot, take_snapshot
+from engine.store.commands import Command, CommandInbox
+from engine.store.database import StoreError, WriterLock
+from engine.store.journal import StoreJournal
+from engine.store.recovery import Recovered, recover
+from engine.store.sessions import STOPPED, open_session
+from engine.store.writer import StoreWriter
+from engine.venues import Venue, venue_for
+
+HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
+
+
+class PaperSession:
+    """The venue's feed ticks on a LiveClock and the engine trades it, in event time."""
+
+    def __init__(self, config: AppConfig, record_to: Path | None = None, db_path: Path | None = None,
+                 new_session: bool = False, venue: Venue | None = None) -> None:
+        self.config = config
+        self.venue = venue if venue is not None else venue_for(config)
+        # the wall clock paces the feed and stamps its events; the engine lives in event time, so a
+        # replay of the recording sees exactly the times it saw, whatever the latency
+        self.wall_clock = LiveClock(config.venue.speed)
+        self.clock = SimClock(self.wall_clock.now_ns())
+        self.engine = self._build_engine(self.clock)
+        self.journal: StoreJournal | None = None
+        self.feed = self._build_feed(self.clock.now_ns())
+        self.recorder = Recorder(record_to) if record_to is not None else None
+        if record_to is not None:
+            self.engine.recording = []
+        self.db_path = db_path
+        self.new_session = new_session
+        self.session_id: int | None = None
+        self.recovered: Recovered | None = None
+        self.writer: StoreWriter | None = None
+        self.stop_reason = "duration"
+        self._lock = WriterLock(db_path) if db_path is not None else None
+        self._closed = False
+        self._stop = asyncio.Event()
+        self._last_event_ns = self.clock.now_ns()
+        self.inbox: CommandInbox | None = None
+        self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
+        self._commands: list[Command] = []
+        self._risk_changes = 0
+        self._fills_saved = 0
+        self.live: dict[str, Any] | None = None  # the latest live behaviour score
+
+    @property
+    def recorded_events(self) -> int:
+        return self.recorder.events if self.recorder is not None else 0
+
+    def _build_engine(self, clock: SimClock) -> Engine:
+        config = self.config
+        broker = self.venue.broker(config, clock, build_instruments(config))
+        engine = build_engine(config, clock, broker=broker)
+        # a symbol that never delivers anything is as stale as one that stopped
+        engine.guard.health.expect(engine.instruments, clock.now_ns())
+        return engine
+
+    def _build_feed(self, market_start_ns: int) -> Feed:
+        """The venue's feed, behind the config's rehearsed outages (market-time windows of this session)."""
+        minute = 60 * 1_000_000_000
+        windows = [(market_start_ns + int(g.start_minutes * minute),
+                    market_start_ns + int((g.start_minutes + g.minutes) * minute))
+                   for g in self.config.venue.feed_gaps]
+        feed = self.venue.feed(self.config, self.wall_clock)
+        if not windows:
+            return feed
+        return RehearsedGaps(feed, windows, self._missed)
+
+    def _missed(self, event: Any) -> None:
+        if self.journal is not None:  # the engine hears nothing; the venue's data is kept as missed
+            self.journal.missed(event)
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the session to end at the next market update (safe from signal handlers)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def snapshot(self) -> EngineSnapshot:
+        snap = take_snapshot(self.engine)
+        snap = replace(snap, feed=self.feed.health())
+        if self.writer is None:
+            return snap
+        writer = self.writer
+        live = self.live or {}
+        return replace(snap, session_id=self.session_id, restarts=self.recovered.restarts if self.recovered else 0,
+                       behaviour_score=live.get("score"), behaviour_unexplained=live.get("unexplained"),
+                       store_backlog=writer.backlog, store_waits=writer.waits, store_committed=writer.rows_committed,
+                       store_error=writer.error or "")
+
+    async def open(self) -> None:
+        """Connect the venue, then start or resume the database's session before trading.
+
+        Raises NotPaperVenue for a venue that cannot prove it is paper, and StoreError (RecoveryError
+        included) when the database cannot be used or the session cannot be rebuilt exactly; nothing
+        has traded then.
+        """
+        if self.writer is not None:
+            return
+        require_paper(self.engine.broker)
+        await self.engine.broker.connect()
+        await self.feed.connect()
+        await self.feed.subscribe(list(self.engine.instruments))
+        if self._lock is None:
+            return
+        assert self.db_path is not None
+        started_ns = self.clock.now_ns()
+        opened = await asyncio.to_thread(open_session, self.db_path, self._lock, self.config, self.new_session,
+                                         started_ns)
+        try:
+            record = opened.record
+            self.session_id = record.id
+            if opened.resumed:
+                await self._resume(record.id, record.restarts, record.market_start_ns)
+            else:
+                journal = StoreJournal(record.id, self.clock)
+                self.journal = self.engine.journal = journal
+                for strategy in self.engine.strategies.values():
+                    journal.strategy(strategy)
+                detail = f"config {record.config_hash[:12]}"
+                if opened.ended_previous is not None:
+                    detail += f"; ended session {opened.ended_previous} (--new-session)"
+                journal.state_event("session", "STARTED", detail, started_ns)
+            assert self.journal is not None
+            store = self.config.store
+            db = await aiosqlite.connect(self.db_path, isolation_level=None)
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA busy_timeout = 5000")
+            self.writer = StoreWriter(db, self.journal, opened.audit_head, store.flush_ms, store.max_backlog_rows,
+                                      store.write_retry_seconds)
+            self.writer.start()
+            self.inbox = CommandInbox(self.db_path, record.id)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _resume(self, session_id: int, restarts: int, market_start_ns: int) -> None:
+        """A fresh engine and feed, rebuilt by replaying what the session saw."""
+        assert self.db_path is not None
+        await self.feed.close()
+        self.clock = SimClock(market_start_ns)
+        self.engine = self._build_engine(self.clock)
+        journal = StoreJournal(session_id, self.clock)
+        self.journal = self.engine.journal = journal
+        self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, restarts, market_start_ns,
+                                                 self.engine, journal)
+        last_ts = self.recovered.last_ts
+        self.clock.advance_to(last_ts)
+        self._last_event_ns = last_ts
+        # market time resumes where it stopped: the simulated venue did not run while we were down
+        self.wall_clock = LiveClock(self.config.venue.speed, start_ns=last_ts)
+        self.feed = self._build_feed(market_start_ns)
+        if self.recovered.feed_state is not None:
+            self.feed.restore(self.recovered.feed_state)
+        await self.feed.connect()
+        await self.feed.subscribe(list(self.engine.instruments))
+        if self.recorder is not None:
+            self.engine.recording = []
+        journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
+        self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
+
+    async def run(self, duration: float | None = None,
+                  on_status: Callable[[EngineSnapshot], None] | None = None) -> EngineSnapshot:
+        """Trade until stop() or until duration wall seconds have passed; returns the final snapshot.
+
+        Raises StoreError if the database stops accepting writes for longer than the store allows.
+        """
+        await self.open()
+        loop = asyncio.get_running_loop()
+        mark_every = self.config.session.equity_mark_seconds
+        status_every = self.config.session.status_seconds
+        started = loop.time()
+        next_mark = next_status = next_flush = started
+        engine, journal, writer = self.engine, self.journal, self.writer
+        failed: BaseException | None = None
+        if self.recorder is not None:
+            await self.recorder.open()
+        tasks = []
+        if self.inbox is not None:
+            tasks.append(asyncio.create_task(poll_commands(self.inbox, self._commands, engine.log_event),
+                                             name="paperdesk-commands"))
+        live_every = self.config.validation.live_interval_seconds
+        if self.journal is not None and live_every is not None:
+            tasks.append(asyncio.create_task(score_every(live_every, self._score, engine.log_event),
+                                             name="paperdesk-live-score"))
+        try:
+            while not self._stop.is_set():
+                if duration is not None and loop.time() - started >= duration:
+                    break
+                batch = await self._receive()
+                if batch is None:
+                    break
+                self.apply(batch)
+                if self._commands:
+                    self.apply_commands()
+                if journal is not None:
+                    if engine.state_changes != self._risk_changes:
+                        self._risk_changes = engine.state_changes
+                        journal.risk_view(self.clock.now_ns(), engine.risk_view())
+                    if engine.account.fill_count != self._fills_saved:
+                        # positions reach `status` within one flush of a fill, not at the next equity mark
+                        self._fills_saved = engine.account.fill_count
+                        journal.positions(engine, self.clock.now_ns())
+                now = loop.time()
+                if now >= next_mark:
+                    engine.mark_equity(self.clock.now_ns())
+                    if journal is not None:
+                        journal.mark(engine, self.clock.now_ns())
+                    next_mark = now + mark_every
+                if on_status is not None and now >= next_status:
+                    on_status(self.snapshot())
+                    next_status = now + status_every
+                if self.recorder is not None and now >= next_flush:
+                    await self._flush_recording()
+                    next_flush = now + 1.0
+                if writer is not None:
+                    writer.check()
+                    await writer.make_room()
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            engine.mark_equity(self.clock.now_ns())
+            if self.recorder is not None:
+                await self._flush_recording()
+                await self.recorder.close()
+            await self.feed.close()
+            await self._close_store(failed)
+        return self.snapshot()
+
+    async def _receive(self) -> FeedBatch | None:
+        """The feed's next batch, or None when stop() came first."""
+        receive = asyncio.ensure_future(self.feed.receive())
+        stop = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if receive in done:
+            stop.cancel()
+            return receive.result()
+        receive.cancel()
+        await asyncio.gather(receive, return_exceptions=True)
+        return None
+
+    def apply(self, batch: FeedBatch) -> None:
+        """One batch from the feed: each event at its own market time, then a heartbeat if the feed was silent,
+        then the venue's state kept for a resume."""
+        clock, engine = self.clock, self.engine
+        for event in batch.events:
+            ts = event.end if type(event) is Bar else event.ts
+            clock.advance_to(max(ts, clock.now_ns()))  # market time never runs back, whatever a venue stamps
+            engine.process(event)
+        now = max(batch.received_ns, clock.now_ns())
+        if batch.events:
+            self._last_event_ns = now
+        elif now - self._last_event_ns >= HEARTBEAT_NS:
+            clock.advance_to(now)
+            engine.process(Heartbeat(now))
+            self._last_event_ns = now
+        if self.journal is not None:
+            state = self.feed.state()
+            if state is not None:
+                self.journal.venue_state(now, state)
+
+    def step(self, ts: int) -> None:
+        """One market update at ts, taken from a feed that can be stepped by hand (tests, benchmarks)."""
+        feed = self.feed
+        if not isinstance(feed, SteppedFeed):
+            raise TypeError(f"feed {feed.name!r} cannot be stepped by hand")
+        self.apply(feed.step_to(ts))
+
+    def apply_commands(self) -> None:
+        """Apply the operator commands the poller fetched, between market steps, and journal each."""
+        commands, self._commands[:] = list(self._commands), []
+        for command in commands:
+            self._apply_command(command.id, command.command, command.args, command.reason, command.source)
+
+    def operator_command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        """A command from inside the process (the console's keys): applied now, saved like one from another shell."""
+        return self._apply_command(None, command, args, reason, source)
+
+    def _apply_command(self, command_id: int | None, command: str, args: dict[str, Any], reason: str,
+                       source: str) -> tuple[bool, str]:
+        engine = self.engine
+        ts = self.clock.now_ns()
+        ok, result = engine.command(command, args, reason, ts)
+        line = (f"command {command_id if command_id is not None else '(console)'} {command} from {source}"
+                + (f" ({reason})" if reason else "") + (": " if ok else ": REFUSED: ") + result)
+        engine.log_event(EventLevel.INFO if ok else EventLevel.WARN, line)
+        if self.on_command is not None:
+            self.on_command(line)
+        if self.journal is not None:
+            # saved with the market event it followed, so a restart replays it at the same point
+            self.journal.command_applied(command_id, command, args, reason, source, ok, result, ts)
+            self._risk_changes = engine.state_changes
+            self.journal.risk_view(ts, engine.risk_view())
+        return ok, result
+
+    async def _score(self) -> None:
+        summary = await self.live_score()
+        if summary is not None and self.journal is not None:
+            self.live = summary
+            self.journal.behaviour_score(summary["market_ts"] or self.clock.now_ns(), summary["market_seq"],
+                                         summary["score"], summary)
+
+    async def live_score(self) -> dict[str, Any] | None:
+        """The behaviour score over what the session has committed, computed by `engine.validation.live`."""
+        assert self.db_path is not None and self.session_id is not None
+        return await live_score(self.db_path, self.session_id, self.engine.log_event)
+
+    async def close(self) -> None:
+        """Close the store if run() never did (it closes it itself); safe to call twice."""
+        await self._close_store(None)
+
+    async def _close_store(self, failed: BaseException | None) -> None:
+        if self.writer is None or self.journal is None or self._lock is None or self._closed:
+            return
+        self._closed = True
+        try:
+            if failed is None or not isinstance(failed, StoreError):
+                self.journal.mark(self.engine, self.clock.now_ns())
+                reason = self.stop_reason if failed is None else f"error: {type(failed).__name__}: {failed}"
+                self.journal.state_event("session", "STOPPED", reason, self.clock.now_ns())
+                await self.writer.end_session(STOPPED, reason)
+        finally:
+            try:
+                await self.writer.close()  # always: its thread would keep the process from exiting
+            finally:
+                self._lock.release()
+
+    async def _flush_recording(self) -> None:
+        # swap the buffer out, so memory holds at most one flush interval of market data
+        assert self.recorder is not None
+        new, self.engine.recording = self.engine.recording or [], []
+        await self.recorder.flush(new)
