@@ -9,9 +9,11 @@ paperdesk refuses, at connect, any venue that cannot prove it trades paper money
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, TradeTick
 from engine.model.order import Order, OrderType, TimeInForce
 from engine.model.venue_event import CancelAck, VenueEvent
@@ -47,6 +49,11 @@ class Broker(Protocol):
 
     capabilities: VenueCapabilities
     events: deque[VenueEvent]
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument]:
+        """The tick, lot, minimum-quantity and min-notional filters the venue enforces, by symbol."""
+        ...
 
     async def connect(self) -> None:
         """Open the connection; raise NotPaperVenue when the venue cannot prove it is paper or testnet."""

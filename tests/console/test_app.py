@@ -185,3 +185,17 @@ async def test_console_shows_the_live_behaviour_score_against_the_backtest(tmp_p
         await wait_until(pilot, lambda: session.live is not None and session.live["score"] is not None, timeout=40)
         await wait_until(pilot, lambda: "behaviour 100.00/100 vs backtest" in
                          str(app.query_one("#status", Static).render()))
+
+
+async def test_halt_and_resume_keys_cannot_talk_the_console_out_of_an_emergency_stop(tmp_path):
+    async with console_over_session(make_config(), tmp_path / "desk.sqlite") as (session, app, pilot, trading):
+        await pilot.press("exclamation_mark")
+        await pilot.press("exclamation_mark")
+        states = session.engine.guard.states
+        assert states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await pilot.press("h")                          # refused: halt would replace the latch
+        await pilot.press("r")                          # so resume still asks for a second press
+        assert states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await pilot.press("p")
+        assert states.state("portfolio").value == "EMERGENCY_STOPPED"
+        assert any("REFUSED" in line and "halt" in line for _, _, line in session.engine.events)

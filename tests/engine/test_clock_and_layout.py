@@ -56,3 +56,23 @@ def test_only_the_clock_reads_the_time():
         if path.name == "clock.py":
             continue
         assert "time" not in {n.split(".")[0] for n in imported_modules(path)}, path
+
+
+def test_risk_breakers_execution_and_brokers_import_without_a_cycle():
+    """The rooms talk through narrow protocols: the package-level import graph among them has no cycle."""
+    rooms = ("risk", "breakers", "execution", "brokers")
+    edges: dict[str, set[str]] = {room: set() for room in rooms}
+    for room in rooms:
+        for path in (REPO / "engine" / room).rglob("*.py"):
+            for name in imported_modules(path):
+                parts = name.split(".")
+                if parts[0] == "engine" and len(parts) > 1 and parts[1] in rooms and parts[1] != room:
+                    edges[room].add(parts[1])
+                assert name not in ("engine.core", "engine.session", "engine.runtime"), \
+                    f"{path.relative_to(REPO)} reaches back into the engine that wires it ({name})"
+
+    def reaches(start: str, target: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in edges[start])
+
+    cycles = [room for room in rooms if reaches(room, room)]
+    assert not cycles, f"import cycle through {cycles}: {edges}"
