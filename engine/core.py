@@ -105,7 +105,11 @@ class Engine:
         sampling = self.risk.samples_returns or b.correlation is not None or b.volatility_spike is not None
         self.guard = TradingGuard(clock, self.account, self.instruments, b, self.history, sampling, self.oms,
                                   self.log_event)
+        # bound once: read on every market event
         self._venue_events = self.broker.events
+        self._advance = self.broker.advance
+        self._trailing = self.oms.brackets.trailing
+        self._risk_bars = self.risk.wants_bars
         for strategy in self.strategies.values():
             strategy.attach(self)
 
@@ -150,7 +154,7 @@ class Engine:
         ts = event.end if kind is Bar else event.ts  # type: ignore[union-attr]
         self._busy += 1
         try:
-            self.broker.advance(ts)  # orders that arrived before ts meet the market as it stood then
+            self._advance(ts)  # orders that arrived before ts meet the market as it stood then
             if self._venue_events:
                 self._drain()
             if self.recording is not None:
@@ -162,7 +166,7 @@ class Engine:
                 guard.on_clock(ts)
             else:
                 guard.on_market(event, ts)
-                trailing = self.oms.brackets.trailing
+                trailing = self._trailing
                 if trailing and event.symbol in trailing:
                     self._watch_trailing(event)
                 if kind is Bar:
@@ -221,7 +225,7 @@ class Engine:
         self._dispatch_bar(bar)
 
     def _dispatch_bar(self, bar: Bar) -> None:
-        if self.risk.wants_bars:
+        if self._risk_bars:
             self.risk.on_bar(bar)
         subs = self._bar_subs.get((bar.symbol, bar.timeframe))
         if not subs:
@@ -297,7 +301,11 @@ class Engine:
     def _settle(self) -> None:
         """Outside a market event (a command, a test's direct intent), venue events are applied right away."""
         if not self._busy and self._venue_events:
-            self._drain()
+            self._busy += 1  # a strategy's intent inside on_fill is drained by this loop, not by a nested one
+            try:
+                self._drain()
+            finally:
+                self._busy -= 1
 
     # ---- StrategyContext ------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class PaperBroker:
         self.clock = clock
         self.events: deque[VenueEvent] = deque()
         self.simulator = FillSimulator(clock, instruments, model or FillModel(), self)
+        self._in_flight = self.simulator.in_flight
         self.instruments = instruments
         self._balances: dict[str, float] = {}
         self._positions: dict[str, float] = {}
@@ -56,7 +57,7 @@ class PaperBroker:
         return False  # capabilities.modify is False: the order manager cancels and replaces
 
     def advance(self, ts: int) -> None:
-        if self.simulator.in_flight:
+        if self._in_flight:  # checked here: this runs on every market event
             self.simulator.advance(ts)
 
     def on_book(self, book: BookSnapshot) -> None:

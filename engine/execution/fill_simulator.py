@@ -65,7 +65,7 @@ class FillSimulator:
         self._books: dict[str, BookSnapshot] = {}
         self._consumed: dict[str, dict[float, float]] = {}
         self._last_price: dict[str, float] = {}
-        self._in_flight: deque[_Working] = deque()
+        self.in_flight: deque[_Working] = deque()  # on their way to the venue, in arrival order
         self._working: dict[str, list[_Working]] = {}
         self._by_id: dict[str, _Working] = {}
 
@@ -87,12 +87,7 @@ class FillSimulator:
         if self.model.latency_ns == 0:
             self._arrive(working)
         else:
-            self._in_flight.append(working)  # arrival times only grow: latency is fixed and time moves forward
-
-    @property
-    def in_flight(self) -> bool:
-        """Some order is still on its way to the venue."""
-        return bool(self._in_flight)
+            self.in_flight.append(working)  # arrival times only grow: latency is fixed and time moves forward
 
     def cancel(self, client_id: str, reason: str = "canceled on request", report: bool = True) -> bool:
         """Cancel a working or in-flight order; False when the venue no longer has it.
@@ -102,8 +97,8 @@ class FillSimulator:
         working = self._by_id.get(client_id)
         if working is None:
             return False
-        if working in self._in_flight:
-            self._in_flight.remove(working)
+        if working in self.in_flight:
+            self.in_flight.remove(working)
         elif working.resting:
             self._working[working.order.symbol].remove(working)
         else:
@@ -120,7 +115,7 @@ class FillSimulator:
 
     def advance(self, ts: int) -> None:
         """Market time reaches ts: orders that arrived before it meet the market as it stood when they did."""
-        in_flight = self._in_flight
+        in_flight = self.in_flight
         while in_flight and in_flight[0].arrive_ns < ts:
             self._arrive(in_flight.popleft())
 

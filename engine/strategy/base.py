@@ -42,6 +42,18 @@ class StrategyContext(Protocol):
                      take_profit: float | None = None, trailing_stop: float | None = None) -> None: ...
 
 
+class _Unattached:
+    """The context of a strategy no engine has attached yet: anything it asks says so."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"strategy {self.name} is not attached to an engine")
+
+    now_ns = strategy_position = decide = intend_target = intend_order = _refuse
+
+
 class Strategy(Generic[P]):
     """Subclass as Strategy[MyParams], set `kind` and `Params = MyParams`, override on_bar (and/or on_tick, on_fill).
 
@@ -65,19 +77,14 @@ class Strategy(Generic[P]):
         self.status = StrategyStatus.RUNNING
         self.error = ""
         self.decided = False
-        self._ctx: StrategyContext | None = None
+        # never None, so every intent is one attribute lookup on the hot path (an unattached one raises)
+        self._ctx: StrategyContext = _Unattached(name)
         self._ts = 0
 
     def attach(self, ctx: StrategyContext) -> None:
         self._ctx = ctx
         self.on_start()
 
-    @property
-    def _context(self) -> StrategyContext:
-        ctx = self._ctx
-        if ctx is None:
-            raise RuntimeError(f"strategy {self.name} is not attached to an engine")
-        return ctx
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -97,10 +104,10 @@ class Strategy(Generic[P]):
 
     def position(self, symbol: str) -> float:
         """This strategy's own net quantity in symbol."""
-        return self._context.strategy_position(self.name, symbol)
+        return self._ctx.strategy_position(self.name, symbol)
 
     def now_ns(self) -> int:
-        return self._context.now_ns()
+        return self._ctx.now_ns()
 
     # ---- intents ----------------------------------------------------------------------------
 
@@ -116,7 +123,7 @@ class Strategy(Generic[P]):
         signal = Signal.LONG if qty > 0 else Signal.SHORT if qty < 0 else Signal.FLAT
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._context.intend_target(self, decision, stop_loss, take_profit, trailing_stop)
+        self._ctx.intend_target(self, decision, stop_loss, take_profit, trailing_stop)
 
     def buy(self, symbol: str, qty: float, *, price: float | None = None, stop_price: float | None = None,
             tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, confidence: float = 1.0,
@@ -138,7 +145,7 @@ class Strategy(Generic[P]):
              indicators: dict[str, float] | None = None) -> None:
         """Decide to do nothing, and say why."""
         self.decided = True
-        self._context.decide(self, Decision(self._ts, self.name, symbol, Signal.HOLD, confidence, reason,
+        self._ctx.decide(self, Decision(self._ts, self.name, symbol, Signal.HOLD, confidence, reason,
                                             indicators or {}))
 
     def _order(self, signal: Signal, side: OrderSide, symbol: str, qty: float, price: float | None,
@@ -151,4 +158,4 @@ class Strategy(Generic[P]):
             order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         decision = Decision(self._ts, self.name, symbol, signal, confidence, reason, indicators or {}, qty)
         self.decided = True
-        self._context.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only, *exits)
+        self._ctx.intend_order(self, decision, side, qty, order_type, price, stop_price, tif, reduce_only, *exits)

@@ -31,7 +31,7 @@ async def test_a_crashed_session_resumes_exactly_as_if_never_interrupted(tmp_pat
     times = [start + (i + 1) * STEP_NS for i in range(3000)]
     cut = 0
     # cut where orders rest on the venue, another is on its way there and positions are open
-    while cut < 400 or not (a.engine.broker.simulator._in_flight and a.engine.broker.simulator._working.get("BTC/USDT")
+    while cut < 400 or not (a.engine.broker.simulator.in_flight and a.engine.broker.simulator._working.get("BTC/USDT")
                             and any(p.qty for p in a.engine.account.positions.values())):
         a.step(times[cut])
         cut += 1
