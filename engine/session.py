@@ -31,7 +31,7 @@ from engine.store.commands import Command, CommandInbox
 from engine.store.database import StoreError, WriterLock
 from engine.store.journal import StoreJournal
 from engine.store.recovery import Recovered, recover
-from engine.store.sessions import STOPPED, open_session
+from engine.store.sessions import STOPPED, SessionRecord, mark_resumed, open_session
 from engine.store.writer import StoreWriter
 from engine.venues import Venue, venue_for
 
@@ -126,7 +126,7 @@ class PaperSession:
 
         Raises NotPaperVenue for a venue that cannot prove it is paper, and StoreError (RecoveryError
         included) when the database cannot be used or the session cannot be rebuilt exactly; nothing
-        has traded then.
+        has traded then, and a refused resume has written nothing to the database.
         """
         if self.writer is not None:
             return
@@ -144,7 +144,7 @@ class PaperSession:
             record = opened.record
             self.session_id = record.id
             if opened.resumed:
-                await self._resume(record.id, record.restarts, record.market_start_ns)
+                await self._resume(record)
             else:
                 journal = StoreJournal(record.id, self.clock)
                 self.journal = self.engine.journal = journal
@@ -167,15 +167,17 @@ class PaperSession:
             self._lock.release()
             raise
 
-    async def _resume(self, session_id: int, restarts: int, market_start_ns: int) -> None:
-        """A fresh engine and feed, rebuilt by replaying what the session saw."""
+    async def _resume(self, record: SessionRecord) -> None:
+        """A fresh engine and feed, rebuilt by replaying what the session saw; only then is the session marked
+        running again (restarts counted), so a refused resume leaves the database as it was."""
         assert self.db_path is not None
+        session_id, market_start_ns = record.id, record.market_start_ns
         await self.feed.close()
         self.clock = SimClock(market_start_ns)
         self.engine = self._build_engine(self.clock)
         journal = StoreJournal(session_id, self.clock)
         self.journal = self.engine.journal = journal
-        self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, restarts, market_start_ns,
+        self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
                                                  self.engine, journal)
         last_ts = self.recovered.last_ts
         self.clock.advance_to(last_ts)
@@ -189,6 +191,7 @@ class PaperSession:
         await self.feed.subscribe(list(self.engine.instruments))
         if self.recorder is not None:
             self.engine.recording = []
+        await asyncio.to_thread(mark_resumed, self.db_path, record)  # rebuilt exactly: the first write
         journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
 

@@ -72,7 +72,11 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class OpenedSession:
-    """What open_session decided: the session to trade, whether it is resumed, and the audit chain's head."""
+    """What open_session decided: the session to trade, whether it is resumed, and the audit chain's head.
+
+    A resumed session is not written to yet: its record carries the restart number it takes once
+    recovery succeeds and mark_resumed() records it.
+    """
 
     record: SessionRecord
     resumed: bool
@@ -82,7 +86,10 @@ class OpenedSession:
 
 def open_session(path: Path, lock: WriterLock, config: AppConfig, new_session: bool,
                  market_start_ns: int) -> OpenedSession:
-    """Check, lock and migrate the database, then resume its latest session or start one (blocking I/O)."""
+    """Check, lock and migrate the database, then pick its latest session to resume or start one (blocking I/O).
+
+    Picking a session to resume writes nothing; call mark_resumed() once it has been recovered.
+    """
     check_database(path)
     lock.acquire()
     try:
@@ -98,28 +105,53 @@ def open_session(path: Path, lock: WriterLock, config: AppConfig, new_session: b
         raise
 
 
+def mark_resumed(path: Path, record: SessionRecord) -> None:
+    """Record a recovered session as running again: RUNNING, this process, restarts counted, its end cleared.
+
+    One short transaction, under the writer lock open_session took (blocking I/O).
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot resume session {record.id} ({exc})") from None
+    try:
+        configure(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute("UPDATE sessions SET status = ?, restarts = ?, pid = ?, ended_wall_ns = NULL, "
+                           "stop_reason = NULL WHERE id = ? AND restarts = ? AND status != ?",
+                           (RUNNING, record.restarts, os.getpid(), record.id, record.restarts - 1, ENDED))
+        if cur.rowcount != 1:  # the lock keeps other writers out; this would be a bug, or a hand edit
+            conn.execute("ROLLBACK")
+            raise StoreError(f"{path}: session {record.id} changed while it was being recovered; "
+                             "refusing to trade")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"{path}: cannot resume session {record.id} ({exc})") from None
+    finally:
+        conn.close()
+
+
 def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: bool,
           market_start_ns: int) -> OpenedSession:
     text = config_text(config)
     digest = config_hash(text)
     latest = conn.execute("SELECT id, market_start_ns, config_hash, restarts, config_json "
                           "FROM sessions WHERE status != ? ORDER BY id DESC LIMIT 1", (ENDED,)).fetchone()
+    if latest is not None and not new_session:
+        # decided read-only: the session is written to only once recovery has rebuilt it (mark_resumed)
+        if latest[2] != digest and not same_config(latest[4], text):
+            diffs = "; ".join(config_differences(latest[4], text))
+            raise StoreError(
+                f"{path}: session {latest[0]} is unfinished and ran with another config ({diffs}). "
+                "Resuming it with a different config would guess; run with the config it started with, "
+                "or pass --new-session to end it and start a new one")
+        record = SessionRecord(latest[0], latest[1], latest[2], latest[3] + 1)
+        return OpenedSession(record, True, chain_head(conn))
     ended = None
     try:
         conn.execute("BEGIN IMMEDIATE")
-        if latest is not None and not new_session:
-            if latest[2] != digest and not same_config(latest[4], text):
-                conn.execute("ROLLBACK")
-                diffs = "; ".join(config_differences(latest[4], text))
-                raise StoreError(
-                    f"{path}: session {latest[0]} is unfinished and ran with another config ({diffs}). "
-                    "Resuming it with a different config would guess; run with the config it started with, "
-                    "or pass --new-session to end it and start a new one")
-            conn.execute("UPDATE sessions SET status = ?, restarts = restarts + 1, pid = ?, ended_wall_ns = NULL, "
-                         "stop_reason = NULL WHERE id = ?", (RUNNING, os.getpid(), latest[0]))
-            record = SessionRecord(latest[0], latest[1], latest[2], latest[3] + 1)
-            conn.execute("COMMIT")
-            return OpenedSession(record, True, chain_head(conn))
         if latest is not None:
             ended = latest[0]
             conn.execute("UPDATE sessions SET status = ?, ended_wall_ns = COALESCE(ended_wall_ns, ?), "
