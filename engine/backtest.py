@@ -87,8 +87,15 @@ def run_backtest(config: AppConfig, data: str | Path, strategy_kind: str | None 
 
 
 def backtest_events(config: AppConfig, events: Iterable[MarketEvent], strategies: list[Strategy] | None = None,
-                    fill_model: FillModel | None = None, journal: Journal | None = None) -> tuple[Engine, int]:
-    """The backtest itself: config's engine (or its given strategies and venue) replaying events on a SimClock."""
+                    fill_model: FillModel | None = None, journal: Journal | None = None,
+                    data_due_from: int | None = None) -> tuple[Engine, int]:
+    """The backtest itself: config's engine (or its given strategies and venue) replaying events on a SimClock.
+
+    data_due_from: every configured instrument is expected to deliver data from then on, as in the paper session
+    being replayed (a symbol that never does goes stale there, and so here).
+    """
     engine = build_engine(config, SimClock(), strategies, fill_model)
     engine.journal = journal
+    if data_due_from is not None:
+        engine.guard.health.expect(engine.instruments, data_due_from)
     return engine, replay(engine, events)

@@ -58,6 +58,12 @@ class SimClock:
             raise ValueError(f"SimClock cannot go back from {self._now} to {ts}")
         self._now = ts
 
+    def catch_up(self, ts: int) -> None:
+        """Move to ts if it is later: an event a venue stamped earlier than one already seen is handled at the
+        current time. Paper sessions and their replays both follow this rule, so they see the same times."""
+        if ts > self._now:
+            self._now = ts
+
 
 def wall_ns() -> int:
     """Wall time for bookkeeping (when a row was saved, a session started); trading never reads it."""

@@ -279,6 +279,8 @@ class Engine:
                 self.guard.on_accepted(event.latency_ns)
             elif kind is K.REJECTED and order.origin is OrderOrigin.STRATEGY:
                 self.oms.brackets.resync((order.strategy, order.symbol))  # a refused entry takes its bracket off
+            elif kind is K.REJECTED and order.origin is OrderOrigin.FLATTEN:
+                self.guard.close_out_refused(order, event.reason)
 
     def _filled(self, order: Order, fill: Fill) -> None:
         self.account.apply_fill(fill)

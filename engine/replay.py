@@ -15,7 +15,7 @@ def replay(engine: Engine, events: Iterable[MarketEvent], mark_every_bar: bool =
     if not isinstance(clock, SimClock):
         raise TypeError("replay needs an Engine built with a SimClock")
     process = engine.process
-    advance = clock.advance_to
+    advance = clock.catch_up  # market time never runs back, as in the paper session that recorded the events
     count = 0
     for event in events:
         advance(event.end if type(event) is Bar else event.ts)  # event_time(), inlined: once per event

@@ -30,7 +30,7 @@ from engine.snapshot import EngineSnapshot, take_snapshot
 from engine.store.commands import Command, CommandInbox
 from engine.store.database import StoreError, WriterLock
 from engine.store.journal import StoreJournal
-from engine.store.recovery import Recovered, recover
+from engine.store.recovery import Recovered, RecoveryError, recover
 from engine.store.sessions import STOPPED, SessionRecord, mark_resumed, open_session
 from engine.store.writer import StoreWriter
 from engine.venues import Venue, venue_for
@@ -173,8 +173,16 @@ class PaperSession:
         assert self.db_path is not None
         session_id, market_start_ns = record.id, record.market_start_ns
         await self.feed.close()
+        await self.engine.broker.close()  # the rebuilt engine has its own, connected once it is rebuilt
         self.clock = SimClock(market_start_ns)
         self.engine = self._build_engine(self.clock)
+        broker = self.engine.broker
+        if not broker.capabilities.simulated:
+            # a replay would send the session's past orders to the venue again; recovery there is reconciliation
+            raise RecoveryError(
+                f"session {session_id} ran on venue {broker.capabilities.name!r}: resuming it means reconciling "
+                "with the venue (open orders, fills, balances), which is not supported for it yet. Nothing was "
+                "changed; start a new session with --new-session")
         journal = StoreJournal(session_id, self.clock)
         self.journal = self.engine.journal = journal
         self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
@@ -191,6 +199,8 @@ class PaperSession:
         await self.feed.subscribe(list(self.engine.instruments))
         if self.recorder is not None:
             self.engine.recording = []
+        require_paper(broker)
+        await broker.connect()
         await asyncio.to_thread(mark_resumed, self.db_path, record)  # rebuilt exactly: the first write
         journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
@@ -285,7 +295,7 @@ class PaperSession:
         clock, engine = self.clock, self.engine
         for event in batch.events:
             ts = event.end if type(event) is Bar else event.ts
-            clock.advance_to(max(ts, clock.now_ns()))  # market time never runs back, whatever a venue stamps
+            clock.catch_up(ts)  # market time never runs back, whatever a venue stamps (replay() does the same)
             engine.process(event)
         now = max(batch.received_ns, clock.now_ns())
         if batch.events:

@@ -87,6 +87,10 @@ class TradingGuard:
                            VolatilitySpike(b.volatility_spike, b.volatility_short_samples, b.volatility_long_samples,
                                            b.volatility_pause_hours))
         self.flattening: dict[Key, str] = {}   # positions being closed at market, with why
+        self._unclosable: dict[Key, float] = {}  # close-outs the venue refused, by the quantity that was refused
+        # while a close-everything restriction stands (the emergency stop, a drawdown trip): its source and why. A
+        # fill the venue made before it heard of the restriction (an order already there) is closed out too
+        self._closing_all: tuple[str, str] | None = None
         self.trip_count = 0
         self.changes = 0  # trading-state changes so far, so a watcher knows when to look again
         self.listeners: list[Callable[[StateChange], None]] = []
@@ -139,8 +143,12 @@ class TradingGuard:
             if trip is not None:
                 self._apply(trip, ts)
         key = (order.strategy, order.symbol)
-        if key in self.flattening and not self.account.strategy_qty.get(key, 0.0):
+        held = self.account.strategy_qty.get(key, 0.0)
+        if key in self.flattening and not held:
             self.flattening.pop(key, None)
+        elif held and self._closing_all is not None and key not in self.flattening:
+            self.flattening[key] = self._closing_all[1]
+            self.orders.drop_bracket(key)
 
     # ---- what others ask ----------------------------------------------------------------------------
 
@@ -217,12 +225,18 @@ class TradingGuard:
             change = StateChange(trip.scope, state, state, trip.breaker, trip.cause, ts)
         self._emit(change)
         if trip.close_all or trip.close_symbols:
-            self.flatten(trip.close_symbols or None, f"{trip.breaker}: {trip.cause}")
+            why = f"{trip.breaker}: {trip.cause}"
+            if trip.close_all and trip.state is not None:
+                self._closing_all = (trip.breaker, why)
+            self.flatten(trip.close_symbols or None, why)
 
     def _emit(self, change: StateChange | None) -> None:
         if change is None:
             return
         self.changes += 1
+        closing = self._closing_all
+        if closing is not None and change.scope == PORTFOLIO and closing[0] not in self.states.sources(PORTFOLIO):
+            self._closing_all = None  # the restriction that closes everything has been lifted
         level = EventLevel.INFO if change.state is TradingState.ACTIVE else EventLevel.WARN
         self.log(level, "trading " + change.line())
         for listener in self.listeners:
@@ -267,13 +281,25 @@ class TradingGuard:
             if qty <= 0:
                 self.flattening.pop(key, None)  # a fill may have removed it already
                 continue
-            if key not in in_flight:
+            if key not in in_flight and self._unclosable.get(key) != held:
                 self.orders.flatten_order(key, OrderSide.SELL if held > 0 else OrderSide.BUY, qty, why)
+
+    def close_out_refused(self, order: Order, reason: str) -> None:
+        """The venue refused a close-out: resending the same order every evaluation would only flood the log. It is
+        tried again when the position changes; until then the operator is told it is still open."""
+        key = (order.strategy, order.symbol)
+        held = self.account.strategy_qty.get(key, 0.0)
+        if self._unclosable.get(key) != held:
+            self._unclosable[key] = held
+            self.log(EventLevel.ERROR, f"cannot close {order.strategy}'s {order.symbol} position of {held:+g} at "
+                                       f"market: the venue refused ({reason}); it stays open until closed by hand "
+                                       "or the position changes")
 
     def emergency_stop(self, reason: str, ts: int) -> str:
         """Cancel everything, close everything at market, latch EMERGENCY_STOPPED. Safe to repeat."""
         cause = reason or "operator emergency stop"
         was_open = self.orders.open_orders()
+        self._closing_all = (OPERATOR, "emergency stop")
         self._emit(self.states.restrict(PORTFOLIO, Restriction(TradingState.EMERGENCY_STOPPED, OPERATOR, cause, ts)))
         for order in self.orders.open_orders():
             self.orders.cancel(order.client_id, "emergency stop")
@@ -310,11 +336,15 @@ class TradingGuard:
         changes = self.states.clear(scope, reason or "operator resume", ts)
         for change in changes:
             self._emit(change)
-        for key in [k for k in self.flattening if scope == PORTFOLIO or k[0] == scope]:
-            del self.flattening[key]
+        if not self.latched(scope):  # under a standing emergency stop, its close-outs go on
+            for key in [k for k in self.flattening if scope == PORTFOLIO or k[0] == scope]:
+                del self.flattening[key]
+        binding = self.states.effective(scope) if scope != PORTFOLIO else self.states.record(PORTFOLIO)
+        still = "" if binding.state is TradingState.ACTIVE else f"; it stays {binding.state} ({binding.source}: " \
+                                                                 f"{binding.cause})"
         if not changes:
-            return True, f"{scope} was not halted ({self.states.state(scope)})"
-        return True, f"{scope}: now {self.states.state(scope)}"
+            return True, f"{scope} was not halted ({self.states.state(scope)}){still}"
+        return True, f"{scope}: now {self.states.state(scope)}{still}"
 
     def note(self, change: StateChange) -> None:
         """A state-line for something that is not a restriction (a risk phase change)."""

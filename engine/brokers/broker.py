@@ -33,6 +33,9 @@ class VenueCapabilities:
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
     modify: bool = False        # can change a working order's quantity or price in place
     native_stops: bool = True   # stops rest at the venue (otherwise the engine would have to emulate them)
+    # fills are simulated in this process from the market data the engine sees, so replaying the recording
+    # rebuilds the venue exactly; a real venue is recovered by reconciling with it instead
+    simulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ ledger of what it filled, so reconciliation against the engine's account is a re
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from engine.brokers.broker import AccountSnapshot, VenueCapabilities
 from engine.clock import Clock
@@ -24,14 +25,18 @@ K = VenueEventKind
 class PaperBroker:
     """The simulated venue: fills against the market data the engine sees, after the configured latency."""
 
-    capabilities = VenueCapabilities("simulated", paper=True)
+    capabilities = VenueCapabilities("simulated", paper=True, simulated=True)
 
     def __init__(self, clock: Clock, instruments: dict[str, Instrument], model: FillModel | None = None,
                  starting_cash: float = 0.0) -> None:
         self.clock = clock
         self.events: deque[VenueEvent] = deque()
         self.simulator = FillSimulator(clock, instruments, model or FillModel(), self)
-        self._in_flight = self.simulator.in_flight
+        # market data goes straight to the simulator: these run on every event, a wrapper call each would show
+        self.advance: Callable[[int], None] = self.simulator.advance
+        self.on_book: Callable[[BookSnapshot], None] = self.simulator.on_book
+        self.on_trade: Callable[[TradeTick], None] = self.simulator.on_trade
+        self.on_bar: Callable[[Bar], None] = self.simulator.on_bar
         self.instruments = instruments
         self._balances: dict[str, float] = {}
         self._positions: dict[str, float] = {}
@@ -55,19 +60,6 @@ class PaperBroker:
 
     def modify(self, client_id: str, qty: float | None = None, price: float | None = None) -> bool:
         return False  # capabilities.modify is False: the order manager cancels and replaces
-
-    def advance(self, ts: int) -> None:
-        if self._in_flight:  # checked here: this runs on every market event
-            self.simulator.advance(ts)
-
-    def on_book(self, book: BookSnapshot) -> None:
-        self.simulator.on_book(book)
-
-    def on_trade(self, tick: TradeTick) -> None:
-        self.simulator.on_trade(tick)
-
-    def on_bar(self, bar: Bar) -> None:
-        self.simulator.on_bar(bar)
 
     async def account(self) -> AccountSnapshot:
         return AccountSnapshot(dict(self._balances), {s: q for s, q in self._positions.items() if q},

@@ -179,7 +179,8 @@ class Brackets:
         if order is not None and order.is_open and order.status is not OrderStatus.TRIGGERED:
             if (order.side, order.remaining, order.price, order.stop_price) == (side, qty, price, stop):
                 return current
-            desk.cancel(order.client_id)
+            if not desk.cancel(order.client_id):
+                return current  # the venue is ending it (a fill on its way): the next resync sees the outcome
         elif order is not None and order.is_open:
             return current  # a triggered stop is on its way to filling; let it
         if (price if order_type is OrderType.LIMIT else stop) is None:

@@ -56,6 +56,7 @@ class OrderManager:
         self._pending: dict[Key, float] = {}
         self._prefix = id_prefix
         self._seq = 0
+        self._before_cancel: dict[str, OrderStatus] = {}  # where an order goes back if the venue refuses a cancel
         self.brackets = Brackets(self, held, instruments, exit_policy)
 
     # ---- orders out -------------------------------------------------------------------------------
@@ -100,15 +101,16 @@ class OrderManager:
         order = self.orders.get(client_id)
         if order is None or not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
             return False
-        previous = order.status
-        order.transition(OrderStatus.PENDING_CANCEL)
-        self._changed(order)
+        # the venue answers first: an order it already filled (the fill still queued) must keep its state
         ack = self.route.cancel(client_id, reason)
         if ack is CancelAck.DONE:
             self._ended(order, OrderStatus.CANCELED, reason)
-        elif ack is CancelAck.UNKNOWN:
-            self._back(order, previous, "cancel failed: the venue no longer has the order or is matching it")
-            return False
+        elif ack is CancelAck.PENDING:
+            self._before_cancel[client_id] = order.status
+            order.transition(OrderStatus.PENDING_CANCEL)
+            self._changed(order)
+        else:
+            return False  # the venue no longer has it: what it reported (or will) says how it ended
         return True
 
     # ---- what the venue reports -------------------------------------------------------------------
@@ -139,6 +141,9 @@ class OrderManager:
                 order.transition(OrderStatus.ACCEPTED)
             order.transition(OrderStatus.TRIGGERED)
             self._changed(order)
+        elif not order.is_open:
+            # a venue may report the end of an order that has already ended (a cancel confirmed after its fill)
+            self.log(EventLevel.INFO, f"venue reported {kind} for {order.client_id}, already {order.status}")
         elif kind is K.REJECTED:
             self._ended(order, OrderStatus.REJECTED, event.reason)
             self.log(EventLevel.WARN, f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
@@ -148,7 +153,9 @@ class OrderManager:
         elif kind is K.EXPIRED:
             self._ended(order, OrderStatus.EXPIRED, event.reason)
         elif kind is K.CANCEL_REJECTED and order.status is OrderStatus.PENDING_CANCEL:
-            back = OrderStatus.PARTIALLY_FILLED if order.filled_qty else OrderStatus.ACCEPTED
+            back = self._before_cancel.pop(order.client_id, OrderStatus.ACCEPTED)
+            if order.filled_qty and back is not OrderStatus.TRIGGERED:
+                back = OrderStatus.PARTIALLY_FILLED
             self._back(order, back, f"cancel rejected by the venue: {event.reason}")
         return order
 
@@ -166,6 +173,7 @@ class OrderManager:
     def _ended(self, order: Order, status: OrderStatus, reason: str) -> None:
         """An order ended unfilled (in part): its remaining quantity is no longer pending."""
         order.transition(status, reason)
+        self._before_cancel.pop(order.client_id, None)
         self._changed(order)
         if order.origin is not OrderOrigin.EXIT:
             key = (order.strategy, order.symbol)

@@ -87,8 +87,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.SUBMITTED: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELED, S.EXPIRED, S.PENDING_CANCEL} | _FILLS),
     S.ACCEPTED: frozenset({S.TRIGGERED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.REJECTED} | _FILLS),
     S.TRIGGERED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.REJECTED} | _FILLS),
-    # ACCEPTED again means the cancel failed
-    S.PENDING_CANCEL: frozenset({S.CANCELED, S.ACCEPTED, S.EXPIRED} | _FILLS),
+    # ACCEPTED or TRIGGERED again means the cancel failed; REJECTED: the venue never took the order at all
+    S.PENDING_CANCEL: frozenset({S.CANCELED, S.ACCEPTED, S.TRIGGERED, S.EXPIRED, S.REJECTED} | _FILLS),
     S.PARTIALLY_FILLED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED} | _FILLS),
     # a fill that was already on the wire when the cancel was confirmed
     S.CANCELED: frozenset({S.FILLED}),

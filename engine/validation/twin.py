@@ -80,5 +80,6 @@ def run_twin(records: SessionRecords) -> Twin:
     """Replay the session's market data (missed events included) through the backtest."""
     log = DecisionLog()
     engine, count = backtest_events(records.config, records.market_events(),
-                                    fill_model=twin_fill_model(records.config), journal=log)
+                                    fill_model=twin_fill_model(records.config), journal=log,
+                                    data_due_from=records.market_start_ns)
     return Twin(engine, count, log)

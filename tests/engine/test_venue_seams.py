@@ -376,3 +376,24 @@ async def test_the_simulated_venue_keeps_its_own_ledger_for_reconciliation():
     assert all(venue.positions[s] == pytest.approx(q, abs=1e-9) for s, q in ours.items())
     assert venue.balances["USDT"] == pytest.approx(engine.account.cash)
     assert set(venue.open_orders) == {o.client_id for o in engine.open_orders()}
+
+
+async def test_a_session_on_a_venue_that_cannot_be_replayed_is_not_resumed_by_replaying_it(tmp_path):
+    from engine.store.recovery import RecoveryError
+
+    db = tmp_path / "desk.sqlite"
+    first = PaperSession(btc_only(), db_path=db, venue=InTestVenue())
+    await first.open()
+    for _ in range(40):
+        first.apply(await first.feed.receive())
+    assert first.engine.fills
+    await first.close()
+    before = db.read_bytes()
+    venue = InTestVenue()
+    again = PaperSession(btc_only(), db_path=db, venue=venue)
+    with pytest.raises(RecoveryError, match="reconciling with the venue"):
+        await again.open()
+    brokers = [m for m in venue.made if isinstance(m, FixedPriceBroker)]
+    assert not any(b._waiting for b in brokers) and not any(b.events for b in brokers)  # nothing sent again
+    assert not any(b.connected for b in brokers)
+    assert db.read_bytes() == before
