@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from engine.breakers.guard import TradingGuard
-from engine.breakers.trading_state import StateChange
+from engine.breakers.trading_state import Restriction, StateChange
 from engine.brokers.broker import Broker
 from engine.brokers.paper import PaperBroker
 from engine.clock import Clock
@@ -64,8 +64,9 @@ class Engine:
     """Routes market events to the venue and the strategies, intents through risk to orders, and venue
     events back to the order manager, the account, the guard and the strategies.
 
-    With no broker given it trades on the simulated venue (PaperBroker), fed the same events the
-    strategies see, so every fill is simulated against exactly that data.
+    With no broker given it trades on the simulated venue (PaperBroker with fill_model), fed the same
+    events the strategies see, so every fill is simulated against exactly that data; a given broker
+    brings its own fills, and fill_model is not used.
     """
 
     def __init__(self, clock: Clock, instruments: Iterable[Instrument], starting_cash: float,
@@ -389,18 +390,23 @@ class Engine:
     # ---- the order manager's gate and the brackets' policy (risk and the guard answer) --------------
 
     def check(self, order: Order) -> Denial | None:
+        """The order manager's gate: risk's checks (risk is built after the order manager it reads)."""
         return self.risk.check(order)
 
     def submitted(self, order: Order) -> None:
+        """An order went out: risk counts it."""
         self.risk.submitted(order)
 
-    def effective(self, strategy: str) -> Any:
+    def effective(self, strategy: str) -> Restriction:
+        """Risk's view of trading states: the guard's (built after risk)."""
         return self.guard.effective(strategy)
 
     def exits_allowed(self, key: tuple[str, str]) -> bool:
+        """Brackets ask: may exits be placed for this position now (the guard says)."""
         return self.guard.exits_allowed(key)
 
     def entry_price(self, key: tuple[str, str]) -> float:
+        """Brackets ask: where a position's percentages start (risk's round trips say)."""
         return self.risk.entry_price(key)
 
     # ---- orders and commands from outside a market event --------------------------------------------

@@ -6,6 +6,7 @@ broker. The simulated venue is the only kind so far; the ccxt and IB issues add 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from engine.brokers.broker import Broker
@@ -49,7 +50,7 @@ class SimulatedVenue:
                            config.session.starting_cash)
 
 
-VENUES: dict[str, type[SimulatedVenue]] = {"simulated": SimulatedVenue}
+VENUES: dict[str, Callable[[], Venue]] = {"simulated": SimulatedVenue}
 
 
 def venue_for(config: AppConfig) -> Venue:
