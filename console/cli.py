@@ -39,12 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        try:
+            code: int = args.func(args)
+            sys.stdout.flush()  # here, not at exit: a reader that went away is met while it can still be handled
+            return code
+        except BrokenPipeError:
+            _drop_stdout()
+            return 0
     except Exception as exc:
         if not isinstance(exc, _input_errors()):
             raise
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _drop_stdout() -> None:
+    """The reader of standard output went away (`paperdesk status | head -1`): not an error. Point the descriptor
+    at /dev/null so nothing still buffered fails again (with a traceback) when Python flushes it at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
@@ -150,8 +166,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _db_file(text: str) -> Path:
+    """--db as a plain file path. SQLite would read ':memory:' as a database that vanishes at exit and 'file:...' as
+    a URI naming another file than the lock beside the path; an empty name is the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name; pass the database file, e.g. --db desk.sqlite")
+    if text == ":memory:":
+        raise argparse.ArgumentTypeError(f"{text!r}: a session is kept in a file (an in-memory database is gone "
+                                         "when the process ends); pass a file path, e.g. --db desk.sqlite")
+    if text.startswith("file:"):
+        plain = text.removeprefix("file:").partition("?")[0].removeprefix("//") or "desk.sqlite"
+        raise argparse.ArgumentTypeError(f"{text!r}: SQLite's URI form is not accepted (the lock and the database "
+                                         f"would be different files); pass the plain path, e.g. --db {plain}")
+    return Path(text)
+
+
 def _db_option(parser: argparse.ArgumentParser, with_config: bool = True) -> None:
-    parser.add_argument("--db", type=Path, help="database file (default: [store] path in the config, relative "
+    parser.add_argument("--db", type=_db_file, help="database file (default: [store] path in the config, relative "
                                                  "to the config file's folder, or to the current directory for "
                                                  "the installed default config)")
     if with_config:
@@ -226,9 +257,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         return export(_db_path(args), args.what, args.format, args.session, args.out)
     except BrokenPipeError:
-        # `export | head` closed the pipe: not an error; keep Python from complaining at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        raise  # `export | head` closed the pipe: main ends the command quietly
     except OSError as exc:
         raise InputError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
 

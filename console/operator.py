@@ -2,7 +2,9 @@
 
 The command is queued in the database; the running engine applies it within a second and records
 the result, which this prints. With no engine running it stays queued and applies when the session
-resumes. Exit 0 when applied (or queued), 1 when the engine refused it or did not answer in time.
+resumes. What cannot succeed is refused before it is queued: a strategy or risk phase the session's stored
+config does not define (exit 2), halt or pause during an emergency stop, or resume out of one without a reason
+(exit 1). Exit 0 when applied (or queued), 1 when the engine refused it or did not answer in time.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.clock import utc_text
-from engine.store.commands import command_result, queue_command
+from engine.store.commands import CommandRefused, command_result, queue_command
 from engine.store.database import writer_running
 
 
 def send_command(db: Path, command: str, args: dict[str, Any], reason: str, wait_s: float,
                  out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
-    command_id, session_id = queue_command(db, command, args, reason)
+    try:
+        command_id, session_id = queue_command(db, command, args, reason, check=True)
+    except CommandRefused as exc:
+        print(f"paperdesk: {command} REFUSED: {exc}", file=sys.stderr)
+        return 1
     what = command + (f" {args['strategy']}" if args.get("strategy") else "")
     if not writer_running(db):
         print(f"session {session_id} is not running: {what} is queued (command {command_id}) and applies when it "

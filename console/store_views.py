@@ -122,16 +122,16 @@ def risk_lines(view: dict[str, Any]) -> list[str]:
 def print_sessions(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
     conn = open_reader(db)
     try:
-        rows = sessions(conn)
+        rows = sessions(conn, db)
     finally:
         conn.close()
     if as_json:
         print(json.dumps(rows, indent=2), file=out)
         return 0
-    print(f"{'id':>4}  {'status':<8} {'started (UTC)':<19}  {'ended (UTC)':<19}  {'restarts':>8}  {'config':<12}  "
+    print(f"{'id':>4}  {'status':<11} {'started (UTC)':<19}  {'ended (UTC)':<19}  {'restarts':>8}  {'config':<12}  "
           f"{'start cash':>12}  {'equity':>12}  {'P&L':>10}", file=out)
     for r in rows:
-        print(f"{r['id']:>4}  {r['status']:<8} {_time(r['started_wall_ns']):<19}  {_time(r['ended_wall_ns']):<19}  "
+        print(f"{r['id']:>4}  {r['status']:<11} {_time(r['started_wall_ns']):<19}  {_time(r['ended_wall_ns']):<19}  "
               f"{r['restarts']:>8}  {r['config_hash'][:12]:<12}  {r['starting_cash']:>12.2f}  "
               f"{_num(r['equity']):>12}  {_num(r['pnl'], '+.2f'):>10}", file=out)
     return 0

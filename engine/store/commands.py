@@ -48,8 +48,83 @@ def command_source() -> str:
     return f"cli {user}@{os.uname().nodename} pid {os.getpid()}"
 
 
-def queue_command(path: Path, command: str, args: dict[str, Any], reason: str) -> tuple[int, int]:
-    """Queue a command for the database's current session; returns (command id, session id)."""
+class BadCommand(StoreError):
+    """A command the session cannot apply whatever its state (no such strategy or risk phase): nothing is queued."""
+
+
+class CommandRefused(Exception):
+    """A command the session's trading state refuses (halt during an emergency stop, ...): nothing is queued."""
+
+
+EMERGENCY_STOPPED = "EMERGENCY_STOPPED"  # engine.breakers.trading_state.TradingState's value, as the store keeps it
+
+
+def check_command(conn: sqlite3.Connection, session_id: int, command: str, args: dict[str, Any],
+                  reason: str) -> None:
+    """Refuse before queueing what the engine would refuse anyway, from what the database knows.
+
+    The strategies and risk phases come from the session's stored config (the one it runs with; a config
+    this paperdesk cannot read is left to the engine to judge). The emergency stop is the stored portfolio
+    state, carried through the commands still queued ahead of this one: halt and pause never replace it, and
+    the portfolio's resume out of it needs a reason. Raises BadCommand or CommandRefused.
+    """
+    from engine.config import ConfigError, parse_config  # the engine side of this module never needs it
+
+    row = conn.execute("SELECT config_json FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    try:
+        config = parse_config(json.loads(row[0]), f"session {session_id}'s stored config")
+    except (ConfigError, ValueError, TypeError):
+        config = None
+    strategy = args.get("strategy")
+    if config is not None:
+        names = [s.name for s in config.strategies]
+        if strategy is not None and strategy not in names:
+            raise BadCommand(f"--strategy {strategy}: session {session_id} has no strategy by that name "
+                             f"(its strategies: {', '.join(names) or 'none'}). Nothing was queued")
+        if command == "phase":
+            phases = sorted(p.phase for p in config.phases)
+            if args.get("phase") not in phases:
+                defined = ", ".join(map(str, phases)) if phases else "none ([[phases]] in its config defines them)"
+                raise BadCommand(f"--to {args.get('phase')}: session {session_id} has no such risk phase (defined: "
+                                 f"{defined}). Nothing was queued")
+    halting = command in ("halt", "pause")
+    bare_resume = command == "resume" and strategy is None and not reason.strip()
+    if (halting or bare_resume) and _emergency_stopped(conn, session_id):
+        what = command + (f" --strategy {strategy}" if strategy else "")
+        if halting:
+            raise CommandRefused(f"session {session_id} is EMERGENCY_STOPPED: {what} would not tighten it (the stop "
+                                 "stays latched until `paperdesk resume --reason \"...\"`; resume --reason first). "
+                                 "Nothing was queued")
+        raise CommandRefused(f"session {session_id} is EMERGENCY_STOPPED: resuming from it needs a reason "
+                             "(paperdesk resume --reason \"...\"). Nothing was queued")
+
+
+def _emergency_stopped(conn: sqlite3.Connection, session_id: int) -> bool:
+    """Whether the portfolio is latched EMERGENCY_STOPPED once the commands queued before this one apply."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_state'").fetchone() is None:
+        return False
+    row = conn.execute("SELECT state FROM risk_state WHERE session_id = ?", (session_id,)).fetchone()
+    stopped = row is not None and row[0] == EMERGENCY_STOPPED
+    for command, args, reason in conn.execute("SELECT command, args, reason FROM commands WHERE session_id = ? "
+                                              "AND handled_wall_ns IS NULL ORDER BY id", (session_id,)):
+        if command == "emergency-stop":
+            stopped = True
+        elif command == "resume" and (reason or "").strip():
+            try:
+                scoped = json.loads(args).get("strategy")
+            except (ValueError, AttributeError):
+                continue
+            stopped = stopped and scoped is not None
+    return stopped
+
+
+def queue_command(path: Path, command: str, args: dict[str, Any], reason: str,
+                  check: bool = False) -> tuple[int, int]:
+    """Queue a command for the database's current session; returns (command id, session id).
+
+    check: first refuse (BadCommand, CommandRefused; nothing written) what check_command can tell will fail,
+    in the same transaction as the insert, so the session checked is the session commanded.
+    """
     if not path.exists():
         raise StoreError(f"{path}: no such database (paperdesk run --db {path} creates it)")
     version = check_database(path, thorough=False)
@@ -64,6 +139,12 @@ def queue_command(path: Path, command: str, args: dict[str, Any], reason: str) -
         if row is None:
             conn.execute("ROLLBACK")
             raise StoreError(f"{path}: no session to command (every session has ended; `paperdesk run` starts one)")
+        if check:
+            try:
+                check_command(conn, row[0], command, args, reason)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         cur = conn.execute("INSERT INTO commands (session_id, wall_ns, command, args, reason, source) "
                            "VALUES (?,?,?,?,?,?)", (row[0], wall_ns(), command, json.dumps(args), reason,
                                                     command_source()))

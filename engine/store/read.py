@@ -62,12 +62,31 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | dict[str
     return [dict(zip(names, row, strict=True)) for row in cur]
 
 
-def sessions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every session, oldest first, with its P&L as of its last equity mark."""
+INTERRUPTED = "INTERRUPTED"  # stored as RUNNING, but no writer holds the database: crashed or killed
+
+
+def session_state(stored: str, writer: bool) -> tuple[bool, str]:
+    """(running, the word for it) of a session whose row says `stored`, given whether a writer holds the database:
+    RUNNING with no writer is INTERRUPTED (the row cannot say so itself after a kill -9). `status` and `sessions`
+    both use it, so they name one fact with one word."""
+    running = writer and stored == RUNNING
+    return running, (INTERRUPTED if stored == RUNNING and not running else stored)
+
+
+def sessions(conn: sqlite3.Connection, path: Path | None = None) -> list[dict[str, Any]]:
+    """Every session, oldest first, with its P&L as of its last equity mark.
+
+    `status` is the stored status, except that with path given a RUNNING session no writer holds is INTERRUPTED
+    (`stored_status` keeps what the row says; `running` whether a paperdesk is writing it now).
+    """
     out = _rows(conn, "SELECT id, status, started_wall_ns, ended_wall_ns, stop_reason, restarts, config_hash, "
                       "starting_cash, equity, market_ts FROM sessions ORDER BY id")
+    writer = path is not None and writer_running(path)
     for row in out:
         row["pnl"] = None if row["equity"] is None else row["equity"] - row["starting_cash"]
+        if path is not None:
+            row["stored_status"] = row["status"]
+            row["running"], row["status"] = session_state(row["status"], writer)
     return out
 
 
@@ -76,14 +95,13 @@ def status(conn: sqlite3.Connection, path: Path, session_id: int | None = None, 
     sid = pick_session(conn, session_id)
     session = _rows(conn, "SELECT * FROM sessions WHERE id = ?", (sid,))[0]
     session.pop("config_json")
-    running = writer_running(path) and session["status"] == RUNNING
+    running, word = session_state(session["status"], writer_running(path))
     heartbeat = session["heartbeat_wall_ns"]
     return {
         "session": session,
         "running": running,
-        "state": ("running" if running else
-                  "interrupted (crashed or killed; `paperdesk run` resumes it)" if session["status"] == RUNNING else
-                  session["status"].lower()),
+        "state": ("interrupted (crashed or killed; `paperdesk run` resumes it)" if word == INTERRUPTED else
+                  word.lower()),
         "saved_seconds_ago": None if heartbeat is None else round((wall_ns() - heartbeat) / 1e9, 3),
         "positions": _rows(conn, "SELECT symbol, qty, avg_price, mark, unrealised, realised FROM positions "
                                  "WHERE session_id = ? AND qty != 0 ORDER BY symbol", (sid,)),

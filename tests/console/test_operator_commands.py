@@ -83,15 +83,14 @@ def test_emergency_stop_from_another_process_flattens_within_a_second_and_latche
     denied = query(db, "SELECT COUNT(*) FROM orders WHERE status = 'DENIED' AND reason LIKE 'trading_state%'")[0][0]
     assert denied > 0, "the strategies kept deciding, and risk kept refusing"
 
-    refused = paperdesk("resume", "--db", str(db))
-    assert refused.returncode == 0 and "not running" in refused.stdout  # queued: nothing runs to refuse it yet
+    refused = paperdesk("resume", "--db", str(db))  # refused before it is queued: the stored state is the latch
+    assert refused.returncode == 1 and "needs a reason" in refused.stderr and "Nothing was queued" in refused.stderr
     queued = paperdesk("resume", "--db", str(db), "--reason", "drill over")
     assert "queued" in queued.stdout
     again = subprocess.run([sys.executable, "-m", "console.cli", "run", "--no-ui", "--config", str(config),
                             "--db", str(db), "--duration", "2"], cwd=REPO, capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 0, again.stderr
-    assert "REFUSED" in again.stdout and "needs a reason" in again.stdout   # the first resume had no reason
     assert "drill over" in again.stdout
     view = status(db)
     assert view["risk"]["state"] == "ACTIVE"
@@ -99,7 +98,7 @@ def test_emergency_stop_from_another_process_flattens_within_a_second_and_latche
     assert audit.returncode == 0, audit.stdout
     kinds = query(db, "SELECT payload FROM audit WHERE kind = 'command'")
     reasons = [json.loads(p)["reason"] for (p,) in kinds]
-    assert reasons == ["drill", "", "", "drill over"]
+    assert reasons == ["drill", "", "drill over"]
 
 
 def test_halt_and_resume_reach_the_running_engine(tmp_path):
@@ -113,8 +112,10 @@ def test_halt_and_resume_reach_the_running_engine(tmp_path):
         assert halted.returncode == 0 and "ACTIVE -> HALTED (operator: lunch)" in halted.stdout, halted.stdout
         text = paperdesk("status", "--db", str(db)).stdout
         assert "trading: HALTED (operator: lunch)" in text
-        unknown = paperdesk("halt", "--db", str(db), "--strategy", "nope")
-        assert unknown.returncode == 1 and "REFUSED" in unknown.stdout and "no strategy named 'nope'" in unknown.stdout
+        unknown = paperdesk("halt", "--db", str(db), "--strategy", "nope")  # refused before it is queued
+        assert unknown.returncode == 2 and "--strategy nope: session 1 has no strategy" in unknown.stderr
+        looser = paperdesk("pause", "--db", str(db))  # the engine refuses it: it would loosen the operator's halt
+        assert looser.returncode == 1 and "REFUSED" in looser.stdout and "would loosen it" in looser.stdout
         resumed = paperdesk("resume", "--db", str(db), "--reason", "back")
         assert resumed.returncode == 0 and "now ACTIVE" in resumed.stdout
     finally:
@@ -122,7 +123,7 @@ def test_halt_and_resume_reach_the_running_engine(tmp_path):
         proc.wait(timeout=30)
     log = (tmp_path / "run.txt").read_text()
     assert "trading portfolio: ACTIVE -> HALTED (operator: lunch)" in log
-    assert "command 2 halt" in log and "REFUSED" in log
+    assert "command 2 pause" in log and "REFUSED" in log
 
 
 def test_commands_name_a_missing_database_and_a_bad_wait(tmp_path):
