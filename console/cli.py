@@ -56,9 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 def _drop_stdout() -> None:
     """The reader of standard output went away (`paperdesk status | head -1`): not an error. Point the descriptor
     at /dev/null so nothing still buffered fails again (with a traceback) when Python flushes it at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a caller's StringIO): nothing will flush to a closed pipe
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, fd)
     finally:
         os.close(devnull)
 
