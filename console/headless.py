@@ -16,6 +16,7 @@ from typing import TextIO
 from engine.config import AppConfig
 from engine.session import PaperSession
 from engine.store.database import StoreError
+from engine.store.writer import label
 
 
 def _stamp() -> str:
@@ -75,5 +76,14 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
         if level == "ERROR":
             say(f"error {message}")
     reason = stopped_by[0] if stopped_by else "duration"
-    say(f"summary stopped_by={reason} {snapshot.status_line()}")
+    writer = session.writer
+    unsaved = writer.unsaved() if writer is not None else {}
+    if not unsaved:
+        say(f"summary stopped_by={reason} {snapshot.status_line()}")
+        return exit_code
+    # the engine's memory is not the database: say what was saved, what was not, and what lives only in memory
+    fills_lost = unsaved.get("fill", 0)
+    lost = ", ".join(f"{n} {label(op)}" for op, n in sorted(unsaved.items(), key=lambda item: -item[1]))
+    say(f"summary stopped_by={reason} saved fills={max(snapshot.fills - fills_lost, 0)} of {snapshot.fills}; "
+        f"NOT SAVED: {sum(unsaved.values())} rows ({lost}); in memory only: {snapshot.status_line()}")
     return exit_code

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiosqlite
 
+from engine.breakers.guard import STORE
+from engine.breakers.trading_state import PORTFOLIO
 from engine.brokers.broker import require_paper
 from engine.clock import LiveClock, SimClock
 from engine.config import AppConfig
@@ -261,6 +263,15 @@ class PaperSession:
                     next_flush = now + 1.0
                 if writer is not None:
                     writer.check()
+                    # the database refusing writes: nothing opens a position while the writer retries
+                    ts = self.clock.now_ns()
+                    restricted = STORE in engine.guard.states.sources(PORTFOLIO)
+                    if writer.error is not None and not restricted:
+                        engine.guard.store_unwritable(
+                            f"cannot write to the database ({writer.error}); retrying for up to "
+                            f"{writer.retry_seconds:g} s, then trading stops", ts)
+                    elif writer.error is None and restricted:
+                        engine.guard.store_unwritable(None, ts)
                     await writer.make_room()
         except BaseException as exc:
             failed = exc

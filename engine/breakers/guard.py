@@ -42,6 +42,7 @@ from engine.portfolio.account import Account
 from engine.portfolio.returns import ReturnHistory
 
 Key = tuple[str, str]
+STORE = "store"  # the source of the restriction while the database refuses writes
 
 
 class OrderActions(Protocol):
@@ -345,6 +346,16 @@ class TradingGuard:
         if not changes:
             return True, f"{scope} was not halted ({self.states.state(scope)}){still}"
         return True, f"{scope}: now {self.states.state(scope)}{still}"
+
+    def store_unwritable(self, cause: str | None, ts: int) -> None:
+        """The database refused a commit (cause) or takes commits again (None). While it fails nothing opens a
+        position: the portfolio is REDUCING from source STORE (an operator resume lifts it only until the next failed
+        commit). A live-only fact: a replay never sees the store fail, so the journal keeps it out of the numbered
+        trading-state changes a replay recomputes."""
+        if cause is not None:
+            self._emit(self.states.restrict(PORTFOLIO, Restriction(TradingState.REDUCING, STORE, cause, ts)))
+        else:
+            self._emit(self.states.lift(PORTFOLIO, STORE, "the database takes writes again", ts))
 
     def note(self, change: StateChange) -> None:
         """A state-line for something that is not a restriction (a risk phase change)."""

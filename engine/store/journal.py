@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.breakers.guard import STORE
 from engine.breakers.trading_state import StateChange
 from engine.clock import Clock, wall_ns
 from engine.core import Engine
@@ -92,9 +93,15 @@ class StoreJournal:
                                strategy.status.value, strategy.error, self.clock.now_ns()))
 
     def trading_state(self, change: StateChange) -> None:
-        """A trading-state change or breaker trip, numbered in engine order so a replay recognises it."""
-        self.state_seq += 1
-        ref = f"trading:{self.session_id}:{self.state_seq}"
+        """A trading-state change or breaker trip, numbered in engine order so a replay recognises it.
+
+        The store's own restriction (the database refusing writes) is live-only: a replay never recomputes it,
+        so it is not numbered with the rest (numbering it would shift every later change's reference)."""
+        if change.source == STORE:
+            ref = f"trading:{self.session_id}:store:{wall_ns()}:{self.state_seq}"
+        else:
+            self.state_seq += 1
+            ref = f"trading:{self.session_id}:{self.state_seq}"
         if self.replaying and ref in self.known_refs:
             return
         self._add("state_event", (self.session_id, wall_ns(), change.ts, change.scope, change.state.value,

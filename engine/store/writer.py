@@ -10,12 +10,13 @@ waits for the writer between market steps (back-pressure), and those waits are c
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from typing import Any
 
 import aiosqlite
 
-from engine.clock import monotonic_s, wall_ns
+from engine.clock import monotonic_s, utc_text, wall_ns
 from engine.store.audit import chain_hash
 from engine.store.database import StoreError
 from engine.store.journal import OPS, StoreJournal
@@ -66,6 +67,11 @@ class StoreWriter:
         self.max_commit_ms = 0.0
         self.error: str | None = None  # the last commit failure, while failing
         self.failed: StoreError | None = None  # set when failures outlasted retry_seconds: stop trading
+        self.committed: dict[str, int] = {op: 0 for op in (*OPS, "audit")}  # rows committed, per table operation
+        # rows committed into a database or write-ahead log that the path no longer names: not durable
+        self.lost: dict[str, int] = {}
+        self._files: dict[str, tuple[int, int]] | None = None  # path -> (st_dev, st_ino) at the first commit
+        self._started_wall_ns = wall_ns()
         self._failing_since: float | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -90,6 +96,8 @@ class StoreWriter:
     async def flush(self) -> bool:
         """Commit everything queued so far; False (rows kept queued) if the database refused it."""
         async with self._lock:
+            if self.lost:
+                return False  # the files this connection writes are not the database any more: write nothing
             batch, audit, count = self.journal.take()
             if not count:
                 return True
@@ -106,9 +114,71 @@ class StoreWriter:
             self.max_commit_ms = max(self.max_commit_ms, elapsed)
             self.rows_committed += count
             self.batches += 1
+            for op in OPS:
+                self.committed[op] += len(batch[op])
+            self.committed["audit"] += len(audit)
             self.error = None
             self._failing_since = None
+            return await self._check_files()
+
+    def unsaved(self) -> dict[str, int]:
+        """Rows per table operation that are not durable: still queued, or committed into lost files."""
+        out = dict(self.lost)
+        for op, rows in self.journal.pending.items():
+            if rows:
+                out[op] = out.get(op, 0) + len(rows)
+        if self.journal.audit:
+            out["audit"] = out.get("audit", 0) + len(self.journal.audit)
+        return out
+
+    async def _files_now(self) -> dict[str, tuple[int, int] | None]:
+        """The database file and its write-ahead log, as the path names them now (None: no such file)."""
+        if self._files is None:
+            rows = await (await self.db.execute("PRAGMA database_list")).fetchall()
+            main = next(row[2] for row in rows if row[1] == "main")
+            paths = [main, main + "-wal"]
+        else:
+            paths = list(self._files)
+        out: dict[str, tuple[int, int] | None] = {}
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                out[path] = None
+            else:
+                out[path] = (st.st_dev, st.st_ino)
+        return out
+
+    async def _check_files(self) -> bool:
+        """After a commit: the database and its WAL must still be the files the path names. A deleted or replaced
+        -wal (or database) means what was committed through this connection is not where anyone will read it, and
+        is gone after kill -9: say so and stop trading, never count it as saved."""
+        now = await self._files_now()
+        if self._files is None:
+            if all(v is not None for v in now.values()):
+                self._files = {p: v for p, v in now.items() if v is not None}
+                return True
+            gone = [p for p, v in now.items() if v is None]
+        else:
+            gone = [p for p, v in now.items() if v != self._files[p]]
+        if not gone:
             return True
+        what = " and ".join(
+            f"{'the write-ahead log' if p.endswith('-wal') else 'the database file'} {p} was "
+            f"{'deleted' if now[p] is None else 'replaced by another file'}" for p in gone)
+        self.lost = {op: n for op, n in self.committed.items() if n}
+        at_risk = sum(self.lost.values())
+        self.rows_committed -= at_risk
+        detail = ", ".join(f"{n} {_LABELS.get(op, op)}" for op, n in self.lost.items())
+        queued = f", and {self.journal.count} queued rows were not saved" if self.journal.count else ""
+        self.error = f"{what} while the session was writing"
+        self.failed = StoreError(
+            f"{what} while the session was writing; stopped trading. The {at_risk} rows committed since "
+            f"{utc_text(self._started_wall_ns)} UTC (when this process opened the database: {detail}) may not be "
+            f"durable and are lost if this process ends{queued}; nothing more is written."
+            " Do not delete or replace a running database's files; resuming (the same command) starts "
+            "from what the database file holds")
+        return False
 
     async def make_room(self) -> None:
         """Back-pressure: called between market steps; waits while the backlog is over the limit."""
@@ -195,3 +265,16 @@ class StoreWriter:
                 f"cannot write to the database for {now - self._failing_since:.0f} s ({exc}); stopped trading. "
                 f"{self.journal.count} rows were not saved; the session resumes from its last saved point "
                 "when the database can be written again (run the same command)")
+
+
+# what a table operation's rows are, for people
+_LABELS = {"market": "market events", "missed": "missed market events", "decision": "decisions",
+           "order": "order rows", "order_event": "order changes", "fill": "fills", "strategy": "strategy rows",
+           "venue_state": "venue states", "equity": "equity marks", "position": "position rows",
+           "mark": "account marks", "state_event": "state events", "risk_state": "risk views",
+           "command": "command results", "command_new": "commands", "score": "behaviour scores",
+           "audit": "audit entries"}
+
+
+def label(op: str) -> str:
+    return _LABELS.get(op, op)
