@@ -70,6 +70,7 @@ class StoreWriter:
         self.committed: dict[str, int] = {op: 0 for op in (*OPS, "audit")}  # rows committed, per table operation
         # rows committed into a database or write-ahead log that the path no longer names: not durable
         self.lost: dict[str, int] = {}
+        self._halted = False  # the files were deleted or replaced under this connection: it writes nothing more
         self._files: dict[str, tuple[int, int]] | None = None  # path -> (st_dev, st_ino) at the first commit
         self._started_wall_ns = wall_ns()
         self._failing_since: float | None = None
@@ -96,7 +97,7 @@ class StoreWriter:
     async def flush(self) -> bool:
         """Commit everything queued so far; False (rows kept queued) if the database refused it."""
         async with self._lock:
-            if self.lost:
+            if self._halted:
                 return False  # the files this connection writes are not the database any more: write nothing
             batch, audit, count = self.journal.take()
             if not count:
@@ -166,19 +167,38 @@ class StoreWriter:
         what = " and ".join(
             f"{'the write-ahead log' if p.endswith('-wal') else 'the database file'} {p} was "
             f"{'deleted' if now[p] is None else 'replaced by another file'}" for p in gone)
+        self.error = f"{what} while the session was writing"
+        committed = sum(self.committed.values())
+        since = f"since {utc_text(self._started_wall_ns)} UTC (when this process opened the database)"
+        if all(p.endswith("-wal") for p in gone) and await self._rescue():
+            # the database file is still the one the path names: a checkpoint copied the lost log's pages into it
+            self.failed = StoreError(
+                f"{what} while the session was writing; stopped trading. A checkpoint copied the {committed} rows "
+                f"committed {since} into the database file, so they are saved; {self.journal.count} queued rows "
+                "were not, and nothing more is written. Do not delete or replace a running database's files; "
+                "resuming (the same command) continues from what was saved")
+            self._halted = True  # nothing is lost, but nothing more may be written through this connection
+            return False
+        self._halted = True
         self.lost = {op: n for op, n in self.committed.items() if n}
-        at_risk = sum(self.lost.values())
-        self.rows_committed -= at_risk
+        self.rows_committed -= committed
         detail = ", ".join(f"{n} {_LABELS.get(op, op)}" for op, n in self.lost.items())
         queued = f", and {self.journal.count} queued rows were not saved" if self.journal.count else ""
-        self.error = f"{what} while the session was writing"
         self.failed = StoreError(
-            f"{what} while the session was writing; stopped trading. The {at_risk} rows committed since "
-            f"{utc_text(self._started_wall_ns)} UTC (when this process opened the database: {detail}) may not be "
-            f"durable and are lost if this process ends{queued}; nothing more is written."
+            f"{what} while the session was writing; stopped trading. The {committed} rows committed {since} "
+            f"({detail}) may not be durable and are lost if this process ends{queued}; nothing more is written."
             " Do not delete or replace a running database's files; resuming (the same command) starts "
             "from what the database file holds")
         return False
+
+    async def _rescue(self) -> bool:
+        """Copy the deleted log's pages (still open here) into the database file and empty the log's index, so the
+        file holds every committed row and readers see no frames of a log they cannot open."""
+        try:
+            row = await (await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None and row[0] == 0
 
     async def make_room(self) -> None:
         """Back-pressure: called between market steps; waits while the backlog is over the limit."""

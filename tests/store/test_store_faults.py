@@ -45,15 +45,43 @@ def _failing_commits(session: PaperSession, failing) -> None:
     writer._commit = commit
 
 
-async def test_deleting_the_wal_under_a_running_session_stops_trading_and_claims_nothing(tmp_path):
+async def test_deleting_the_wal_under_a_running_session_stops_trading_and_checkpoints_what_it_held(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    config = make_config(store={"flush_ms": 20.0})
+    session = PaperSession(config, db_path=db)
+    trading = asyncio.create_task(session.run(duration=30))
+    await _until(lambda: session.writer is not None and session.engine.fills and _saved_fills(db) > 0)
+    os.unlink(f"{db}-wal")
+    with pytest.raises(StoreError, match=r"the write-ahead log .*desk\.sqlite-wal was deleted while the session was "
+                                         r"writing; stopped trading\. A checkpoint copied the \d+ rows committed "
+                                         r"since .* UTC .* into the database file"):
+        await asyncio.wait_for(trading, 15)
+    writer = session.writer
+    assert not writer.lost and writer.rows_committed > 0
+    # every row the writer committed is in the database file itself, not only in the deleted log
+    saved = len(session.engine.fills) - writer.unsaved().get("fill", 0)
+    assert saved > 0 and _saved_fills(db) == saved
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert not writer_running(db)
+    resumed = PaperSession(config, db_path=db)
+    await resumed.run(duration=0.3)
+    assert resumed.recovered is not None and len(resumed.engine.fills) >= saved
+
+
+async def test_a_deleted_wal_that_cannot_be_checkpointed_is_not_claimed_as_saved(tmp_path):
     db = tmp_path / "desk.sqlite"
     session = PaperSession(make_config(store={"flush_ms": 20.0}), db_path=db)
     trading = asyncio.create_task(session.run(duration=30))
     await _until(lambda: session.writer is not None and session.engine.fills and _saved_fills(db) > 0)
+
+    async def cannot() -> bool:
+        return False
+
+    session.writer._rescue = cannot  # say the checkpoint failed (a full disk, the database file gone too)
     claimed = session.writer.rows_committed
     os.unlink(f"{db}-wal")
     with pytest.raises(StoreError, match=r"the write-ahead log .*desk\.sqlite-wal was deleted while the session was "
-                                         r"writing; stopped trading\. The \d+ rows committed since .* UTC .* fills.* "
+                                         r"writing; stopped trading\. The \d+ rows committed since .* UTC .* fills.*\) "
                                          r"may not be durable"):
         await asyncio.wait_for(trading, 15)
     writer = session.writer
