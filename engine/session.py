@@ -264,14 +264,20 @@ class PaperSession:
                 if writer is not None:
                     writer.check()
                     # the database refusing writes: nothing opens a position while the writer retries
-                    ts = self.clock.now_ns()
                     restricted = STORE in engine.guard.states.sources(PORTFOLIO)
+                    cause: str | None = None
                     if writer.error is not None and not restricted:
-                        engine.guard.store_unwritable(
-                            f"cannot write to the database ({writer.error}); retrying for up to "
-                            f"{writer.retry_seconds:g} s, then trading stops", ts)
-                    elif writer.error is None and restricted:
-                        engine.guard.store_unwritable(None, ts)
+                        cause = (f"cannot write to the database ({writer.error}); retrying for up to "
+                                 f"{writer.retry_seconds:g} s, then trading stops")
+                    if cause is not None or (writer.error is None and restricted):
+                        ts = self.clock.now_ns()
+                        engine.guard.store_unwritable(cause, ts)
+                        engine._settle()  # what the venue reported, applied now, as after an operator command
+                        if journal is not None:
+                            # saved like a command, after the market event it followed: a replay never sees the
+                            # store fail, so it needs this row to restrict (and lift) at the same point
+                            journal.command_applied(None, "store", {"cause": cause}, cause or "writes again", STORE,
+                                                    True, engine.guard.states.record(PORTFOLIO).state.value, ts)
                     await writer.make_room()
         except BaseException as exc:
             failed = exc

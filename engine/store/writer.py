@@ -71,7 +71,8 @@ class StoreWriter:
         # rows committed into a database or write-ahead log that the path no longer names: not durable
         self.lost: dict[str, int] = {}
         self._halted = False  # the files were deleted or replaced under this connection: it writes nothing more
-        self._files: dict[str, tuple[int, int]] | None = None  # path -> (st_dev, st_ino) at the first commit
+        self._paths: list[str] | None = None  # the database file and its WAL, as SQLite names them
+        self._files: dict[str, tuple[int, int]] = {}  # path -> (st_dev, st_ino), as first seen
         self._started_wall_ns = wall_ns()
         self._failing_since: float | None = None
         self._lock = asyncio.Lock()
@@ -104,6 +105,8 @@ class StoreWriter:
                 return True
             started = monotonic_s()
             try:
+                if self._paths is None:
+                    await self._learn_files()
                 await self._commit(batch, audit, count)
             except BaseException as exc:
                 self.journal.put_back(batch, audit, count)  # whatever went wrong, the rows stay queued
@@ -132,36 +135,26 @@ class StoreWriter:
             out["audit"] = out.get("audit", 0) + len(self.journal.audit)
         return out
 
-    async def _files_now(self) -> dict[str, tuple[int, int] | None]:
-        """The database file and its write-ahead log, as the path names them now (None: no such file)."""
-        if self._files is None:
-            rows = await (await self.db.execute("PRAGMA database_list")).fetchall()
-            main = next(row[2] for row in rows if row[1] == "main")
-            paths = [main, main + "-wal"]
-        else:
-            paths = list(self._files)
-        out: dict[str, tuple[int, int] | None] = {}
-        for path in paths:
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                out[path] = None
-            else:
-                out[path] = (st.st_dev, st.st_ino)
-        return out
+    async def _learn_files(self) -> None:
+        """Before the first commit: the database file's identity as its path names it (the WAL's comes with the
+        first commit, which creates it)."""
+        rows = await (await self.db.execute("PRAGMA database_list")).fetchall()
+        main = next(row[2] for row in rows if row[1] == "main")
+        self._paths = [main, main + "-wal"]
+        identity = _identity(main)
+        if identity is not None:
+            self._files[main] = identity
 
     async def _check_files(self) -> bool:
         """After a commit: the database and its WAL must still be the files the path names. A deleted or replaced
         -wal (or database) means what was committed through this connection is not where anyone will read it, and
         is gone after kill -9: say so and stop trading, never count it as saved."""
-        now = await self._files_now()
-        if self._files is None:
-            if all(v is not None for v in now.values()):
-                self._files = {p: v for p, v in now.items() if v is not None}
-                return True
-            gone = [p for p, v in now.items() if v is None]
-        else:
-            gone = [p for p, v in now.items() if v != self._files[p]]
+        assert self._paths is not None
+        now = {path: _identity(path) for path in self._paths}
+        for path, identity in now.items():
+            if path not in self._files and identity is not None:
+                self._files[path] = identity  # the WAL, first seen after the first commit
+        gone = [p for p, v in now.items() if v is None or v != self._files[p]]
         if not gone:
             return True
         what = " and ".join(
@@ -285,6 +278,15 @@ class StoreWriter:
                 f"cannot write to the database for {now - self._failing_since:.0f} s ({exc}); stopped trading. "
                 f"{self.journal.count} rows were not saved; the session resumes from its last saved point "
                 "when the database can be written again (run the same command)")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file path names now; None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 # what a table operation's rows are, for people
