@@ -16,6 +16,10 @@ from engine.breakers.guard import TradingGuard
 from engine.breakers.trading_state import PORTFOLIO, StateChange, TradingState
 from engine.risk.manager import RiskManager
 
+# not the operator's: the session saves the store's restriction (and its lift) as a command, so a replay, which never
+# sees the store fail, restricts and lifts at the same point
+STORE_COMMAND = "store"
+
 
 class OperatorCommand(StrEnum):
     HALT = "halt"
@@ -28,6 +32,10 @@ class OperatorCommand(StrEnum):
 def apply_command(guard: TradingGuard, risk: RiskManager, strategies: Mapping[str, object], command: str,
                   args: Mapping[str, Any], reason: str, ts: int) -> tuple[bool, str]:
     """Apply one command; (False, why) when it is refused. Deterministic in ts, for replay."""
+    if command == STORE_COMMAND:
+        cause = args.get("cause")
+        guard.store_unwritable(cause, ts)
+        return True, f"REDUCING: {cause}" if cause else "the database takes writes again"
     try:
         kind = OperatorCommand(command)
     except ValueError:

@@ -20,6 +20,7 @@ from engine.breakers.guard import STORE
 from engine.breakers.trading_state import PORTFOLIO
 from engine.brokers.broker import require_paper
 from engine.clock import LiveClock, SimClock
+from engine.commands import STORE_COMMAND
 from engine.config import AppConfig
 from engine.core import Engine
 from engine.data.feed import Feed, FeedBatch, SteppedFeed
@@ -271,13 +272,12 @@ class PaperSession:
                                  f"{writer.retry_seconds:g} s, then trading stops")
                     if cause is not None or (writer.error is None and restricted):
                         ts = self.clock.now_ns()
-                        engine.guard.store_unwritable(cause, ts)
-                        engine._settle()  # what the venue reported, applied now, as after an operator command
+                        ok, result = engine.command(STORE_COMMAND, {"cause": cause}, cause or "writes again", ts)
                         if journal is not None:
                             # saved like a command, after the market event it followed: a replay never sees the
                             # store fail, so it needs this row to restrict (and lift) at the same point
-                            journal.command_applied(None, "store", {"cause": cause}, cause or "writes again", STORE,
-                                                    True, engine.guard.states.record(PORTFOLIO).state.value, ts)
+                            journal.command_applied(None, STORE_COMMAND, {"cause": cause}, cause or "writes again",
+                                                    STORE, ok, result, ts)
                     await writer.make_room()
         except BaseException as exc:
             failed = exc

@@ -16,7 +16,6 @@ from engine.breakers.guard import STORE
 from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.session import PaperSession
 from engine.store.database import StoreError, writer_running
-from engine.store.recovery import RecoveryError
 from tests.conftest import make_config
 from tests.store.helpers import STEP_NS, query
 
@@ -165,9 +164,6 @@ async def test_the_headless_summary_says_what_was_saved_and_what_was_not(tmp_pat
     assert "in memory only: " in summary
 
 
-@pytest.mark.xfail(strict=True, raises=RecoveryError,
-                   reason="engine/commands.py apply_command does not know the 'store' command yet: a replay does not "
-                          "re-apply the store restriction, so the entries it denied and canceled live come back")
 async def test_a_session_that_was_restricted_by_the_store_resumes_exactly(tmp_path):
     db = tmp_path / "desk.sqlite"
     config = make_config()
