@@ -24,7 +24,7 @@ from engine.model.venue_event import CancelAck, VenueEvent, VenueEventKind
 from engine.session import PaperSession
 from engine.strategy.base import Strategy
 from tests.conftest import BASE_CONFIG, btc, make_config
-from tests.engine.risk_helpers import Desk, breakers
+from tests.engine.risk_helpers import Desk
 
 SEC = 1_000_000_000
 
@@ -335,10 +335,6 @@ async def test_a_rehearsed_feed_gap_trips_the_market_data_breaker():
     assert states[:35] == [TradingState.ACTIVE] * 35
     rows = [line for _, _, line in session.engine.events if "market_data" in line]
     assert any("stale" in line for line in rows)
-
-
-def test_breakers_config_helper_is_used():
-    assert breakers(stale_seconds=1.0).stale_seconds == 1.0
 
 
 async def test_a_failing_live_score_task_is_logged_and_restarted(monkeypatch):
