@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from engine.breakers.guard import TradingGuard
-from engine.breakers.trading_state import Restriction, StateChange
+from engine.breakers.trading_state import StateChange
 from engine.brokers.broker import Broker
 from engine.brokers.paper import PaperBroker
 from engine.clock import Clock
@@ -99,13 +99,14 @@ class Engine:
         self.oms = OrderManager(clock, self.broker, self, self.log_event, self.account.strategy_qty,
                                 self.instruments, self, order_id_prefix)
         self.orders: dict[str, Order] = self.oms.orders
-        self.risk = RiskManager(rules, self.account, self.instruments,
-                                {s.name: Subscription(tuple(s.symbols), s.timeframe) for s in self.strategies.values()},
-                                self.history, self, self.oms)
         b = rules.breakers
-        sampling = self.risk.samples_returns or b.correlation is not None or b.volatility_spike is not None
+        # the return history costs a sample per timestamp: kept only when a check or a breaker reads it
+        sampling = any(x is not None for x in (r.correlation_limit, r.var_limit, b.correlation, b.volatility_spike))
         self.guard = TradingGuard(clock, self.account, self.instruments, b, self.history, sampling, self.oms,
                                   self.log_event)
+        self.risk = RiskManager(rules, self.account, self.instruments,
+                                {s.name: Subscription(tuple(s.symbols), s.timeframe) for s in self.strategies.values()},
+                                self.history, self.guard, self.oms)
         # bound once: read on every market event
         self._venue_events = self.broker.events
         self._advance = self.broker.advance
@@ -397,10 +398,6 @@ class Engine:
         """An order went out: risk counts it."""
         self.risk.submitted(order)
 
-    def effective(self, strategy: str) -> Restriction:
-        """Risk's view of trading states: the guard's (built after risk)."""
-        return self.guard.effective(strategy)
-
     def exits_allowed(self, key: tuple[str, str]) -> bool:
         """Brackets ask: may exits be placed for this position now (the guard says)."""
         return self.guard.exits_allowed(key)
@@ -429,9 +426,6 @@ class Engine:
 
     def open_orders(self) -> list[Order]:
         return self.oms.open_orders()
-
-    def pending_qty(self, key: tuple[str, str]) -> float:
-        return self.oms.pending_qty(key)
 
     def command(self, command: str, args: Mapping[str, Any], reason: str, ts: int) -> tuple[bool, str]:
         """An operator command (engine/commands.py), applied now; then what the venue reported is applied."""

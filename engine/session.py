@@ -114,12 +114,12 @@ class PaperSession:
 
     def snapshot(self) -> EngineSnapshot:
         snap = take_snapshot(self.engine)
-        snap = replace(snap, feed=self.feed.health())
-        if self.writer is None:
-            return snap
         writer = self.writer
+        if writer is None:
+            return replace(snap, feed=self.feed.health())
         live = self.live or {}
-        return replace(snap, session_id=self.session_id, restarts=self.recovered.restarts if self.recovered else 0,
+        return replace(snap, feed=self.feed.health(), session_id=self.session_id,
+                       restarts=self.recovered.restarts if self.recovered else 0,
                        behaviour_score=live.get("score"), behaviour_unexplained=live.get("unexplained"),
                        store_backlog=writer.backlog, store_waits=writer.waits, store_committed=writer.rows_committed,
                        store_error=writer.error or "")

@@ -96,12 +96,6 @@ class RiskManager:
                 for symbol in sub.symbols:
                     self._atr.setdefault((symbol, sub.timeframe), ATR(s.sizing.atr_period))
 
-    @property
-    def samples_returns(self) -> bool:
-        """A check reads the return history, so it must be sampled."""
-        r = self.rules.risk
-        return r.correlation_limit is not None or r.var_limit is not None
-
     # ---- the engine's hooks -------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:

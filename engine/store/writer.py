@@ -149,8 +149,10 @@ class StoreWriter:
         """After a commit: the database and its WAL must still be the files the path names. A deleted or replaced
         -wal (or database) means what was committed through this connection is not where anyone will read it, and
         is gone after kill -9: say so and stop trading, never count it as saved."""
-        assert self._paths is not None
-        now = {path: _identity(path) for path in self._paths}
+        paths = self._paths
+        assert paths is not None
+        # stat calls run off the event loop, which never waits on disk
+        now = await asyncio.to_thread(lambda: {path: _identity(path) for path in paths})
         for path, identity in now.items():
             if path not in self._files and identity is not None:
                 self._files[path] = identity  # the WAL, first seen after the first commit
@@ -175,7 +177,7 @@ class StoreWriter:
         self._halted = True
         self.lost = {op: n for op, n in self.committed.items() if n}
         self.rows_committed -= committed
-        detail = ", ".join(f"{n} {_LABELS.get(op, op)}" for op, n in self.lost.items())
+        detail = ", ".join(f"{n} {label(op)}" for op, n in self.lost.items())
         queued = f", and {self.journal.count} queued rows were not saved" if self.journal.count else ""
         self.failed = StoreError(
             f"{what} while the session was writing; stopped trading. The {committed} rows committed {since} "
@@ -299,4 +301,5 @@ _LABELS = {"market": "market events", "missed": "missed market events", "decisio
 
 
 def label(op: str) -> str:
+    """A table operation's rows, named for people ("fills", "market events")."""
     return _LABELS.get(op, op)

@@ -146,7 +146,7 @@ def test_brackets_do_not_count_as_the_strategys_pending_exits():
     desk.target("a", "BTC/USDT", 2.0)
     desk.target("a", "BTC/USDT", 2.0)                 # unchanged target: no new order despite the two children
     assert len([o for o in desk.engine.orders.values() if o.origin == "strategy"]) == 1
-    assert desk.engine.pending_qty(("a", "BTC/USDT")) == 0.0
+    assert desk.engine.oms.pending_qty(("a", "BTC/USDT")) == 0.0
 
 
 def test_an_exit_for_a_position_summed_from_fills_is_not_refused_over_float_dust():
@@ -187,7 +187,7 @@ def test_a_trailing_exit_in_flight_is_pending_so_the_strategys_own_exit_cannot_d
     assert desk.held("a") == 1.0
     desk.tick(1.0, BTC=110.0)
     desk.tick(1.0, BTC=104.0)                         # the trailing exit leaves; it arrives in 2 s
-    assert desk.engine.pending_qty(("a", "BTC/USDT")) == -1.0
+    assert desk.engine.oms.pending_qty(("a", "BTC/USDT")) == -1.0
     desk.target("a", "BTC/USDT", 0.0)                 # the strategy wants out too: nothing more to send
     desk.tick(3.0)
     assert desk.held("a") == 0.0

@@ -32,6 +32,14 @@ def _saved_fills(db) -> int:
     return query(db, "SELECT COUNT(*) FROM fills")[0][0]
 
 
+async def _trading_with_saved_fills(db, config):
+    """A session on db, running, once some of its fills are in the database: (session, its run task)."""
+    session = PaperSession(config, db_path=db)
+    trading = asyncio.create_task(session.run(duration=30))
+    await _until(lambda: session.writer is not None and session.engine.fills and _saved_fills(db) > 0)
+    return session, trading
+
+
 def _failing_commits(session: PaperSession, failing) -> None:
     """The writer's commits raise what SQLite raises on a full disk while failing() is true."""
     writer = session.writer
@@ -48,9 +56,7 @@ def _failing_commits(session: PaperSession, failing) -> None:
 async def test_deleting_the_wal_under_a_running_session_stops_trading_and_checkpoints_what_it_held(tmp_path):
     db = tmp_path / "desk.sqlite"
     config = make_config(store={"flush_ms": 20.0})
-    session = PaperSession(config, db_path=db)
-    trading = asyncio.create_task(session.run(duration=30))
-    await _until(lambda: session.writer is not None and session.engine.fills and _saved_fills(db) > 0)
+    session, trading = await _trading_with_saved_fills(db, config)
     os.unlink(f"{db}-wal")
     with pytest.raises(StoreError, match=r"the write-ahead log .*desk\.sqlite-wal was deleted while the session was "
                                          r"writing; stopped trading\. A checkpoint copied the \d+ rows committed "
@@ -70,9 +76,7 @@ async def test_deleting_the_wal_under_a_running_session_stops_trading_and_checkp
 
 async def test_a_deleted_wal_that_cannot_be_checkpointed_is_not_claimed_as_saved(tmp_path):
     db = tmp_path / "desk.sqlite"
-    session = PaperSession(make_config(store={"flush_ms": 20.0}), db_path=db)
-    trading = asyncio.create_task(session.run(duration=30))
-    await _until(lambda: session.writer is not None and session.engine.fills and _saved_fills(db) > 0)
+    session, trading = await _trading_with_saved_fills(db, make_config(store={"flush_ms": 20.0}))
 
     async def cannot() -> bool:
         return False
