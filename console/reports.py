@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import PromotionConfig, ValidationConfig
+from engine.store.read import reads_store
 
 
+@reads_store
 def print_validation(path: Path, session_id: int | None, strategy: str | None, as_json: bool,
                      thresholds: ValidationConfig | None) -> int:
     """Validate a session and print the report; exit 0 when every check passes, 1 when one fails."""
@@ -24,6 +26,7 @@ def print_validation(path: Path, session_id: int | None, strategy: str | None, a
     return 0 if report.passed else 1
 
 
+@reads_store
 def print_promotion(path: Path, strategy: str, as_json: bool, criteria: PromotionConfig | None,
                     out_path: Path | None) -> int:
     """The promotion report; exit 0 when the strategy is ready (manual review aside), 1 when not."""
@@ -35,6 +38,7 @@ def print_promotion(path: Path, strategy: str, as_json: bool, criteria: Promotio
     return 0 if report.ready else 1
 
 
+@reads_store
 def print_report(path: Path, session_id: int | None, fmt: str, out_path: Path | None) -> int:
     from engine.validation.session_report import session_report
 

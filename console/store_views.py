@@ -13,7 +13,7 @@ from typing import IO, Any, TextIO
 
 from engine.clock import utc_text
 from engine.store.audit import verify_chain
-from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, sessions, status
+from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, reads_store, sessions, status
 
 
 def _time(ns: int | None) -> str:
@@ -26,7 +26,9 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+@reads_store
+def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # looked up per call: a caller may have replaced sys.stdout
     conn = open_reader(db)
     try:
         view = status(conn, db, session_id)
@@ -119,7 +121,9 @@ def risk_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_sessions(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
+@reads_store
+def print_sessions(db: Path, as_json: bool, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # looked up per call: a caller may have replaced sys.stdout
     conn = open_reader(db)
     try:
         rows = sessions(conn, db)
@@ -137,8 +141,10 @@ def print_sessions(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
     return 0
 
 
+@reads_store
 def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path | None,
-           out: TextIO = sys.stdout) -> int:
+           out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # looked up per call: a caller may have replaced sys.stdout
     conn = open_reader(db)
     try:
         sid = pick_session(conn, session_id)
@@ -191,7 +197,9 @@ def _write_new(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> No
         raise
 
 
-def verify_audit(db: Path, out: TextIO = sys.stdout) -> int:
+@reads_store
+def verify_audit(db: Path, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # looked up per call: a caller may have replaced sys.stdout
     conn = open_reader(db)
     try:
         report = verify_chain(conn)

@@ -80,7 +80,8 @@ def _identify(conn: sqlite3.Connection, path: Path) -> int:
 def check_database(path: Path, thorough: bool = True) -> int:
     """The schema version of an existing database (0 for a new or empty one); raises StoreError if unusable.
 
-    thorough adds SQLite's quick_check (reads every page): done before writing, skipped by readers.
+    thorough adds SQLite's quick_check (reads every page): done before writing and reading, skipped by operator
+    commands (an emergency stop must not wait on a scan of a large file).
     """
     if not path.exists():
         parent = path.resolve().parent

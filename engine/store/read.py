@@ -6,11 +6,12 @@ and return plain values; formatting is the command line's job.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]  # pandas ships no types and pandas-stubs is not a dependency
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 from engine.clock import wall_ns
 from engine.store.commands import pending_commands
 from engine.store.database import StoreError, check_database, connect_readonly, writer_running
+from engine.store.rows import RowError
 from engine.store.sessions import RUNNING
 
 EXPORTS: dict[str, tuple[str, str]] = {
@@ -30,11 +32,43 @@ EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+# what SQLite and the decoders raise on a damaged page or cell that quick_check cannot see (a flipped byte in text)
+_DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError, RowError)
+
+
+def reads_store(command: Callable[Concatenate[Path, P], R]) -> Callable[Concatenate[Path, P], R]:
+    """For a command reading the database given first: damage met while reading becomes one message naming the
+    file (never a traceback), including damage quick_check cannot see, such as a changed byte inside a row."""
+    @functools.wraps(command)
+    def reading(path: Path, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(path, *args, **kwargs)
+        except _DAMAGE as exc:
+            raise unreadable(path, exc) from None
+    return reading
+
+
+def unreadable(path: Path, exc: BaseException) -> StoreError:
+    """The message for a database that failed while being read: damaged, or (busy, I/O) not readable now."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_NOMEM"):
+        return StoreError(f"{path}: cannot read it now ({exc}). Nothing was changed; try again")
+    return StoreError(f"{path}: the database is damaged ({exc}). Nothing was changed; what was shown before this "
+                      "line may be incomplete. Restore a copy, or check it with: paperdesk audit verify --db "
+                      f"{path}")
+
+
 def open_reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection to an existing paperdesk database; StoreError names what is wrong."""
+    """A read-only connection to an existing paperdesk database; StoreError names what is wrong.
+
+    Runs SQLite's quick_check first (every page; about half a second per 400 MB), so a damaged file is named
+    before anything is read from it. Operator commands skip it: an emergency stop must not wait on a scan.
+    """
     if not path.exists():
         raise StoreError(f"{path}: no such database (a session creates it: paperdesk run --db {path})")
-    version = check_database(path, thorough=False)
+    version = check_database(path)
     if version == 0:
         raise StoreError(f"{path}: no sessions yet (paperdesk run --db {path} starts one)")
     try:

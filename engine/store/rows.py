@@ -9,6 +9,11 @@ from engine.model.fill import Fill, FillBasis, Liquidity
 from engine.model.market import Bar, BookSnapshot, Heartbeat, MarketEvent, TradeTick
 from engine.model.order import Order, OrderSide
 
+
+class RowError(ValueError):
+    """A stored row that cannot be read back as what was written (the file was damaged or edited)."""
+
+
 MARKET_COLUMNS = "kind, ts, symbol, price, size, side, bids, asks, timeframe, open, high, low, close, volume, end_ts"
 
 
@@ -36,15 +41,18 @@ def _levels(levels: tuple[tuple[float, float], ...]) -> str:
 def market_event(row: tuple[Any, ...]) -> MarketEvent:
     """A row selected as MARKET_COLUMNS back into the event the engine saw."""
     kind, ts, symbol, price, size, side, bids, asks, timeframe, open_, high, low, close, volume, end = row
-    if kind == "book":
-        return BookSnapshot(ts, symbol, tuple(map(tuple, json.loads(bids))), tuple(map(tuple, json.loads(asks))))
-    if kind == "trade":
-        return TradeTick(ts, symbol, price, size, OrderSide[side])
-    if kind == "clock":
-        return Heartbeat(ts, symbol)
-    if kind == "bar":
-        return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end)
-    raise ValueError(f"unknown market data kind {kind!r}")
+    try:
+        if kind == "book":
+            return BookSnapshot(ts, symbol, tuple(map(tuple, json.loads(bids))), tuple(map(tuple, json.loads(asks))))
+        if kind == "trade":
+            return TradeTick(ts, symbol, price, size, OrderSide[side])
+        if kind == "clock":
+            return Heartbeat(ts, symbol)
+        if kind == "bar":
+            return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RowError(f"a stored {kind} event at ts {ts} cannot be read back ({type(exc).__name__}: {exc})") from None
+    raise RowError(f"a stored market event at ts {ts} has an unknown kind {kind!r}")
 
 
 def order_row(session_id: int, order: Order, ts: int) -> tuple[Any, ...]:
@@ -66,8 +74,11 @@ FILL_COLUMNS = ("fill_id, client_id, strategy, symbol, side, qty, price, fee, li
 def fill_from_row(row: tuple[Any, ...]) -> Fill:
     """A row selected as FILL_COLUMNS back into the Fill the engine made."""
     fill_id, client_id, strategy, symbol, side, qty, price, fee, liquidity, ts, basis, depth, latency, mid, slip = row
-    return Fill(fill_id, client_id, strategy, symbol, OrderSide[side], qty, price, fee, Liquidity(liquidity), ts,
-                FillBasis(basis), depth, latency, mid, slip)
+    try:
+        return Fill(fill_id, client_id, strategy, symbol, OrderSide[side], qty, price, fee, Liquidity(liquidity), ts,
+                    FillBasis(basis), depth, latency, mid, slip)
+    except (KeyError, ValueError) as exc:
+        raise RowError(f"stored fill {fill_id} cannot be read back ({type(exc).__name__}: {exc})") from None
 
 
 def canonical_json(value: Any) -> str:

@@ -17,7 +17,7 @@ from engine.config import AppConfig, ConfigError, parse_config
 from engine.model.fill import Fill
 from engine.model.market import MarketEvent
 from engine.store.database import StoreError, connect_readonly, writer_running
-from engine.store.read import open_reader, pick_session
+from engine.store.read import open_reader, pick_session, unreadable
 from engine.store.rows import FILL_COLUMNS, MARKET_COLUMNS, fill_from_row, market_event
 from engine.store.sessions import RUNNING
 from engine.validation.matching import DecisionRecord
@@ -127,7 +127,7 @@ def load_session(path: Path, session_id: int | None = None) -> SessionRecords:
         conn.execute("BEGIN")  # one snapshot: a running session's writer cannot move the cut under us
         return _load(conn, path, pick_session(conn, session_id))
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot read it ({exc})") from None
+        raise unreadable(path, exc) from None
     finally:
         conn.close()
 
