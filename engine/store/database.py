@@ -9,6 +9,7 @@ database's mode) are private to their owner: 0600.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -268,12 +269,16 @@ class WriterLock:
         try:
             lock_fd = _open_private(self.path, os.O_RDWR)
         except OSError as exc:
-            raise StoreError(f"{self.path.parent}: cannot write there ({exc.strerror or exc}); the database, "
-                             "its WAL and lock files need a writable folder") from None
+            raise self._cannot(exc, "create or open the lock file") from None
         try:
             if not _flock_now(lock_fd):
                 pid, _, other = os.pread(lock_fd, 8192, 0).decode(errors="replace").strip().partition("\n")
                 raise self._busy(pid or "unknown", other)
+            try:  # ours now: say who writes, for another writer's refusal; a full disk fails here, before the database
+                os.ftruncate(lock_fd, 0)
+                os.pwrite(lock_fd, f"{os.getpid()}\n{os.path.abspath(self.db_path)}\n".encode(), 0)
+            except OSError as exc:
+                raise self._cannot(exc, "write the lock file") from None
             try:
                 db_fd = _open_private(real, os.O_RDONLY)
             except OSError as exc:
@@ -287,9 +292,20 @@ class WriterLock:
         except BaseException:
             os.close(lock_fd)
             raise
-        os.ftruncate(lock_fd, 0)
-        os.pwrite(lock_fd, f"{os.getpid()}\n{os.path.abspath(self.db_path)}\n".encode(), 0)
         self._lock_fd, self._db_fd = lock_fd, db_fd
+
+    def _cannot(self, exc: OSError, what: str) -> StoreError:
+        """Why the lock file cannot be had, in words that point at the fix: a full disk, a read-only file or folder."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return StoreError(f"{self.path}: cannot {what}: the disk is full or a size limit was reached ({reason}). "
+                              "Nothing was written to the database; free some space and start again")
+        if exc.errno in (errno.EACCES, errno.EPERM) and self.path.exists():
+            return StoreError(f"{self.path}: cannot {what}: the lock file is read-only or not yours ({reason}). "
+                              "If no paperdesk is running on this database, make it writable (chmod u+w) or "
+                              "delete it, then start again")
+        return StoreError(f"{self.path.parent}: cannot write there ({reason}); the database, its WAL and lock files "
+                          "need a writable folder")
 
     def _busy(self, pid: str, other: str) -> StoreError:
         other = other.strip()

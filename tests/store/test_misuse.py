@@ -183,3 +183,54 @@ async def test_a_second_paperdesk_on_the_same_database_is_refused(tmp_path):
         first.terminate()
         first.wait(timeout=30)
     assert first.returncode == 0
+
+
+def test_a_read_only_lock_file_is_named_as_the_lock_file_not_the_folder():
+    folder = Path(tempfile.mkdtemp(prefix="paperdesk-rolock-"))
+    try:
+        folder.chmod(0o777)  # the folder is writable by anyone: only the lock file is in the way
+        db = folder / "desk.sqlite"
+        lock = folder / "desk.sqlite.lock"
+        lock.write_text("4242\n/elsewhere/desk.sqlite\n")
+        lock.chmod(0o444)
+        before = fingerprint(folder)
+
+        def try_to_open() -> str:
+            try:
+                open_session(db, WriterLock(db), make_config(), False, 0)
+            except StoreError as exc:
+                return f"StoreError: {exc}"
+            return "opened"
+
+        message = _in_child_without_root(try_to_open)
+        assert message.startswith(f"StoreError: {lock}: cannot create or open the lock file: the lock file is "
+                                  "read-only"), message
+        assert "chmod u+w" in message and "folder" not in message
+        assert fingerprint(folder) == before and not db.exists()
+    finally:
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+
+
+@pytest.mark.parametrize("lock_exists", [False, True], ids=["new-lock", "existing-lock"])
+def test_no_room_to_write_the_lock_file_is_a_message_and_no_database(tmp_path, lock_exists):
+    """A file size limit of 0 makes every write fail as a full disk does (EFBIG here, ENOSPC there): same path."""
+    import resource
+
+    config = write_config(tmp_path / "c.toml")
+    db = tmp_path / "desk.sqlite"
+    if lock_exists:
+        (tmp_path / "desk.sqlite.lock").write_text("4242\n/elsewhere/desk.sqlite\n")
+
+    def no_room() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    result = subprocess.run([sys.executable, "-m", "console.cli", "run", "--no-ui", "--duration", "1", "--config",
+                             str(config), "--db", str(db)], capture_output=True, text=True, timeout=60,
+                            preexec_fn=no_room, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{tmp_path / 'desk.sqlite.lock'}: cannot write the lock file: the disk is full" in result.stderr, \
+        result.stderr
+    assert not db.exists()
