@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.clock import NS_PER_SECOND
 from engine.data.bars import timeframe_ns
 from engine.execution.fill_model import LimitFillRule
 from engine.strategy.registry import strategy_class, strategy_kinds
 
-_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
+_SYMBOL = re.compile(r"[A-Z0-9]{1,20}/[A-Z0-9]{1,20}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+
+# Upper bounds no trader reaches; they keep every number the engine multiplies far from float overflow.
+MAX_CASH = 1e12
+MAX_QTY = 1e12
+MAX_NOTIONAL = 1e15
+MAX_PRICE = 1e10
+MIN_STEP = 1e-12                 # smallest tick and lot size
+MIN_TICKS = 100                  # a start price of fewer ticks makes the one-tick spread a large part of the price
+MAX_SEED = 2**32 - 1
+YEAR_HOURS = 366 * 24
+DAY_SECONDS = 86_400
+MAX_COUNT = 1_000_000            # trades, samples and other counts
+MAX_TIMEFRAME_NS = 31 * DAY_SECONDS * NS_PER_SECOND
+
+_Qty = Annotated[float, Field(gt=0, le=MAX_QTY)]
 
 
 class ConfigError(ValueError):
@@ -23,11 +40,12 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a boolean is not a number and 3.0 is not a whole number; no inf or nan anywhere
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SessionConfig(_Section):
-    starting_cash: float = Field(100_000.0, gt=0)
+    starting_cash: float = Field(100_000.0, gt=0, le=MAX_CASH)
     equity_mark_seconds: float = Field(1.0, gt=0, le=3600)
     status_seconds: float = Field(5.0, gt=0, le=3600)
 
@@ -35,10 +53,17 @@ class SessionConfig(_Section):
 class StoreConfig(_Section):
     """Where and how sessions are persisted. A relative path is relative to the config file's folder."""
 
-    path: str = Field("paperdesk.sqlite", min_length=1)
+    path: str = Field("paperdesk.sqlite", min_length=1, max_length=1024)
     flush_ms: float = Field(100.0, ge=5, le=5000)
     max_backlog_rows: int = Field(200_000, ge=1000, le=10_000_000)
     write_retry_seconds: float = Field(5.0, ge=0, le=600)
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, v: str) -> str:
+        if "\0" in v:
+            raise ValueError("must not contain a NUL character")
+        return v
 
 
 class FeedGapConfig(_Section):
@@ -48,7 +73,7 @@ class FeedGapConfig(_Section):
     what the outage changed.
     """
 
-    start_minutes: float = Field(ge=0)            # market minutes after the session started
+    start_minutes: float = Field(ge=0, le=10 * YEAR_HOURS * 60)    # market minutes after the session started
     minutes: float = Field(gt=0, le=7 * 24 * 60)
 
 
@@ -56,13 +81,13 @@ class VenueConfig(_Section):
     """The built-in simulated venue; speed > 1 runs market time faster than the wall clock."""
 
     kind: Literal["simulated"] = "simulated"
-    seed: int = 7
+    seed: int = Field(7, ge=0, le=MAX_SEED)
     speed: float = Field(120.0, gt=0, le=10_000)
     tick_interval_ms: float = Field(25.0, ge=1, le=60_000)
     correlation: float = Field(0.6, ge=-0.5, le=0.99)
-    jumps_per_day: float = Field(6.0, ge=0)
+    jumps_per_day: float = Field(6.0, ge=0, le=10_000)
     latency_ms: float = Field(50.0, ge=0, le=3_600_000)       # market time; beyond a bar rehearses a lagging venue
-    limit_fill: LimitFillRule = LimitFillRule.QUEUE
+    limit_fill: LimitFillRule = Field(LimitFillRule.QUEUE, strict=False)  # lax: the rule's name is its value
     bar_slippage_bps: float = Field(0.0, ge=0, le=1000)
     slippage: bool = True                         # false: market orders fill whole at the mid (`run --ideal`)
     feed_gaps: list[FeedGapConfig] = Field(default_factory=list)
@@ -75,30 +100,22 @@ class RiskConfig(_Section):
     and count open orders as if they filled.
     """
 
-    max_order_qty: dict[str, float] = Field(default_factory=dict)   # symbol -> largest single order
-    max_order_notional: float | None = Field(None, gt=0)
-    max_position_qty: dict[str, float] = Field(default_factory=dict)  # symbol -> largest net position
-    max_position_notional: float | None = Field(None, gt=0)
+    max_order_qty: dict[str, _Qty] = Field(default_factory=dict)   # symbol -> largest single order
+    max_order_notional: float | None = Field(None, gt=0, le=MAX_NOTIONAL)
+    max_position_qty: dict[str, _Qty] = Field(default_factory=dict)  # symbol -> largest net position
+    max_position_notional: float | None = Field(None, gt=0, le=MAX_NOTIONAL)
     max_gross_exposure: float | None = Field(None, gt=0, le=100)
     max_net_exposure: float | None = Field(None, gt=0, le=100)
-    max_open_positions: int | None = Field(None, ge=1)
-    max_trades_per_day: int | None = Field(None, ge=1)            # entries per UTC day of market time
-    max_submit_rate: float | None = Field(100.0, gt=0)            # orders per second of market time
+    max_open_positions: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_trades_per_day: int | None = Field(None, ge=1, le=MAX_COUNT)   # entries per UTC day of market time
+    max_submit_rate: float | None = Field(100.0, gt=0, le=MAX_COUNT)   # orders per second of market time
     max_short_exposure: float | None = Field(1.0, ge=0, le=100)   # margin: short value as a fraction of equity
     correlation_limit: float | None = Field(None, gt=0, le=1)
     var_limit: float | None = Field(None, gt=0, le=1)             # historical 95% VaR over var_horizon_seconds
-    var_horizon_seconds: float = Field(86_400.0, gt=0)
-    sample_seconds: float = Field(60.0, gt=0)                     # market seconds between return samples
+    var_horizon_seconds: float = Field(86_400.0, gt=0, le=366 * DAY_SECONDS)
+    sample_seconds: float = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # market seconds between return samples
     window: int = Field(240, ge=10, le=100_000)                   # return samples kept per symbol
-    min_samples: int = Field(30, ge=5)                            # correlation and VaR need this many first
-
-    @field_validator("max_order_qty", "max_position_qty")
-    @classmethod
-    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = {s: q for s, q in v.items() if not q > 0}
-        if bad:
-            raise ValueError(f"limits must be > 0, got {bad}")
-        return v
+    min_samples: int = Field(30, ge=5, le=100_000)                # correlation and VaR need this many first
 
 
 class BreakersConfig(_Section):
@@ -110,80 +127,71 @@ class BreakersConfig(_Section):
     evaluate_seconds: float = Field(1.0, gt=0, le=3600)          # also after every fill
     warn_at: float = Field(0.8, gt=0, lt=1)                      # gauges warn at this fraction of a limit
     daily_loss: float | None = Field(0.01, gt=0, lt=1)
-    daily_loss_cooldown_hours: float = Field(4.0, ge=0)
+    daily_loss_cooldown_hours: float = Field(4.0, ge=0, le=YEAR_HOURS)
     drawdown: float | None = Field(0.03, gt=0, lt=1)
-    drawdown_cooldown_hours: float = Field(24.0, ge=0)
-    order_latency_seconds: float | None = Field(2.0, gt=0)
-    latency_pause_hours: float = Field(1.0, ge=0)
+    drawdown_cooldown_hours: float = Field(24.0, ge=0, le=YEAR_HOURS)
+    order_latency_seconds: float | None = Field(2.0, gt=0, le=DAY_SECONDS)
+    latency_pause_hours: float = Field(1.0, ge=0, le=YEAR_HOURS)
     correlation: float | None = Field(0.7, gt=0, le=1)
-    consecutive_losses: int | None = Field(5, ge=1)
-    losses_cooldown_hours: float = Field(1.0, ge=0)
-    volatility_spike: float | None = Field(3.0, gt=1)             # short-window vol / long-window vol
-    volatility_short_samples: int = Field(5, ge=2)
-    volatility_long_samples: int = Field(60, ge=10)
-    volatility_pause_hours: float = Field(0.5, ge=0)
-    stale_seconds: float | None = Field(60.0, gt=0)               # a symbol with no data for this long is stale
-    max_clock_skew_seconds: float | None = Field(5.0, gt=0)
-    healthy_after_seconds: float = Field(30.0, ge=0)              # clean data needed after a gap or bad book
-
-    @model_validator(mode="after")
-    def _windows(self) -> BreakersConfig:
-        if self.volatility_short_samples >= self.volatility_long_samples:
-            raise ValueError("volatility_short_samples must be smaller than volatility_long_samples")
-        return self
+    consecutive_losses: int | None = Field(5, ge=1, le=MAX_COUNT)
+    losses_cooldown_hours: float = Field(1.0, ge=0, le=YEAR_HOURS)
+    volatility_spike: float | None = Field(3.0, gt=1, le=1000)    # short-window vol / long-window vol
+    volatility_short_samples: int = Field(5, ge=2, le=100_000)
+    volatility_long_samples: int = Field(60, ge=10, le=100_000)
+    volatility_pause_hours: float = Field(0.5, ge=0, le=YEAR_HOURS)
+    stale_seconds: float | None = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # a symbol with no data for this long is stale
+    max_clock_skew_seconds: float | None = Field(5.0, gt=0, le=DAY_SECONDS)
+    healthy_after_seconds: float = Field(30.0, ge=0, le=DAY_SECONDS)  # clean data needed after a gap or bad book
 
 
 class ValidationConfig(_Section):
     """Behaviour validation: how paper decisions are matched to the twin backtest's, and what passes."""
 
     tolerance_bars: float = Field(1.0, ge=0, le=1000)          # match window, in bars of the strategy's timeframe
-    live_interval_seconds: float | None = Field(60.0, ge=1)    # wall seconds between live scores; none = off
+    live_interval_seconds: float | None = Field(60.0, ge=1, le=DAY_SECONDS)  # wall seconds between live scores
     min_score: float = Field(85.0, ge=0, le=100)               # the behaviour score must exceed these
     min_signal_agreement: float = Field(90.0, ge=0, le=100)    # percent of matched decisions
-    max_timing_seconds: float = Field(60.0, gt=0)              # average absolute time difference must be below
+    max_timing_seconds: float = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # average absolute time difference below
     min_trade_matching: float = Field(95.0, ge=0, le=100)      # percent of decisions matched one-to-one
 
 
 class PromotionConfig(_Section):
     """When a strategy may leave paper (`paperdesk evaluate`). Days are market time."""
 
-    min_trades: int = Field(20, ge=0)                  # closed round trips
-    min_days: float = Field(14.0, ge=0)
+    min_trades: int = Field(20, ge=0, le=MAX_COUNT)    # closed round trips
+    min_days: float = Field(14.0, ge=0, le=3660)
     min_score: float = Field(85.0, ge=0, le=100)       # behaviour score, at least
     max_drawdown: float = Field(0.15, gt=0, le=1)      # of the strategy's capital, at most
-    min_sharpe: float = Field(0.5)
+    min_sharpe: float = Field(0.5, ge=-100, le=100)
     manual_review: bool = True                         # a person signs off before real money
-    periods_per_year: int = Field(365, ge=1)           # daily returns: 365 for 24/7 crypto, 252 for exchanges
+    periods_per_year: int = Field(365, ge=1, le=366 * DAY_SECONDS)  # daily returns: 365 for 24/7, 252 for exchanges
     risk_free_annual: float = Field(0.0, ge=-0.1, le=1)
 
 
 class PhaseConfig(_Section):
     """A progressive risk phase: caps a strategy's sizing until the operator advances it."""
 
-    phase: int = Field(ge=1)
+    phase: int = Field(ge=1, le=1000)
     risk_per_trade: float = Field(gt=0, le=1)   # equity at risk per entry (needs a stop distance)
     max_exposure: float = Field(gt=0, le=100)   # the strategy's gross exposure, fraction of equity
-    max_symbols: int | None = Field(None, ge=1)  # symbols the strategy may hold at once
+    max_symbols: int | None = Field(None, ge=1, le=MAX_COUNT)  # symbols the strategy may hold at once
 
 
 class SizingConfig(_Section):
-    """How an entry's quantity is chosen; `strategy` keeps the quantity the strategy asked for."""
+    """How an entry's quantity is chosen; `strategy` keeps the quantity the strategy asked for.
+
+    mode 'fixed' needs qty (checked with the other cross-field rules in parse_config).
+    """
 
     mode: Literal["strategy", "fixed", "fraction", "risk", "atr", "kelly"] = "strategy"
-    qty: float | None = Field(None, gt=0)                 # fixed
+    qty: float | None = Field(None, gt=0, le=MAX_QTY)     # fixed
     fraction: float = Field(0.02, gt=0, le=10)             # fraction: notional as a fraction of equity
     risk: float = Field(0.005, gt=0, le=1)                 # risk: equity lost if the stop is hit
-    atr_period: int = Field(14, ge=2)
-    atr_multiple: float = Field(2.0, gt=0)                 # atr: the stop distance in ATRs
+    atr_period: int = Field(14, ge=2, le=100_000)
+    atr_multiple: float = Field(2.0, gt=0, le=1000)        # atr: the stop distance in ATRs
     kelly_fraction: float = Field(0.5, gt=0, le=1)          # kelly: of the full Kelly bet
     kelly_cap: float = Field(0.05, gt=0, le=1)             # kelly: notional cap, fraction of equity
-    kelly_min_trades: int = Field(20, ge=1)                # kelly: below this, size as `fraction`
-
-    @model_validator(mode="after")
-    def _fixed_needs_qty(self) -> SizingConfig:
-        if self.mode == "fixed" and self.qty is None:
-            raise ValueError("mode 'fixed' needs qty")
-        return self
+    kelly_min_trades: int = Field(20, ge=1, le=MAX_COUNT)  # kelly: below this, size as `fraction`
 
 
 class ExitsConfig(_Section):
@@ -195,41 +203,43 @@ class ExitsConfig(_Section):
 
 
 class InstrumentConfig(_Section):
+    """A symbol's grid, minimums, fees and simulated market; cross-field rules are in parse_config."""
+
     symbol: str
-    tick_size: float = Field(gt=0)
-    lot_size: float = Field(gt=0)
-    min_qty: float = Field(0.0, ge=0)
-    min_notional: float = Field(0.0, ge=0)
+    tick_size: float = Field(ge=MIN_STEP, le=MAX_PRICE)
+    lot_size: float = Field(ge=MIN_STEP, le=MAX_QTY)
+    min_qty: float = Field(0.0, ge=0, le=MAX_QTY)
+    min_notional: float = Field(0.0, ge=0, le=MAX_NOTIONAL)
     maker_fee: float = Field(0.0002, ge=-0.01, le=0.1)
     taker_fee: float = Field(0.0005, ge=0, le=0.1)
-    start_price: float = Field(100.0, gt=0)
+    start_price: float = Field(100.0, gt=0, le=MAX_PRICE)
     daily_vol: float = Field(0.04, gt=0, le=2)
     spread_bps: float = Field(2.0, gt=0, le=1000)
-    depth: float = Field(1.0, gt=0)
+    depth: float = Field(1.0, gt=0, le=MAX_QTY)
 
     @field_validator("symbol")
     @classmethod
     def _symbol_shape(cls, v: str) -> str:
-        if not _SYMBOL.match(v):
-            raise ValueError("must look like BASE/QUOTE in capitals, e.g. BTC/USDT")
+        if not _SYMBOL.fullmatch(v):
+            raise ValueError("must look like BASE/QUOTE in capitals A-Z and digits, each at most 20, e.g. BTC/USDT")
         return v
 
 
 class StrategyConfig(_Section):
     name: str
-    kind: str
+    kind: str = Field(max_length=100)
     symbols: list[str] = Field(min_length=1)
-    timeframe: str = "1m"
+    timeframe: str = Field("1m", max_length=16)
     params: dict[str, Any] = Field(default_factory=dict)
     sizing: SizingConfig = SizingConfig()
     exits: ExitsConfig = ExitsConfig()
-    phase: int | None = Field(None, ge=1)   # a [[phases]] entry; none = not phased
+    phase: int | None = Field(None, ge=1, le=1000)   # a [[phases]] entry; none = not phased
 
     @field_validator("name")
     @classmethod
     def _name_shape(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must start with a letter and use letters, digits, _ or - (at most 40)")
+        if not _NAME.fullmatch(v):
+            raise ValueError("must start with a letter A-Z or a-z and use only those, digits, _ or - (at most 40)")
         return v
 
     @field_validator("kind")
@@ -242,11 +252,14 @@ class StrategyConfig(_Section):
     @field_validator("timeframe")
     @classmethod
     def _timeframe_shape(cls, v: str) -> str:
-        timeframe_ns(v)
+        if timeframe_ns(v) > MAX_TIMEFRAME_NS or not v.isalnum():
+            raise ValueError("must be a whole number followed by s, m, h or d, at most 31d (e.g. '1m')")
         return v
 
 
 class AppConfig(_Section):
+    """A whole config; parse_config also checks the rules that tie keys together (see _cross_field_problems)."""
+
     session: SessionConfig = SessionConfig()
     venue: VenueConfig = VenueConfig()
     store: StoreConfig = StoreConfig()
@@ -257,35 +270,6 @@ class AppConfig(_Section):
     phases: list[PhaseConfig] = Field(default_factory=list)
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategies: list[StrategyConfig] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AppConfig:
-        symbols = [i.symbol for i in self.instruments]
-        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
-        if dupes:
-            raise ValueError(f"instruments: symbol(s) {', '.join(dupes)} listed more than once")
-        names = [s.name for s in self.strategies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"strategies: name(s) {', '.join(dupes)} used more than once")
-        for index, strategy in enumerate(self.strategies):
-            for symbol in strategy.symbols:
-                if symbol not in symbols:
-                    raise ValueError(f"strategies[{index}].symbols: {symbol!r} is not an instrument; "
-                                     f"instruments are {', '.join(symbols)}")
-        phases = [p.phase for p in self.phases]
-        if len(set(phases)) != len(phases):
-            raise ValueError("phases: a phase number is defined more than once")
-        for index, strategy in enumerate(self.strategies):
-            if strategy.phase is not None and strategy.phase not in phases:
-                raise ValueError(f"strategies[{index}].phase = {strategy.phase}: no such [[phases]] entry; "
-                                 f"defined: {', '.join(map(str, sorted(phases))) or 'none'}")
-        for key in ("max_order_qty", "max_position_qty"):
-            for symbol in getattr(self.risk, key):
-                if symbol not in symbols:
-                    raise ValueError(f"risk.{key}: {symbol!r} is not an instrument; instruments are "
-                                     f"{', '.join(symbols)}")
-        return self
 
 
 def load_config(path: str | Path) -> AppConfig:
@@ -299,25 +283,38 @@ def load_config(path: str | Path) -> AppConfig:
         raise ConfigError(f"{path}: cannot read it ({exc})") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, and an integer too long to convert
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     return parse_config(data, str(path))
 
 
-def parse_config(data: dict[str, Any], source: str = "config") -> AppConfig:
+def parse_config(data: Mapping[str, Any], source: str = "config") -> AppConfig:
+    """Validate config data; raises ConfigError listing every problem: field, cross-field and strategy parameter."""
+    config: AppConfig | None = None
+    errors: list[Any] = []
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(source, err) for err in exc.errors())) from None
-    problems = []
-    for index, strategy in enumerate(config.strategies):
+        errors = exc.errors()
+    problems = [_describe(source, err) for err in errors]
+    passed = _Passed(data, {_clean(err["loc"]) for err in errors})
+    for loc, value, msg in _cross_field_problems(passed):
+        shown = "" if value is _UNSET else f" = {_shown(value)}"
+        problems.append(f"{source}: {key_path(loc)}{shown}: {msg}")
+    for index in range(passed.count("strategies")):
+        kind, params = passed.get("strategies", index, "kind"), passed.get("strategies", index, "params")
+        if kind is _UNSET or params is _UNSET:
+            continue
+        model = strategy_class(kind).Params
         try:
-            strategy_class(strategy.kind).Params(**strategy.params)
+            model.model_validate(params)
         except ValidationError as exc:
             for err in exc.errors():
                 located = dict(err, loc=("strategies", index, "params", *err["loc"]))
-                problems.append(_describe(source, located, strategy_class(strategy.kind).Params))
-    if problems:
+                problems.append(_describe(source, located, model))
+    if problems or config is None:
         raise ConfigError("\n".join(problems))
     return config
 
@@ -330,8 +327,162 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# ---- rules that tie keys together ---------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+def _clean(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))  # drop union tags
+
+
+class _Passed:
+    """Raw config values at key paths that passed their own field checks; absent keys take the model default."""
+
+    def __init__(self, data: Any, failed: set[tuple[Any, ...]]) -> None:
+        self.data = data
+        self.failed = failed
+
+    def raw(self, *loc: Any) -> Any:
+        """The value at loc whatever its parts hold; _UNSET if it or a table around it failed."""
+        if any(loc[:len(f)] == f for f in self.failed):
+            return _UNSET
+        value = self.data
+        for part in loc:
+            if isinstance(part, int):
+                if not (isinstance(value, list) and part < len(value)):
+                    return _UNSET
+                value = value[part]
+            elif isinstance(value, Mapping) and part in value:
+                value = value[part]
+            else:
+                return _default(loc)
+        return value
+
+    def get(self, *loc: Any) -> Any:
+        """The value at loc, or _UNSET when anything in it failed too."""
+        if any(f[:len(loc)] == loc for f in self.failed):
+            return _UNSET
+        return self.raw(*loc)
+
+    def count(self, *loc: Any) -> int:
+        value = self.raw(*loc)
+        return len(value) if isinstance(value, list) else 0
+
+
+def _default(loc: tuple[Any, ...]) -> Any:
+    """The model default at a key path, _UNSET for a required key."""
+    model: Any = AppConfig
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return _UNSET
+        model = _inner(field.annotation)
+    if field is None or field.is_required():
+        return _UNSET
+    return field.get_default(call_default_factory=True)
+
+
+def _cross_field_problems(passed: _Passed) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    """(key path, value, what is allowed) for each rule broken; a rule is checked when the keys it reads passed."""
+    symbols: dict[str, int] = {}
+    for i in range(passed.count("instruments")):
+        at = ("instruments", i)
+        symbol = passed.get(*at, "symbol")
+        if symbol is not _UNSET:
+            if symbol in symbols:
+                yield (*at, "symbol"), symbol, f"listed more than once (first at instruments[{symbols[symbol]}].symbol)"
+            else:
+                symbols[symbol] = i
+        yield from _instrument_problems(passed, at)
+    known = ", ".join(symbols)
+
+    n = passed.count("instruments")
+    correlation = passed.get("venue", "correlation")
+    if n > 2 and correlation is not _UNSET and 1 + (n - 1) * correlation <= 1e-6:
+        yield ("venue", "correlation"), correlation, (
+            f"with {n} instruments must be above -1/({n} - 1) = {-1 / (n - 1):.4g}: "
+            f"{n} symbols cannot all move against one another that strongly")
+
+    phases: dict[int, int] = {}
+    for i in range(passed.count("phases")):
+        phase = passed.get("phases", i, "phase")
+        if phase is _UNSET:
+            continue
+        if phase in phases:
+            yield ("phases", i, "phase"), phase, f"defined more than once (first at phases[{phases[phase]}].phase)"
+        else:
+            phases[phase] = i
+
+    names: dict[str, int] = {}
+    for j in range(passed.count("strategies")):
+        at = ("strategies", j)
+        name = passed.get(*at, "name")
+        if name is not _UNSET:
+            if name in names:
+                yield (*at, "name"), name, f"used more than once (first at strategies[{names[name]}].name)"
+            else:
+                names[name] = j
+        seen: dict[str, int] = {}
+        for k in range(passed.count(*at, "symbols")):
+            symbol = passed.get(*at, "symbols", k)
+            if symbol is _UNSET:
+                continue
+            if symbol in seen:
+                first = f"{key_path(at)}.symbols[{seen[symbol]}]"
+                yield (*at, "symbols", k), symbol, f"listed more than once (first at {first})"
+            elif symbols and symbol not in symbols:  # no instrument passed: its own errors say why
+                yield (*at, "symbols", k), symbol, f"is not an instrument; instruments are {known}"
+            seen.setdefault(symbol, k)
+        phase = passed.get(*at, "phase")
+        if phase is not _UNSET and phase is not None and phase not in phases:
+            yield (*at, "phase"), phase, (f"no such [[phases]] entry; defined: "
+                                          f"{', '.join(map(str, sorted(phases))) or 'none'}")
+        if passed.get(*at, "sizing", "mode") == "fixed" and passed.get(*at, "sizing", "qty") is None:
+            yield (*at, "sizing", "qty"), _UNSET, \
+                f"required key is missing: {key_path(at)}.sizing.mode 'fixed' needs qty"
+
+    for key in ("max_order_qty", "max_position_qty"):
+        limits = passed.raw("risk", key)
+        for symbol in limits if isinstance(limits, Mapping) else ():
+            if symbols and symbol not in symbols:
+                yield ("risk", key, symbol), limits[symbol], f"{symbol!r} is not an instrument; instruments are {known}"
+    min_samples, window = passed.get("risk", "min_samples"), passed.get("risk", "window")
+    if _UNSET not in (min_samples, window) and min_samples > window:
+        yield ("risk", "min_samples"), min_samples, f"must be at most risk.window = {window}, the samples kept"
+    short, long = passed.get("breakers", "volatility_short_samples"), passed.get("breakers", "volatility_long_samples")
+    if _UNSET not in (short, long) and short >= long:
+        yield ("breakers", "volatility_short_samples"), short, \
+            f"must be smaller than breakers.volatility_long_samples = {long}"
+
+
+def _instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    key = key_path(at)
+    tick, lot, min_qty, min_notional, price, depth = (
+        passed.get(*at, name) for name in ("tick_size", "lot_size", "min_qty", "min_notional", "start_price", "depth"))
+    if _UNSET not in (price, tick) and price < MIN_TICKS * tick:
+        yield (*at, "start_price"), price, (
+            f"must be at least {MIN_TICKS} ticks: {MIN_TICKS} x {key}.tick_size {tick!r} = {MIN_TICKS * tick:.6g} "
+            f"(so the one-tick spread stays small; it need not be a multiple of the tick)")
+        price = _UNSET  # the min_notional rule would only repeat this problem
+    floors = {name: v for name, v in (("lot_size", lot), ("min_qty", min_qty)) if v is not _UNSET}
+    if depth is not _UNSET and floors and depth < max(floors.values()):
+        yield (*at, "depth"), depth, (
+            f"must be at least {' and '.join(f'{key}.{name} = {v!r}' for name, v in floors.items())}: "
+            f"a book level holds at least the smallest order")
+    if _UNSET not in (min_notional, depth, price) and min_notional > depth * price:
+        yield (*at, "min_notional"), min_notional, (
+            f"must be at most {key}.depth x {key}.start_price = {depth * price:.6g}: "
+            f"an order one book level deep must be allowed")
+
+
+# ---- messages -----------------------------------------------------------------------------------------
+
 def _describe(source: str, err: Mapping[str, Any], params_model: type[BaseModel] | None = None) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union tags
+    loc = _clean(err["loc"])
     key = key_path(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], params_model)
@@ -339,10 +490,95 @@ def _describe(source: str, err: Mapping[str, Any], params_model: type[BaseModel]
         return f"{source}: {key}: unknown key{hint}"
     if err["type"] == "missing":
         return f"{source}: {key}: required key is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    if loc:
-        return f"{source}: {key} = {err.get('input')!r}: {msg}"
-    return f"{source}: {msg}"
+    value = err.get("input")
+    msg = _message(err["type"], value, err["msg"].removeprefix("Value error, "))
+    bounds = _bounds(loc, params_model) if err["type"] in _NUMBER_ERRORS else ""
+    if bounds:
+        msg = f"{msg}; allowed: {bounds}"
+    if not loc:
+        return f"{source}: {msg}"
+    if err["type"] == "value_error" and isinstance(value, Mapping):  # a rule over a whole table names its keys
+        return f"{source}: {key}: {msg}"
+    return f"{source}: {key} = {_shown(value)}: {msg}"
+
+
+_NUMBER_ERRORS = {"finite_number", "float_type", "int_type"}
+
+
+def _message(kind: str, value: Any, pydantic_msg: str) -> str:
+    """pydantic's message, reworded where it would puzzle someone editing a TOML file."""
+    what = _what(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "finite_number" or (kind == "float_type" and number):
+        return "must be a finite number, not inf or nan (1e309 and beyond read as inf)"
+    if kind == "float_type":
+        return f"must be a number, not {what}"
+    if kind == "int_type":
+        if isinstance(value, float) and value.is_integer():
+            return "must be a whole number, written without a decimal point (3, not 3.0)"
+        return f"must be a whole number, not {what}"
+    if kind == "bool_type":
+        return f"must be true or false, not {what}"
+    if kind == "string_type":
+        return f"must be a string in quotes, not {what}"
+    if kind == "list_type":
+        return f"must be a list [...], not {what}"
+    if kind in ("dict_type", "model_type"):
+        return f"must be a table, not {what}"
+    return pydantic_msg
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, dt.date | dt.time):
+        return "a date or time"
+    return "null" if value is None else type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """repr, cut short for a long value."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        return f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+def _bounds(loc: tuple[Any, ...], params_model: type[BaseModel] | None) -> str:
+    """'> 0 and <= 1e+12' for the field at loc, from its constraints."""
+    field = _field_at(loc, params_model)
+    if field is None:
+        return ""
+    parts = []
+    for item in field.metadata:
+        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            bound = getattr(item, attr, None)
+            if bound is not None:
+                parts.append(f"{op} {bound:g}" if isinstance(bound, float) else f"{op} {bound}")
+    return " and ".join(parts)
+
+
+def _field_at(loc: tuple[Any, ...], params_model: type[BaseModel] | None) -> Any:
+    names = [p for p in loc if not isinstance(p, int)]
+    model: Any = AppConfig
+    if params_model is not None and names[:2] == ["strategies", "params"]:
+        model, names = params_model, names[2:]
+    field = None
+    for part in names:
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return None
+        model = _inner(field.annotation)
+    return field
 
 
 def _allowed_keys(loc: tuple[Any, ...], params_model: type[BaseModel] | None) -> list[str]:
@@ -353,12 +589,18 @@ def _allowed_keys(loc: tuple[Any, ...], params_model: type[BaseModel] | None) ->
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = model.model_fields.get(part) if _is_model(model) else None
         if field is None:
             return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        model = args[0] if args else annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+        model = _inner(field.annotation)
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _inner(annotation: Any) -> Any:
+    """list[X], X | None -> X."""
+    args = getattr(annotation, "__args__", ())
+    return args[0] if args else annotation
+
+
+def _is_model(model: Any) -> bool:
+    return isinstance(model, type) and issubclass(model, BaseModel)

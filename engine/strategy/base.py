@@ -22,7 +22,8 @@ class StrategyStatus(StrEnum):
 class StrategyParams(BaseModel):
     """Base of every strategy's parameter model: unknown parameters are an error, not ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # as config sections: a boolean is not a number, 3.0 is not a whole number, no inf or nan
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 P = TypeVar("P", bound=StrategyParams)

@@ -46,10 +46,11 @@ def test_strategy_problems_point_into_the_strategy():
 
 def test_cross_references_are_checked():
     strategies = [dict(BASE_CONFIG["strategies"][0], symbols=["DOGE/USDT"])]
-    assert "'DOGE/USDT' is not an instrument; instruments are BTC/USDT, ETH/USDT, SOL/USDT" in \
-        errors_of(strategies=strategies)
+    assert "strategies[0].symbols[0] = 'DOGE/USDT': is not an instrument; instruments are BTC/USDT, ETH/USDT, " \
+        "SOL/USDT" in errors_of(strategies=strategies)
     twice = [BASE_CONFIG["strategies"][0], BASE_CONFIG["strategies"][0]]
-    assert "name(s) sma_btc used more than once" in errors_of(strategies=twice)
+    assert "strategies[1].name = 'sma_btc': used more than once (first at strategies[0].name)" in \
+        errors_of(strategies=twice)
     bad_timeframe = [dict(BASE_CONFIG["strategies"][0], timeframe="7x")]
     assert "timeframe '7x' is not a number" in errors_of(strategies=bad_timeframe)
 
@@ -73,15 +74,17 @@ def test_risk_sections_name_what_is_wrong():
 
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.phase = 4: no such \[\[phases\]\] entry"):
         make_config(strategies=[{**BASE_STRATEGY, "phase": 4}])
-    with pytest.raises(ConfigError, match=r"risk\.max_position_qty: 'DOGE/USDT' is not an instrument"):
+    with pytest.raises(ConfigError, match=r"risk\.max_position_qty\.DOGE/USDT = 1\.0: 'DOGE/USDT' is not an"):
         make_config(risk={"max_position_qty": {"DOGE/USDT": 1.0}})
-    with pytest.raises(ConfigError, match=r"mode 'fixed' needs qty"):
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.sizing\.qty: required key is missing: "
+                                          r"strategies\[0\]\.sizing\.mode 'fixed' needs qty"):
         make_config(strategies=[{**BASE_STRATEGY, "sizing": {"mode": "fixed"}}])
     with pytest.raises(ConfigError, match=r"breakers\.daily_lose: unknown key; allowed keys here: .*daily_loss"):
         make_config(breakers={"daily_lose": 0.02})
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.exits\.stop_loss_pct = 1\.5"):
         make_config(strategies=[{**BASE_STRATEGY, "exits": {"stop_loss_pct": 1.5}}])
-    with pytest.raises(ConfigError, match=r"volatility_short_samples must be smaller"):
+    with pytest.raises(ConfigError, match=r"breakers\.volatility_short_samples = 80: must be smaller than "
+                                          r"breakers\.volatility_long_samples = 60"):
         make_config(breakers={"volatility_short_samples": 80})
     config = make_config(phases=[{"phase": 1, "risk_per_trade": 0.001, "max_exposure": 0.02}],
                          strategies=[{**BASE_STRATEGY, "phase": 1, "sizing": {"mode": "kelly"}}])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field
 
 from engine.model.market import Bar
 from engine.strategy.base import Strategy, StrategyParams
@@ -11,9 +11,9 @@ from engine.strategy.registry import register
 
 
 class BollingerParams(StrategyParams):
-    period: int = Field(20, ge=2)
-    k: PositiveFloat = 2.0
-    size: PositiveFloat = 0.1
+    period: int = Field(20, ge=2, le=100_000)
+    k: float = Field(2.0, gt=0, le=100)
+    size: float = Field(0.1, gt=0, le=1e12)
 
 
 @register

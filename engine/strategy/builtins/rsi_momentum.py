@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, model_validator
 
 from engine.model.market import Bar
 from engine.strategy.base import Strategy, StrategyParams
@@ -11,10 +11,10 @@ from engine.strategy.registry import register
 
 
 class RsiMomentumParams(StrategyParams):
-    period: int = Field(14, ge=2)
+    period: int = Field(14, ge=2, le=100_000)
     upper: float = Field(60.0, gt=0, lt=100)
     lower: float = Field(40.0, gt=0, lt=100)
-    size: PositiveFloat = 0.1
+    size: float = Field(0.1, gt=0, le=1e12)
 
     @model_validator(mode="after")
     def _lower_below_upper(self) -> RsiMomentumParams:

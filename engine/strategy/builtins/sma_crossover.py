@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from engine.model.market import Bar
 from engine.strategy.base import Strategy, StrategyParams
@@ -17,9 +17,9 @@ from engine.strategy.registry import register
 
 
 class SmaCrossoverParams(StrategyParams):
-    fast: PositiveInt = 10
-    slow: PositiveInt = 30
-    size: PositiveFloat = 0.1
+    fast: int = Field(10, gt=0, le=100_000)
+    slow: int = Field(30, gt=0, le=100_000)
+    size: float = Field(0.1, gt=0, le=1e12)
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> SmaCrossoverParams:
