@@ -1,0 +1,1 @@
+"""Loopback fakes of real venues, so tests can drive the real client libraries with no network."""
