@@ -1,0 +1,1 @@
+"""Venue adapters driven against loopback fakes."""
