@@ -26,7 +26,7 @@ from engine.core import Engine
 from engine.data.feed import Feed, FeedBatch, SteppedFeed
 from engine.data.feed_gaps import RehearsedGaps
 from engine.model.event_log import EventLevel
-from engine.model.market import Bar, Heartbeat
+from engine.model.market import Bar, Heartbeat, MarketEvent
 from engine.runtime import build_engine, build_instruments
 from engine.session_tasks import Recorder, live_score, poll_commands, score_every
 from engine.snapshot import EngineSnapshot, take_snapshot
@@ -39,6 +39,26 @@ from engine.store.writer import StoreWriter
 from engine.venues import Venue, venue_for
 
 HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
+
+
+class StoppedBeforeStart(BaseException):
+    """stop() came while open() could still give up with the database as it was (nothing written).
+
+    A BaseException, like KeyboardInterrupt: recovery's handling of replay errors must not take it for one."""
+
+
+class _ResumeJournal(StoreJournal):
+    """The journal of a resumed session: a stop request ends its replay between two market events (recovery runs
+    it in a worker thread, which nothing else can interrupt)."""
+
+    def __init__(self, session_id: int, clock: SimClock, stop: asyncio.Event) -> None:
+        super().__init__(session_id, clock)
+        self._stop = stop
+
+    def market(self, event: MarketEvent) -> None:
+        if self.replaying and self._stop.is_set():
+            raise StoppedBeforeStart(f"stopped while replaying event {self.market_seq + 1}")
+        super().market(event)
 
 
 class PaperSession:
@@ -129,7 +149,9 @@ class PaperSession:
 
         Raises NotPaperVenue for a venue that cannot prove it is paper, and StoreError (RecoveryError
         included) when the database cannot be used or the session cannot be rebuilt exactly; nothing
-        has traded then, and a refused resume has written nothing to the database.
+        has traded then, and a refused resume has written nothing to the database. Raises
+        StoppedBeforeStart if stop() comes before the session's first write (a resume's replay included);
+        a stop after it leaves the session opened, and run() then closes it at once.
         """
         if self.writer is not None:
             return
@@ -140,6 +162,7 @@ class PaperSession:
         if self._lock is None:
             return
         assert self.db_path is not None
+        self._give_up_if_stopping()
         started_ns = self.clock.now_ns()
         opened = await asyncio.to_thread(open_session, self.db_path, self._lock, self.config, self.new_session,
                                          started_ns)
@@ -186,7 +209,7 @@ class PaperSession:
                 f"session {session_id} ran on venue {broker.capabilities.name!r}: resuming it means reconciling "
                 "with the venue (open orders, fills, balances), which is not supported for it yet. Nothing was "
                 "changed; start a new session with --new-session")
-        journal = StoreJournal(session_id, self.clock)
+        journal = _ResumeJournal(session_id, self.clock, self._stop)
         self.journal = self.engine.journal = journal
         self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
                                                  self.engine, journal)
@@ -204,9 +227,15 @@ class PaperSession:
             self.engine.recording = []
         require_paper(broker)
         await broker.connect()
+        self._give_up_if_stopping()
         await asyncio.to_thread(mark_resumed, self.db_path, record)  # rebuilt exactly: the first write
         journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
+
+    def _give_up_if_stopping(self) -> None:
+        """Before the session's first write: a stop requested by now ends open() with the database untouched."""
+        if self._stop.is_set():
+            raise StoppedBeforeStart(f"{self.stop_reason} before the session started")
 
     async def run(self, duration: float | None = None,
                   on_status: Callable[[EngineSnapshot], None] | None = None) -> EngineSnapshot:
