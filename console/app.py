@@ -10,6 +10,7 @@ import getpass
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -18,9 +19,13 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from console.headless import stop_signals
 from engine.config import AppConfig
 from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
+
+if TYPE_CHECKING:
+    from console.cli import StopSignals
 
 THEMES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
 MAX_FILL_ROWS = 200
@@ -226,31 +231,37 @@ class PaperdeskApp(App[int]):
 
 
 async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None,
-                      db: Path | None = None, new_session: bool = False) -> int:
-    """Run the session and the console on one loop; SIGTERM/SIGHUP stop both cleanly."""
+                      db: Path | None = None, new_session: bool = False, signals: StopSignals | None = None) -> int:
+    """Run the session and the console on one loop; SIGINT, SIGTERM and SIGHUP stop both cleanly (in a terminal,
+    Ctrl-C is a key to Textual, not a signal).
+
+    Raises StoppedBeforeStart if a signal came before the session wrote anything."""
     session = PaperSession(config, record_to, db, new_session)
-    await session.open()  # a database that cannot be used is reported before the screen takes over
-    try:
-        app = PaperdeskApp(session)
-    except BaseException:
-        await session.close()  # the writer's thread would otherwise keep the process from exiting
-        raise
-    loop = asyncio.get_running_loop()
+    stopped_by: list[str] = []
+    app: PaperdeskApp | None = None
 
-    def stop() -> None:
-        session.stop()
-        app.exit(0)
+    def on_signal(sig: signal.Signals) -> None:
+        if stopped_by:
+            return  # already stopping: the close under way must finish
+        stopped_by.append(sig.name)
+        session.stop(sig.name)
+        if app is not None:
+            app.exit(0)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop)
-    trading = asyncio.create_task(session.run(duration))
-    trading.add_done_callback(lambda _: app.exit(0))
-    try:
-        await app.run_async()
-    finally:
-        session.stop()
-        snapshot = await trading
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-    print(f"summary {snapshot.status_line()}")
+    with stop_signals(signals, on_signal):
+        await session.open()  # a database that cannot be used is reported before the screen takes over
+        try:
+            app = PaperdeskApp(session)
+        except BaseException:
+            await session.close()  # the writer's thread would otherwise keep the process from exiting
+            raise
+        trading = asyncio.create_task(session.run(duration))
+        trading.add_done_callback(lambda _: app.exit(0))
+        try:
+            await app.run_async()
+        finally:
+            reason = stopped_by[0] if stopped_by else "quit" if session.stopping else "duration"
+            session.stop()
+            snapshot = await trading
+    print(f"summary stopped_by={reason} {snapshot.status_line()}")
     return app.return_code or 0

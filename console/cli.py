@@ -1,27 +1,35 @@
-"""The `paperdesk` command. Bad input prints one clear message per problem and exits 2."""
+"""The `paperdesk` command. Bad input prints one clear message per problem and exits 2.
+
+SIGINT, SIGTERM and SIGHUP end any command cleanly, from the first line of main: `run` stops its session and
+prints the summary (exit 0), or, before it wrote anything, says it was stopped during start-up and nothing was
+changed (exit 128 + the signal's number, as a shell reports a signal: 130, 143, 129); another command stops where
+it is and says so (the same exit code). Heavy imports happen inside main, after its handlers are in place: keep
+module-level imports light.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import signal
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from engine.config import AppConfig, ConfigError, load_config
-from engine.store.database import StoreError
-from engine.store.read import EXPORTS
-
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
+    from engine.config import AppConfig
+
 # errors a user can fix, from modules imported only by the commands that need them (so `paperdesk halt`
 # starts in a fraction of the time pandas takes to import); a module not imported cannot have raised
-_LAZY_INPUT_ERRORS = (("engine.backtest", "BacktestInputError"), ("engine.data.bar_file", "BarFileError"),
+_LAZY_INPUT_ERRORS = (("engine.config", "ConfigError"), ("engine.store.database", "StoreError"),
+                      ("engine.backtest", "BacktestInputError"), ("engine.data.bar_file", "BarFileError"),
                       ("engine.data.recording", "RecordingError"))  # ValidationInputError is a StoreError
 
 # the default session ships inside this package (package data); in a checkout console/config.toml is a link to
@@ -35,9 +43,84 @@ class InputError(Exception):
     """A command-line problem to report without a traceback."""
 
 
+EXIT_SIGNAL_BASE = 128  # stopped by signal N before the command finished: exit 128 + N, as a shell reports it
+
+
+class Stopped(BaseException):
+    """A signal ended a command before it finished: main prints the message and exits 128 + the signal's number.
+
+    A BaseException, like KeyboardInterrupt: no handler of ordinary errors may take it for one."""
+
+    def __init__(self, sig: signal.Signals, message: str) -> None:
+        super().__init__(message)
+        self.signal = sig
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP as requests to stop: each is recorded and passed to the listener, never raised as
+    KeyboardInterrupt nor left to kill the process while it writes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[signal.Signals] = []
+        self._listener: Callable[[signal.Signals], object] | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        self.received.clear()
+        self._listener = None
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def ignore(self) -> None:
+        """For the rest of the process: Python puts the default handlers back while it finalizes, and a late signal
+        would then kill a process whose work is done (SIG_IGN is the one disposition it leaves in place)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def listen(self, listener: Callable[[signal.Signals], object] | None) -> None:
+        """Pass each signal from now on to listener (None: record it only), and at once the first one received."""
+        self._listener = listener
+        if listener is not None and self.received:
+            listener(self.received[0])
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        self.received.append(sig)
+        if self._listener is not None:
+            self._listener(sig)
+
+
+_SIGNALS = StopSignals()
+
+
 def main(argv: list[str] | None = None) -> int:
+    _SIGNALS.install()  # first: every import and step from here on can be stopped cleanly
+    try:
+        code = _main(argv)
+        _SIGNALS.listen(None)  # finished: a signal from here on changes nothing
+        return code
+    except Stopped as stop:
+        print(f"paperdesk: {stop}", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + stop.signal
+    finally:
+        if argv is None:
+            _SIGNALS.ignore()
+        else:  # called in-process (tests): the caller gets its handlers back
+            _SIGNALS.restore()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.func is not _cmd_run:
+        _SIGNALS.listen(_stop_now)  # only run has a session to close: the others end where they are
     try:
         try:
             code: int = args.func(args)
@@ -51,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _stop_now(sig: signal.Signals) -> None:
+    _SIGNALS.listen(None)  # one is enough: a second signal must not interrupt main while it reports the first
+    raise Stopped(sig, f"stopped ({sig.name})")
+
+
+def _stopped_during_start_up() -> Stopped:
+    sig = _SIGNALS.received[0]
+    return Stopped(sig, f"stopped during start-up ({sig.name}): nothing was changed")
 
 
 def _drop_stdout() -> None:
@@ -69,10 +162,12 @@ def _drop_stdout() -> None:
 
 def _input_errors() -> tuple[type[Exception], ...]:
     lazy = [getattr(sys.modules[m], name) for m, name in _LAZY_INPUT_ERRORS if m in sys.modules]
-    return (ConfigError, InputError, StoreError, *lazy)
+    return (InputError, *lazy)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from engine.store.read import EXPORTS
+
     parser = argparse.ArgumentParser(prog="paperdesk", description="Paper-trading operator console.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -200,6 +295,8 @@ def _config_path(path: Path | None) -> Path:
 
 
 def _config(path: Path | None) -> AppConfig:
+    from engine.config import load_config
+
     return load_config(_config_path(path))
 
 
@@ -207,6 +304,8 @@ def _db_path(args: argparse.Namespace, config: AppConfig | None = None) -> Path:
     """--db, else the config's [store] path (relative to the config file's folder)."""
     if args.db is not None:
         return args.db
+    from engine.config import load_config
+
     config_path = _config_path(args.config)
     config = config or load_config(config_path)
     path = Path(config.store.path).expanduser()
@@ -231,13 +330,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.record is not None:
         _check_writable(args.record)
     db = _db_path(args, config)
+    import asyncio
+
+    from engine.session import StoppedBeforeStart
+
     if args.no_ui:
         from console.headless import run_headless
 
-        return asyncio.run(run_headless(config, args.duration, args.record, db, args.new_session))
-    from console.app import run_console
+        running = run_headless(config, args.duration, args.record, db, args.new_session, signals=_SIGNALS)
+    else:
+        from console.app import run_console
 
-    return asyncio.run(run_console(config, args.duration, args.record, db, args.new_session))
+        running = run_console(config, args.duration, args.record, db, args.new_session, signals=_SIGNALS)
+    if _SIGNALS.received:  # during the imports and checks above: the database was not touched
+        running.close()  # a coroutine never started
+        raise _stopped_during_start_up()
+    try:
+        return asyncio.run(running)
+    except StoppedBeforeStart:
+        if not _SIGNALS.received:  # the reader of our output went away: that ends any command quietly
+            return 0
+        raise _stopped_during_start_up() from None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
