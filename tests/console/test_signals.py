@@ -12,6 +12,7 @@ first line): before that the interpreter is still starting and no program can an
 import asyncio
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +30,13 @@ from engine.session import PaperSession, StoppedBeforeStart
 from engine.store.audit import verify_chain
 from engine.store.database import connect_readonly
 from tests.conftest import make_config, write_config
-from tests.console.test_cli import REPO
+from tests.console.test_cli import REPO, paperdesk
 from tests.store.helpers import query, stepped_session
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HANG = 20.0  # seconds: a process still running this long after its signal is hung
+SEED = 20261130
+TRIALS = 50
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +238,88 @@ def test_the_console_without_a_terminal_stops_cleanly(tmp_path, sig, when):
     if when == "running":
         assert query(db, "SELECT status FROM sessions") == [("STOPPED",)]
         chain_intact(db)
+
+
+# ---- the issue's done-condition: random moments, fresh and resuming databases ----------------------------------
+
+@dataclass
+class Trial:
+    number: int
+    db: Path
+    sig: signal.Signals
+    delay: float  # seconds after the process started
+
+
+def _plan(rng: random.Random, folder: Path, long_session: Path) -> list[list[Trial]]:
+    """Two lanes run side by side; each moves to a new database every 5 trials, its first a copy of a long session
+    (a resume with a long replay), the others new files (fresh, then resumed by the next trials)."""
+    lanes: list[list[Trial]] = [[], []]
+    for number in range(TRIALS):
+        lane = number % 2
+        index = len(lanes[lane]) // 5
+        db = folder / f"lane{lane}-db{index}.sqlite"
+        if index == 0:
+            shutil.copy(long_session, db)
+        lanes[lane].append(Trial(number, db, rng.choice(SIGNALS), round(rng.uniform(0.0, 3.0), 3)))
+    return lanes
+
+
+def _state(db: Path) -> tuple:
+    if not db.exists():
+        return ()
+    return (query(db, "SELECT id, status, restarts FROM sessions ORDER BY id"), query(db, "SELECT COUNT(*) FROM audit"))
+
+
+def _run_trial(trial: Trial, config: Path, folder: Path) -> str:
+    before = _state(trial.db)
+    proc, out, err = start(folder, config, trial.db, "--no-ui", name=f"trial{trial.number}")
+    started = time.monotonic()
+    wait_until(lambda: handlers_installed(proc.pid), proc)
+    time.sleep(max(0.0, trial.delay - (time.monotonic() - started)))
+    ended = signal_and_wait(proc, trial.sig, out, err)
+    outcome = ended.outcome()
+    if outcome == "start-up":
+        assert _state(trial.db) == before, "stopped during start-up, yet the database changed"
+    if trial.db.exists():
+        chain_intact(trial.db)
+        assert all(status != "RUNNING" for _, status, _ in query(trial.db, "SELECT id, status, restarts FROM "
+                                                                            "sessions")), "a session left RUNNING"
+    return f"{outcome} in {ended.latency:.2f} s"
+
+
+def test_signals_at_random_moments_always_end_cleanly_and_leave_a_resumable_database(tmp_path, long_session):
+    rng = random.Random(SEED)
+    config = write_config(tmp_path / "c.toml")
+    lanes = _plan(rng, tmp_path, long_session)
+    log: list[str] = []
+
+    def run_lane(trials: list[Trial]) -> None:
+        for trial in trials:
+            what = f"trial {trial.number}: {trial.sig.name} at {trial.delay:.3f} s on {trial.db.name}"
+            try:
+                log.append(f"{what}: {_run_trial(trial, config, tmp_path)}")
+            except AssertionError as exc:
+                log.append(f"{what}: FAILED: {exc}")
+                return
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(run_lane, lanes))
+    failed = [line for line in log if "FAILED" in line]
+    assert not failed and len(log) == TRIALS, f"seed {SEED}:\n" + "\n".join(sorted(log, key=_trial_number))
+    assert {"summary", "start-up"} <= {line.split(": ")[-1].split()[0] for line in log}, "\n".join(log)
+
+    def resume(db: Path) -> str:
+        existed = db.exists() and bool(query(db, "SELECT id FROM sessions"))
+        result = paperdesk("run", "--no-ui", "--duration", "1", "--config", str(config), "--db", str(db))
+        assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr, result.stderr
+        assert ("resumed session" if existed else "started session") in result.stdout, result.stdout
+        assert not [line for line in result.stdout.splitlines() if " error " in line], result.stdout
+        return chain_intact(db)
+
+    databases = sorted({trial.db for lane in lanes for trial in lane})
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(resume, databases))
+
+
+def _trial_number(line: str) -> int:
+    return int(line.split()[1].rstrip(":"))
