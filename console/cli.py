@@ -19,8 +19,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
@@ -375,8 +373,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return export(_db_path(args), args.what, args.format, args.session, args.out)
     except BrokenPipeError:
         raise  # `export | head` closed the pipe: main ends the command quietly
-    except OSError as exc:
-        raise InputError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
+    except OSError as exc:  # what the output refused: a full disk, a file size limit, a closed terminal
+        where = f"--out {args.out}" if args.out is not None else "standard output"
+        raise InputError(f"{where}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -464,13 +463,16 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from engine.config import parse_config
     from engine.strategy.registry import strategy_class
 
     config = _config(args.config)
-    if args.cash is not None:
-        if not args.cash > 0:
-            raise InputError(f"--cash {args.cash:g}: must be positive")
-        config = config.model_copy(update={"session": config.session.model_copy(update={"starting_cash": args.cash})})
+    if args.cash is not None:  # checked as the config's starting_cash is: finite, positive, bounded
+        data = config.model_dump(mode="json")
+        data["session"]["starting_cash"] = args.cash
+        config = parse_config(data, f"--cash {args.cash:g}")
     params = parse_params(args.param)
     if args.param and not args.strategy:
         raise InputError("--param needs --strategy (the config's strategies take their params from the config)")

@@ -221,3 +221,27 @@ def test_sessions_and_status_both_call_a_killed_session_interrupted(tmp_path):
     text = paperdesk("sessions", "--db", str(db))
     assert text.returncode == 0 and text.stdout.splitlines()[1].split()[:2] == ["1", "INTERRUPTED"]
     assert "RUNNING" not in text.stdout
+
+
+# ---- 5. output that cannot be written, values that are not numbers --------------------------------------------
+
+def test_export_to_a_full_disk_names_standard_output_not_a_missing_out_option(stopped):
+    _, db = stopped
+    with open("/dev/full", "w") as full:  # every write to it fails as on a full disk (ENOSPC)
+        result = subprocess.run([sys.executable, "-m", "console.cli", "export", "--what", "market_data", "--db",
+                                 str(db)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, env=env(),
+                                cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert "paperdesk: standard output: cannot write it (No space left on device)" in result.stderr
+    assert "--out" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("cash", ["inf", "nan", "1e400", "-1", "0"])
+def test_backtest_cash_is_checked_as_the_config_checks_starting_cash(tmp_path, cash):
+    config = write_config(tmp_path / "c.toml")
+    bars = tmp_path / "bars.csv"
+    bars.write_text("ts,open,high,low,close,volume\n")
+    result = paperdesk("backtest", "--config", str(config), "--data", str(bars), "--cash", cash)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "session.starting_cash" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
