@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,15 @@ class CommandInbox:
         self.session_id = session_id
         self._conn: sqlite3.Connection | None = None
         self._seen = 0
+        # a cancelled poll leaves its fetch running in a worker thread: closing the connection under it crashes
+        # the process (SQLite frees the statement it is stepping), so close waits for it
+        self._using = threading.Lock()
 
     def fetch(self) -> list[Command]:
+        with self._using:
+            return self._fetch()
+
+    def _fetch(self) -> list[Command]:
         if self._conn is None:
             # polled from asyncio's worker threads, one call at a time
             self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0,
@@ -212,6 +220,7 @@ class CommandInbox:
         return out
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._using:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

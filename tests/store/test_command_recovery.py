@@ -1,8 +1,11 @@
 """Operator commands are part of what a restart replays: the rebuilt engine is in the state the commands left."""
 
+import sqlite3
+import threading
+
 from engine.breakers.trading_state import TradingState
 from engine.session import PaperSession
-from engine.store.commands import queue_command
+from engine.store.commands import CommandInbox, queue_command
 from tests.store.helpers import crash, engine_state, query
 from tests.store.test_recovery import STEP_NS, ladder_config
 
@@ -74,3 +77,45 @@ async def test_commands_and_status_work_for_a_database_whose_name_has_uri_charac
     out = io.StringIO()
     assert print_status(db, None, False, out) == 0
     assert "trading: HALTED (operator: odd name)" in out.getvalue()
+
+
+async def test_closing_the_inbox_waits_for_a_fetch_still_running_in_its_thread(tmp_path, monkeypatch):
+    """A stop cancels the poller while its fetch still runs in a worker thread, and the poller then closes the
+    inbox: closing the connection under the running query crashed the whole process (a segfault in make test)."""
+    config = ladder_config()
+    db = tmp_path / "desk.sqlite"
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    await session.close()
+    for i in range(200):
+        queue_command(db, "pause", {}, f"queued {i}")
+    inbox = CommandInbox(db, session.session_id)
+    inbox.close()  # nothing opened yet: nothing to wait for
+    inside, release = threading.Event(), threading.Event()
+    fetched: list = []
+    # the fetch opens its connection lazily; hold it inside SQLite's stepping until close() has been called
+    real_connect = sqlite3.connect
+
+    def slow_connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+
+        def step() -> int:
+            inside.set()
+            release.wait(5)
+            return 0
+        conn.set_progress_handler(step, 1)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", slow_connect)
+    worker = threading.Thread(target=lambda: fetched.extend(inbox.fetch()))
+    worker.start()
+    assert inside.wait(5)
+    closer = threading.Thread(target=inbox.close)
+    closer.start()
+    closer.join(0.2)
+    waited = closer.is_alive()
+    release.set()
+    worker.join(5)
+    closer.join(5)
+    assert waited, "close() did not wait for the fetch running in another thread"
+    assert len(fetched) == 200 and not closer.is_alive()
