@@ -1,0 +1,317 @@
+"""A ccxt exchange's public market data as a Feed: per symbol, its order book and its trades, streamed over websockets
+(ccxt.pro) or polled over REST.
+
+Each symbol runs its own tasks; what they receive waits in a buffer that receive() empties. Events keep the venue's
+timestamp (our clock's where the venue gives none); the batch carries our clock at delivery. When a symbol's data can
+no longer be vouched for (a skipped book update, a dropped connection, a rate limit) the feed retries with backoff and
+says so in health(); once the symbol is whole again it reports the gap through on_gap, from the last event received
+for the symbol to the moment it recovered, in our clock's nanoseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+
+from engine.clock import Clock
+from engine.data.feed import FeedBatch, FeedHealth
+from engine.model.market import BookSnapshot, MarketEvent, TradeTick, event_time
+from engine.model.order import OrderSide
+from engine.venues_ccxt.connection import Backoff, retry_after_s
+from engine.venues_ccxt.markets import find_market
+
+NS_PER_MS = 1_000_000
+GapListener = Callable[[str, int, int, str], None]  # (symbol, start_ns, end_ns, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedGap:
+    """A stretch of time in which a symbol's data may be incomplete."""
+
+    symbol: str
+    start_ns: int
+    end_ns: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    last_received_ns: int  # our clock at the last event (or at subscribing)
+    mid: float | None = None
+    problems: dict[str, str] = field(default_factory=dict)  # stream ("book", "trades", "poll") -> what is wrong
+    down_since_ns: int | None = None
+    reason: str = ""
+
+
+class CcxtFeed:
+    """Books (to `depth` levels) and trades for the subscribed symbols of one ccxt exchange.
+
+    snapshot_limit is the number of levels asked for in a REST book snapshot (None: ccxt's default for the venue).
+    websockets=False polls REST every rest_poll_interval_s; the feed also falls back to polling by itself when the
+    client cannot watch (ccxt.NotSupported). rng draws the backoff jitter, so a seeded one makes retries repeatable.
+    """
+
+    def __init__(self, exchange: Any, clock: Clock, *, depth: int = 10, snapshot_limit: int | None = None,
+                 websockets: bool = True, poll_interval_s: float = 0.25, rest_poll_interval_s: float = 1.0,
+                 backoff: Backoff | None = None, rng: random.Random | None = None,
+                 on_gap: GapListener | None = None) -> None:
+        self.exchange = exchange
+        self.clock = clock
+        self.name = f"{exchange.id} (ccxt)"
+        self.depth = depth
+        self.snapshot_limit = snapshot_limit
+        self.websockets = websockets
+        self.mode = "websocket" if websockets else "REST polling"
+        self.poll_interval_s = poll_interval_s
+        self.rest_poll_interval_s = rest_poll_interval_s
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self.on_gap = on_gap
+        self.last_gap: FeedGap | None = None
+        self._symbols: dict[str, _SymbolState] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending: list[MarketEvent] = []
+        self._arrived = asyncio.Event()
+        self._last_event_ns: int | None = None
+        self._last_received_ns: int | None = None
+        self._connected = False
+        self._closed = False
+
+    async def connect(self) -> None:
+        await self.exchange.load_markets()
+        self._connected = True
+
+    async def subscribe(self, symbols: list[str]) -> None:
+        """Start streaming symbols not yet streamed; an unlisted symbol is an error naming the closest listed ones."""
+        if not self._connected:
+            await self.connect()
+        for symbol in symbols:
+            find_market(self.exchange.markets, symbol, self.exchange.id)
+        for symbol in symbols:
+            if symbol not in self._tasks:
+                self._symbols[symbol] = _SymbolState(self.clock.now_ns())
+                self._tasks[symbol] = asyncio.create_task(self._run(symbol), name=f"ccxt-feed-{symbol}")
+
+    async def receive(self) -> FeedBatch:
+        """What arrived since the last call, oldest first; an empty batch if nothing came within poll_interval_s."""
+        self._raise_failure()
+        if not self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), self.poll_interval_s)
+        events, self._pending = self._pending, []
+        self._arrived.clear()
+        events.sort(key=event_time)
+        if events:
+            self._last_event_ns = max(self._last_event_ns or 0, event_time(events[-1]))
+        return FeedBatch(self.clock.now_ns(), events)
+
+    def health(self) -> FeedHealth:
+        problems = [f"{symbol} {stream}: {problem}" for symbol, state in self._symbols.items()
+                    for stream, problem in state.problems.items()]
+        if self._closed or not self._connected:
+            detail = "closed" if self._closed else "not connected"
+        elif problems:
+            detail = "; ".join(problems)
+        else:
+            detail = f"{self.mode} from {self.exchange.id}, {len(self._symbols)} symbols"
+            if self.last_gap is not None:
+                gap = self.last_gap
+                detail += (f"; last gap {gap.symbol} {(gap.end_ns - gap.start_ns) / 1e9:.3g} s "
+                           f"({gap.reason})")
+        connected = self._connected and not self._closed and not problems
+        return FeedHealth(connected, self._last_event_ns, self._last_received_ns, detail)
+
+    def state(self) -> dict[str, Any] | None:
+        return None  # a live venue continues by itself
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: the venue's own streams carry on."""
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.exchange.close()
+
+    # ---------------------------------------------------------------- per-symbol tasks
+
+    async def _run(self, symbol: str) -> None:
+        if self.websockets:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._watch_books(symbol))
+                    group.create_task(self._watch_trades(symbol))
+            except* ccxt.NotSupported as unsupported:
+                self.websockets = False
+                self.mode = f"REST polling (cannot watch: {_describe(unsupported.exceptions[0])})"
+        await self._poll(symbol)
+
+    async def _watch_books(self, symbol: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                book = await self.exchange.watch_order_book(symbol, self.snapshot_limit)
+            except ccxt.NotSupported:
+                raise
+            except ccxt.InvalidNonce as error:
+                # an update id was skipped (ChecksumError is one): the book is wrong until a snapshot replaces it
+                self._down(symbol, "book", f"sequence gap ({_describe(error)})", "resyncing from REST")
+                try:
+                    book = await self.exchange.fetch_order_book(symbol, self.snapshot_limit)
+                except ccxt.BaseError as rest_error:
+                    await self._back_off(symbol, "book", rest_error, attempt)
+                    attempt += 1
+                    continue
+            except ccxt.BaseError as error:
+                await self._back_off(symbol, "book", error, attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._on_book(symbol, book)
+            self._up(symbol, "book")
+
+    async def _watch_trades(self, symbol: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                trades = await self.exchange.watch_trades(symbol)
+            except ccxt.NotSupported:
+                raise
+            except ccxt.BaseError as error:
+                await self._back_off(symbol, "trades", error, attempt)
+                attempt += 1
+                # watching again resubscribes; in a quiet market no print could confirm it any sooner
+                self._up(symbol, "trades")
+                continue
+            attempt = 0
+            for trade in trades:
+                self._on_trade(symbol, trade)
+
+    async def _poll(self, symbol: str) -> None:
+        attempt = 0
+        tape = _TapeCursor()
+        while True:
+            try:
+                book = await self.exchange.fetch_order_book(symbol, self.snapshot_limit)
+                trades = await self.exchange.fetch_trades(symbol, tape.since)
+            except ccxt.NotSupported:
+                raise
+            except ccxt.BaseError as error:
+                await self._back_off(symbol, "poll", error, attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._on_book(symbol, book)
+            for trade in tape.new(trades):
+                self._on_trade(symbol, trade)
+            self._up(symbol, "poll")
+            await asyncio.sleep(self.rest_poll_interval_s)
+
+    # ---------------------------------------------------------------- events, outages and gaps
+
+    def _on_book(self, symbol: str, book: Mapping[str, Any]) -> None:
+        now = self.clock.now_ns()
+        state = self._symbols[symbol]
+        bids, asks = _levels(book["bids"], self.depth), _levels(book["asks"], self.depth)
+        if bids and asks:
+            state.mid = (bids[0][0] + asks[0][0]) / 2.0
+        self._emit(state, BookSnapshot(_stamp(book, now), symbol, bids, asks), now)
+
+    def _on_trade(self, symbol: str, trade: Mapping[str, Any]) -> None:
+        now = self.clock.now_ns()
+        state = self._symbols[symbol]
+        price, side = float(trade["price"]), trade.get("side")
+        if side in ("buy", "sell"):
+            aggressor = OrderSide.BUY if side == "buy" else OrderSide.SELL
+        else:
+            # the venue does not say who took liquidity: a print at or above the mid took the ask
+            aggressor = OrderSide.BUY if state.mid is None or price >= state.mid else OrderSide.SELL
+        self._emit(state, TradeTick(_stamp(trade, now), symbol, price, float(trade["amount"]), aggressor), now)
+
+    def _emit(self, state: _SymbolState, event: MarketEvent, now: int) -> None:
+        self._pending.append(event)
+        self._arrived.set()
+        state.last_received_ns = self._last_received_ns = now
+
+    async def _back_off(self, symbol: str, stream: str, error: ccxt.BaseError, attempt: int) -> None:
+        delay = self.backoff.delay(attempt, self.rng)
+        if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            asked = retry_after_s(self.exchange.last_response_headers)
+            delay = max(delay, asked or 0.0)
+            plan = f"retrying in {delay:.3g} s" + ("" if asked is None else f" (Retry-After: {asked:g} s)")
+            self._down(symbol, stream, f"rate limited ({_describe(error)})", plan)
+        else:
+            self._down(symbol, stream, _describe(error), f"reconnecting in {delay:.3g} s")
+        await asyncio.sleep(delay)
+
+    def _down(self, symbol: str, stream: str, cause: str, plan: str) -> None:
+        state = self._symbols[symbol]
+        if state.down_since_ns is None:
+            state.down_since_ns, state.reason = state.last_received_ns, f"{stream}: {cause}"
+        state.problems[stream] = f"{cause}; {plan}"
+
+    def _up(self, symbol: str, stream: str) -> None:
+        state = self._symbols[symbol]
+        state.problems.pop(stream, None)
+        if state.problems or state.down_since_ns is None:
+            return
+        self.last_gap = gap = FeedGap(symbol, state.down_since_ns, self.clock.now_ns(), state.reason)
+        state.down_since_ns = None
+        if self.on_gap is not None:
+            self.on_gap(gap.symbol, gap.start_ns, gap.end_ns, gap.reason)
+
+    def _raise_failure(self) -> None:
+        """A symbol's task that stopped on an error nobody can retry (a bug, no REST either) stops the feed."""
+        for task in self._tasks.values():
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if error is not None:
+                    raise error
+
+
+class _TapeCursor:
+    """Which polled trades are new. The first poll only marks where the tape stands (a websocket, too, sees only
+    prints after it subscribes); later polls ask from the newest print time seen and drop prints already delivered."""
+
+    def __init__(self) -> None:
+        self.since: int | None = None  # venue milliseconds of the newest print delivered
+        self._seen: set[Any] = set()  # the prints delivered at exactly `since`
+        self._primed = False
+
+    def new(self, trades: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        fresh = []
+        for trade in sorted((t for t in trades if t.get("timestamp") is not None), key=lambda t: t["timestamp"]):
+            ts, key = int(trade["timestamp"]), trade.get("id") or (trade["price"], trade["amount"], trade.get("side"))
+            if self.since is not None and (ts < self.since or (ts == self.since and key in self._seen)):
+                continue
+            if self.since is None or ts > self.since:
+                self.since, self._seen = ts, set()
+            self._seen.add(key)
+            fresh.append(trade)
+        primed, self._primed = self._primed, True
+        return fresh if primed else []
+
+
+def _levels(side: Sequence[Sequence[Any]], depth: int) -> tuple[tuple[float, float], ...]:
+    return tuple((float(level[0]), float(level[1])) for level in side[:depth])
+
+
+def _stamp(item: Mapping[str, Any], received_ns: int) -> int:
+    ts = item.get("timestamp")
+    return received_ns if ts is None else int(ts) * NS_PER_MS
+
+
+def _describe(error: BaseException) -> str:
+    """The error's kind and first sentence (ccxt appends advice, and sometimes a whole reply body)."""
+    text = " ".join(str(error).split()).split(". ")[0]
+    return f"{type(error).__name__}: {text[:160]}"
