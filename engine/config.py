@@ -162,7 +162,7 @@ class PromotionConfig(_Section):
     min_days: float = Field(14.0, ge=0, le=3660)
     min_score: float = Field(85.0, ge=0, le=100)       # behaviour score, at least
     max_drawdown: float = Field(0.15, gt=0, le=1)      # of the strategy's capital, at most
-    min_sharpe: float = Field(0.5, ge=-100, le=100)
+    min_sharpe: float = Field(0.5, ge=-1e6, le=1e6)           # a very low one switches the criterion off
     manual_review: bool = True                         # a person signs off before real money
     periods_per_year: int = Field(365, ge=1, le=366 * DAY_SECONDS)  # daily returns: 365 for 24/7, 252 for exchanges
     risk_free_annual: float = Field(0.0, ge=-0.1, le=1)
