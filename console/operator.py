@@ -4,7 +4,8 @@ The command is queued in the database; the running engine applies it within a se
 the result, which this prints. With no engine running it stays queued and applies when the session
 resumes. What cannot succeed is refused before it is queued: a strategy or risk phase the session's stored
 config does not define (exit 2), halt or pause during an emergency stop, or resume out of one without a reason
-(exit 1). Exit 0 when applied (or queued), 1 when the engine refused it or did not answer in time.
+(exit 1). Exit 0 when applied (or queued, or sent with --wait 0), 1 when the engine refused it or did not answer
+in time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def send_command(db: Path, command: str, args: dict[str, Any], reason: str, wait
     if not writer_running(db):
         print(f"session {session_id} is not running: {what} is queued (command {command_id}) and applies when it "
               f"resumes (paperdesk run --db {db})", file=out)
+        return 0
+    if wait_s == 0:  # a script that only queues: the result is in `status` and the session's output
+        print(f"session {session_id}: {what} is queued (command {command_id}); not waiting for the answer "
+              f"(--wait 0). Check `paperdesk status --db {db}`", file=out)
         return 0
     deadline = started + wait_s
     while True:

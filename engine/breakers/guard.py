@@ -343,6 +343,12 @@ class TradingGuard:
         binding = self.states.effective(scope) if scope != PORTFOLIO else self.states.record(PORTFOLIO)
         still = "" if binding.state is TradingState.ACTIVE else f"; it stays {binding.state} ({binding.source}: " \
                                                                  f"{binding.cause})"
+        if scope == PORTFOLIO:  # the portfolio's resume leaves each strategy's own states: say which still bind
+            strategies = [f"{s} {r.state} ({r.source}: {r.cause})" for s, r in self.states.restricted()
+                          if s != PORTFOLIO]
+            if strategies:
+                still += (f"; strategies still restricted on their own: {', '.join(strategies)} "
+                          "(resume --strategy NAME)")
         if not changes:
             return True, f"{scope} was not halted ({self.states.state(scope)}){still}"
         return True, f"{scope}: now {self.states.state(scope)}{still}"

@@ -127,6 +127,10 @@ class TradingStates:
         own, portfolio = self.record(strategy), self.record(PORTFOLIO)
         return own if SEVERITY[own.state] > SEVERITY[portfolio.state] else portfolio
 
+    def restricted(self) -> list[tuple[str, Restriction]]:
+        """(scope, its own most severe restriction) for every scope not ACTIVE, in the order they were first seen."""
+        return [(scope, self.record(scope)) for scope, layers in self._by_scope.items() if layers]
+
     def sources(self, scope: str) -> dict[str, Restriction]:
         """The scope's restrictions by source (read-only; a dict so `name in sources` is one lookup)."""
         return self._by_scope.get(scope) or _NONE

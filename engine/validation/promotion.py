@@ -147,7 +147,7 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
         points.append((t.closed_ts, total))
     metrics = return_metrics(period_returns(points), criteria.periods_per_year, criteria.risk_free_annual)
     tm = trade_metrics(trades)
-    drawdown = -metrics.max_drawdown
+    drawdown = abs(metrics.max_drawdown)  # metrics keep it negative; abs, not negation: no "-0" when there was none
     sharpe = None if math.isnan(metrics.sharpe) else metrics.sharpe
     c = criteria
     checks = [

@@ -118,6 +118,9 @@ def test_halt_and_resume_reach_the_running_engine(tmp_path):
         assert looser.returncode == 1 and "REFUSED" in looser.stdout and "would loosen it" in looser.stdout
         resumed = paperdesk("resume", "--db", str(db), "--reason", "back")
         assert resumed.returncode == 0 and "now ACTIVE" in resumed.stdout
+        queued = paperdesk("halt", "--db", str(db), "--reason", "scripted", "--wait", "0")  # queue, do not wait
+        assert queued.returncode == 0 and "not waiting for the answer (--wait 0)" in queued.stdout, queued.stdout
+        wait_for(lambda: status(db)["risk"]["state"] == "HALTED", "the queued halt applied", timeout=10)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -215,6 +215,21 @@ def test_manual_halt_pause_resume_per_scope():
         ("operator", "PAUSED"), ("operator", "HALTED"), ("operator", "ACTIVE")]
 
 
+def test_a_portfolio_resume_says_which_strategies_stay_restricted_on_their_own():
+    desk = Desk(strategies={"a": ["BTC/USDT"], "b": ["BTC/USDT"]})
+    now = desk.clock.now_ns()
+    desk.engine.command("pause", {"strategy": "a"}, "looks odd", now)
+    desk.engine.command("halt", {}, "lunch", now)
+    ok, line = desk.engine.command("resume", {}, "back", now)
+    assert ok and line.startswith("portfolio: now ACTIVE")
+    assert "strategies still restricted on their own: a PAUSED (operator: looks odd)" in line
+    assert "resume --strategy NAME" in line and " b " not in line
+    assert desk.state("a") is TradingState.PAUSED
+    desk.engine.command("resume", {"strategy": "a"}, "checked", now)
+    ok, line = desk.engine.command("resume", {}, "again", now)
+    assert ok and line == "portfolio was not halted (ACTIVE)"
+
+
 def test_emergency_stop_flattens_latches_and_needs_a_reason_to_resume():
     desk = Desk(strategies={"a": ["BTC/USDT"], "b": ["ETH/USDT"]},
                 rules={"a": StrategyRules()})
