@@ -29,6 +29,18 @@ def send_command(db: Path, command: str, args: dict[str, Any], reason: str, wait
         print(f"paperdesk: {command} REFUSED: {exc}", file=sys.stderr)
         return 1
     what = command + (f" {args['strategy']}" if args.get("strategy") else "")
+    try:
+        return _answer(db, session_id, command_id, what, started, wait_s, out)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # a signal while waiting: the command stays queued and applies all the same
+            print(f"session {session_id}: {what} is queued (command {command_id}) and applies when the engine next "
+                  f"polls; stopped waiting for its answer. Check `paperdesk status --db {db}`", file=out)
+        raise
+
+
+def _answer(db: Path, session_id: int, command_id: int, what: str, started: float, wait_s: float,
+            out: TextIO) -> int:
+    """Print what became of a queued command, once the engine answered or wait_s ran out; the exit code."""
     if not writer_running(db):
         print(f"session {session_id} is not running: {what} is queued (command {command_id}) and applies when it "
               f"resumes (paperdesk run --db {db})", file=out)

@@ -245,3 +245,26 @@ def test_backtest_cash_is_checked_as_the_config_checks_starting_cash(tmp_path, c
     assert result.returncode == 2, result.stdout + result.stderr
     assert "session.starting_cash" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_signal_while_waiting_for_the_answer_says_the_command_is_queued(tmp_path):
+    from engine.store.database import WriterLock
+
+    _, db = a_stopped_session(tmp_path)
+    lock = WriterLock(db)
+    lock.acquire()  # a writer "runs" (this test) but never answers: the command waits for its --wait
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "console.cli", "halt", "--db", str(db), "--reason", "test",
+                                 "--wait", "30"], cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 20
+        while not commands(db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert commands(db), "the halt was never queued"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        lock.release()
+    assert proc.returncode == 128 + signal.SIGINT, out + err
+    assert "halt is queued (command 1) and applies when the engine next polls" in out, out
+    assert "Traceback" not in err
