@@ -85,7 +85,8 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
 
     symbols = ",".join(i.symbol for i in config.instruments)
     strategies = ",".join(f"{s.name}({s.kind})" for s in config.strategies) or "none"
-    say(f"start venue={config.venue.kind} speed={config.venue.speed:g} symbols={symbols} "
+    venue = config.venue.kind if config.venue.exchange is None else f"{config.venue.exchange}({config.venue.mode})"
+    say(f"start venue={venue} speed={config.venue.speed:g} symbols={symbols} "
         f"strategies={strategies} duration={duration if duration is not None else 'until-signal'}"
         + (f" record={record_to}" if record_to else "") + (f" db={db}" if db else ""))
     exit_code = 0

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from engine.clock import NS_PER_SECOND
 from engine.data.bars import timeframe_ns
@@ -78,19 +88,84 @@ class FeedGapConfig(_Section):
 
 
 class VenueConfig(_Section):
-    """The built-in simulated venue; speed > 1 runs market time faster than the wall clock."""
+    """Where market data comes from; orders always fill in our own simulator (paper money only).
 
-    kind: Literal["simulated"] = "simulated"
+    kind "simulated": the built-in synthetic market; speed > 1 runs market time faster than the wall clock.
+    kind "ccxt": a crypto exchange's public books and trades through ccxt, in real time (mode "paper"); instruments'
+    ticks, lots and minimums come from the exchange's market list when the session opens.
+    Each kind takes only its own keys (the cross-field rules say which), and a stored config holds only those.
+    """
+
+    kind: Literal["simulated", "ccxt"] = "simulated"
+    # simulated
     seed: int = Field(7, ge=0, le=MAX_SEED)
-    speed: float = Field(120.0, gt=0, le=10_000)
+    speed: float = Field(120.0, gt=0, le=10_000)  # a ccxt venue's is 1: a real exchange runs on the wall clock
     tick_interval_ms: float = Field(25.0, ge=1, le=60_000)
     correlation: float = Field(0.6, ge=-0.5, le=0.99)
     jumps_per_day: float = Field(6.0, ge=0, le=10_000)
+    # ccxt
+    exchange: str | None = Field(None, max_length=40)   # a ccxt exchange id: binance, okx, kraken, ...
+    mode: str = Field("paper", max_length=40)
+    url: str | None = Field(None, max_length=200)       # a stand-in for the exchange on this machine (tests, fakes)
+    depth: int = Field(10, ge=1, le=1000)               # book levels kept per side
+    timeout_ms: float = Field(10_000.0, ge=100, le=120_000)  # per request to the exchange
+    # both: how our fill simulator fills paper orders, and rehearsed feed outages
     latency_ms: float = Field(50.0, ge=0, le=3_600_000)       # market time; beyond a bar rehearses a lagging venue
     limit_fill: LimitFillRule = Field(LimitFillRule.QUEUE, strict=False)  # lax: the rule's name is its value
     bar_slippage_bps: float = Field(0.0, ge=0, le=1000)
     slippage: bool = True                         # false: market orders fill whole at the mid (`run --ideal`)
     feed_gaps: list[FeedGapConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _real_time(cls, data: Any) -> Any:
+        # a real exchange's market runs in real time: speed defaults to 1 there (anything else is refused)
+        if isinstance(data, Mapping) and data.get("kind") == "ccxt" and "speed" not in data:
+            return {**data, "speed": 1.0}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _own_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a stored config reads back under the rule that each kind takes only its own keys
+        return {k: v for k, v in handler(self).items() if k not in VENUE_KEYS[_other_kind(self.kind)]}
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, v: str | None) -> str | None:
+        import ccxt  # only a ccxt venue pays for importing it
+
+        if v is not None and v not in ccxt.exchanges:
+            close = difflib.get_close_matches(v.lower(), ccxt.exchanges, n=5, cutoff=0.6)
+            known = f"ccxt {ccxt.__version__} knows {len(ccxt.exchanges)}"
+            hint = f"close ones: {', '.join(close)}" if close else known
+            raise ValueError(f"ccxt has no such exchange ({hint})")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _paper_only(cls, v: str) -> str:
+        if v == "sandbox":
+            raise ValueError("sandbox mode (orders on the exchange's testnet) is not implemented yet; use 'paper'")
+        if v != "paper":
+            raise ValueError("paperdesk trades paper money only: 'paper' fills on the exchange's live book in this "
+                             "process and sends no order")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _loopback(cls, v: str | None) -> str | None:
+        from engine.venues_ccxt.connection import loopback_url  # imports ccxt: only when a url is given
+
+        return None if v is None else loopback_url(v)
+
+
+# the keys only one venue kind takes
+VENUE_KEYS = {"simulated": ("seed", "tick_interval_ms", "correlation", "jumps_per_day"),
+              "ccxt": ("exchange", "mode", "url", "depth", "timeout_ms")}
+
+
+def _other_kind(kind: str) -> str:
+    return "ccxt" if kind == "simulated" else "simulated"
 
 
 class RiskConfig(_Section):
@@ -203,11 +278,15 @@ class ExitsConfig(_Section):
 
 
 class InstrumentConfig(_Section):
-    """A symbol's grid, minimums, fees and simulated market; cross-field rules are in parse_config."""
+    """A symbol's grid, minimums, fees and simulated market; cross-field rules are in parse_config.
+
+    The simulated venue needs tick_size and lot_size; a ccxt venue takes the grid and minimums from the exchange
+    (given ones must agree with it) and the fees given here over the exchange's.
+    """
 
     symbol: str
-    tick_size: float = Field(ge=MIN_STEP, le=MAX_PRICE)
-    lot_size: float = Field(ge=MIN_STEP, le=MAX_QTY)
+    tick_size: float | None = Field(None, ge=MIN_STEP, le=MAX_PRICE)
+    lot_size: float | None = Field(None, ge=MIN_STEP, le=MAX_QTY)
     min_qty: float = Field(0.0, ge=0, le=MAX_QTY)
     min_notional: float = Field(0.0, ge=0, le=MAX_NOTIONAL)
     maker_fee: float = Field(0.0002, ge=-0.01, le=0.1)
@@ -388,6 +467,8 @@ def _default(loc: tuple[Any, ...]) -> Any:
 
 def _cross_field_problems(passed: _Passed) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
     """(key path, value, what is allowed) for each rule broken; a rule is checked when the keys it reads passed."""
+    kind = passed.get("venue", "kind")
+    yield from _venue_problems(passed, kind)
     symbols: dict[str, int] = {}
     for i in range(passed.count("instruments")):
         at = ("instruments", i)
@@ -397,11 +478,14 @@ def _cross_field_problems(passed: _Passed) -> Iterator[tuple[tuple[Any, ...], An
                 yield (*at, "symbol"), symbol, f"listed more than once (first at instruments[{symbols[symbol]}].symbol)"
             else:
                 symbols[symbol] = i
-        yield from _instrument_problems(passed, at)
+        if kind == "simulated":
+            yield from _instrument_problems(passed, at)
+        elif kind == "ccxt":
+            yield from _ccxt_instrument_problems(passed, at)
     known = ", ".join(symbols)
 
     n = passed.count("instruments")
-    correlation = passed.get("venue", "correlation")
+    correlation = passed.get("venue", "correlation") if kind == "simulated" else _UNSET
     if n > 2 and correlation is not _UNSET and 1 + (n - 1) * correlation <= 1e-6:
         yield ("venue", "correlation"), correlation, (
             f"with {n} instruments must be above -1/({n} - 1) = {-1 / (n - 1):.4g}: "
@@ -439,8 +523,8 @@ def _cross_field_problems(passed: _Passed) -> Iterator[tuple[tuple[Any, ...], An
             seen.setdefault(symbol, k)
         phase = passed.get(*at, "phase")
         if phase is not _UNSET and phase is not None and phase not in phases:
-            yield (*at, "phase"), phase, (f"no such [[phases]] entry; defined: "
-                                          f"{', '.join(map(str, sorted(phases))) or 'none'}")
+            defined = ", ".join(f"{n} (phases[{i}].phase)" for n, i in sorted(phases.items()))
+            yield (*at, "phase"), phase, f"no such [[phases]] entry; defined: {defined or 'none'}"
         if passed.get(*at, "sizing", "mode") == "fixed" and passed.get(*at, "sizing", "qty") is None:
             yield (*at, "sizing", "qty"), _UNSET, \
                 f"required key is missing: {key_path(at)}.sizing.mode 'fixed' needs qty"
@@ -459,16 +543,38 @@ def _cross_field_problems(passed: _Passed) -> Iterator[tuple[tuple[Any, ...], An
             f"must be smaller than breakers.volatility_long_samples = {long}"
 
 
+def _venue_problems(passed: _Passed, kind: Any) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    """Each venue kind takes its own keys only; a ccxt venue names its exchange and runs in real time."""
+    if kind is _UNSET:
+        return
+    given = passed.raw("venue")
+    given = given if isinstance(given, Mapping) else {}
+    for name in VENUE_KEYS[_other_kind(kind)]:
+        if name in given:
+            yield ("venue", name), given[name], f"applies to venue.kind = {_other_kind(kind)!r} only, not {kind!r}"
+    if kind != "ccxt":
+        return
+    if passed.get("venue", "exchange") is None:
+        yield ("venue", "exchange"), _UNSET, "required key is missing: a ccxt venue names its exchange, e.g. 'binance'"
+    speed = passed.get("venue", "speed")
+    if "speed" in given and speed is not _UNSET and speed != 1:
+        yield ("venue", "speed"), speed, "must be 1 for a ccxt venue: a real exchange's market runs in real time"
+
+
 def _instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    """An instrument of the simulated venue: its grid is the config's, and its market must be tradable on it."""
     key = key_path(at)
+    for name in ("tick_size", "lot_size"):
+        if passed.get(*at, name) is None:
+            yield (*at, name), _UNSET, "required key is missing (the simulated venue trades on the config's grid)"
     tick, lot, min_qty, min_notional, price, depth = (
         passed.get(*at, name) for name in ("tick_size", "lot_size", "min_qty", "min_notional", "start_price", "depth"))
-    if _UNSET not in (price, tick) and price < MIN_TICKS * tick:
+    if _UNSET not in (price, tick) and tick is not None and price < MIN_TICKS * tick:
         yield (*at, "start_price"), price, (
             f"must be at least {MIN_TICKS} ticks: {MIN_TICKS} x {key}.tick_size {tick!r} = {MIN_TICKS * tick:.6g} "
             f"(so the one-tick spread stays small; it need not be a multiple of the tick)")
         price = _UNSET  # the min_notional rule would only repeat this problem
-    floors = {name: v for name, v in (("lot_size", lot), ("min_qty", min_qty)) if v is not _UNSET}
+    floors = {name: v for name, v in (("lot_size", lot), ("min_qty", min_qty)) if v not in (_UNSET, None)}
     if depth is not _UNSET and floors and depth < max(floors.values()):
         yield (*at, "depth"), depth, (
             f"must be at least {' and '.join(f'{key}.{name} = {v!r}' for name, v in floors.items())}: "
@@ -477,6 +583,19 @@ def _instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple
         yield (*at, "min_notional"), min_notional, (
             f"must be at most {key}.depth x {key}.start_price = {depth * price:.6g}: "
             f"an order one book level deep must be allowed")
+
+
+SYNTHETIC_MARKET_KEYS = ("start_price", "daily_vol", "spread_bps", "depth")
+
+
+def _ccxt_instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    """An instrument of a ccxt venue: the exchange's market is the market, so the synthetic one's keys are refused
+    (a stored config holds their defaults, which are accepted)."""
+    for name in SYNTHETIC_MARKET_KEYS:
+        value = passed.get(*at, name)
+        if value is not _UNSET and value != _default(("instruments", name)):
+            yield (*at, name), value, ("describes the simulated market; a ccxt venue trades on the exchange's "
+                                       "(remove it)")
 
 
 # ---- messages -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from engine.brokers.broker import Broker
 from engine.clock import Clock
-from engine.config import AppConfig, InstrumentConfig
+from engine.config import AppConfig, ConfigError, InstrumentConfig
 from engine.core import Engine
 from engine.execution.fill_model import FillModel
 from engine.model.instrument import Instrument
@@ -18,6 +18,10 @@ from engine.strategy.registry import strategy_class
 
 
 def build_instrument(cfg: InstrumentConfig) -> Instrument:
+    """The instrument a config entry describes; a ccxt venue's entries get their grid when the session opens."""
+    if cfg.tick_size is None or cfg.lot_size is None:
+        raise ConfigError(f"instruments {cfg.symbol}: no tick_size or lot_size; a ccxt venue's come from the "
+                          "exchange when a paper session opens, so this command cannot use its config")
     base, quote = cfg.symbol.split("/")
     return Instrument(cfg.symbol, base, quote, cfg.tick_size, cfg.lot_size, cfg.min_qty, cfg.min_notional,
                       cfg.maker_fee, cfg.taker_fee)

@@ -2,7 +2,8 @@
 
 With a database (db_path), open() resumes the database's latest session or starts one, and
 everything the engine does is persisted by a writer task; without one, nothing is kept. The feed
-and the broker come from the venue config names (engine/venues.py), or from the caller.
+and the broker come from the venue config names (engine/venues.py), or from the caller; a venue whose
+instruments only it knows (a live exchange) lists them in open(), and the engine is built there.
 Everything runs on the caller's asyncio loop; disk work happens in worker threads.
 """
 
@@ -36,7 +37,7 @@ from engine.store.journal import StoreJournal
 from engine.store.recovery import Recovered, RecoveryError, recover
 from engine.store.sessions import STOPPED, SessionRecord, mark_resumed, open_session
 from engine.store.writer import StoreWriter
-from engine.venues import Venue, venue_for
+from engine.venues import ListsInstruments, ReportsGaps, Venue, venue_for
 
 HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
 
@@ -72,12 +73,10 @@ class PaperSession:
         # replay of the recording sees exactly the times it saw, whatever the latency
         self.wall_clock = LiveClock(config.venue.speed)
         self.clock = SimClock(self.wall_clock.now_ns())
-        self.engine = self._build_engine(self.clock)
+        self.recorder = Recorder(record_to) if record_to is not None else None
+        self._engine = None if isinstance(self.venue, ListsInstruments) else self._build_engine(self.clock)
         self.journal: StoreJournal | None = None
         self.feed = self._build_feed(self.clock.now_ns())
-        self.recorder = Recorder(record_to) if record_to is not None else None
-        if record_to is not None:
-            self.engine.recording = []
         self.db_path = db_path
         self.new_session = new_session
         self.session_id: int | None = None
@@ -96,6 +95,14 @@ class PaperSession:
         self.live: dict[str, Any] | None = None  # the latest live behaviour score
 
     @property
+    def engine(self) -> Engine:
+        """The engine; a venue that lists its own instruments has one once open() asked it for them."""
+        if self._engine is None:
+            raise RuntimeError(f"{self.config.venue.kind} venue: the engine is built by open(), once the venue "
+                               "has listed its instruments")
+        return self._engine
+
+    @property
     def recorded_events(self) -> int:
         return self.recorder.events if self.recorder is not None else 0
 
@@ -105,6 +112,8 @@ class PaperSession:
         engine = build_engine(config, clock, broker=broker)
         # a symbol that never delivers anything is as stale as one that stopped
         engine.guard.health.expect(engine.instruments, clock.now_ns())
+        if self.recorder is not None:
+            engine.recording = []
         return engine
 
     def _build_feed(self, market_start_ns: int) -> Feed:
@@ -114,9 +123,20 @@ class PaperSession:
                     market_start_ns + int((g.start_minutes + g.minutes) * minute))
                    for g in self.config.venue.feed_gaps]
         feed = self.venue.feed(self.config, self.wall_clock)
+        if isinstance(feed, ReportsGaps):
+            feed.on_gap = self._feed_gap
         if not windows:
             return feed
         return RehearsedGaps(feed, windows, self._missed)
+
+    def _feed_gap(self, symbol: str, start_ns: int, end_ns: int, reason: str) -> None:
+        """A live feed recovered from an outage: the venue's data in it is lost, so the gap itself is recorded."""
+        if self._engine is None:
+            return
+        line = f"{symbol}: {(end_ns - start_ns) / 1e9:.3g} s without reliable data ({reason})"
+        self._engine.log_event(EventLevel.WARN, f"feed gap on {line}")
+        if self.journal is not None:
+            self.journal.state_event("feed", "GAP", line, start_ns)
 
     def _missed(self, event: Any) -> None:
         if self.journal is not None:  # the engine hears nothing; the venue's data is kept as missed
@@ -155,6 +175,18 @@ class PaperSession:
         """
         if self.writer is not None:
             return
+        try:
+            await self._open()
+        except BaseException:
+            await self.feed.close()  # a live venue's client holds connections
+            raise
+
+    async def _open(self) -> None:
+        if self._engine is None:
+            assert isinstance(self.venue, ListsInstruments)
+            # the config as the venue lists its instruments: what the engine trades and the session stores
+            self.config = await self.venue.listed(self.config)
+            self._engine = self._build_engine(self.clock)
         require_paper(self.engine.broker)
         await self.engine.broker.connect()
         await self.feed.connect()
@@ -201,14 +233,15 @@ class PaperSession:
         await self.feed.close()
         await self.engine.broker.close()  # the rebuilt engine has its own, connected once it is rebuilt
         self.clock = SimClock(market_start_ns)
-        self.engine = self._build_engine(self.clock)
+        self._engine = self._build_engine(self.clock)
         broker = self.engine.broker
         if not broker.capabilities.simulated:
-            # a replay would send the session's past orders to the venue again; recovery there is reconciliation
+            # a replay would send the session's past orders to the venue again, or miss the market that went on
+            # while the session was down; recovery there is reconciliation
             raise RecoveryError(
-                f"session {session_id} ran on venue {broker.capabilities.name!r}: resuming it means reconciling "
-                "with the venue (open orders, fills, balances), which is not supported for it yet. Nothing was "
-                "changed; start a new session with --new-session")
+                f"session {session_id} ran on venue {broker.capabilities.name!r}, which went on without it: resuming "
+                "it means reconciling with the venue (its market since, open orders, fills, balances), which is not "
+                "built yet. Nothing was changed; pass --new-session to end it and start a new one")
         journal = _ResumeJournal(session_id, self.clock, self._stop)
         self.journal = self.engine.journal = journal
         self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
@@ -223,8 +256,6 @@ class PaperSession:
             self.feed.restore(self.recovered.feed_state)
         await self.feed.connect()
         await self.feed.subscribe(list(self.engine.instruments))
-        if self.recorder is not None:
-            self.engine.recording = []
         require_paper(broker)
         await broker.connect()
         self._give_up_if_stopping()

@@ -1,18 +1,20 @@
 """Venues by config kind: each gives the session a Feed (market data) and a Broker (orders).
 
 `[venue] kind` picks one; the session, the runtime builders and recovery name no concrete feed or
-broker. The simulated venue is the only kind so far; the ccxt and IB issues add theirs here.
+broker. "simulated" is the synthetic market; "ccxt" is a crypto exchange's public data, filled on by the same
+simulator (paper mode). A venue whose instruments only it knows (ListsInstruments) is asked for them when the
+session opens, before the engine is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from engine.brokers.broker import Broker
+from engine.brokers.broker import Broker, VenueCapabilities
 from engine.brokers.paper import PaperBroker
 from engine.clock import Clock, LiveClock
-from engine.config import AppConfig
+from engine.config import AppConfig, InstrumentConfig
 from engine.data.feed import Feed
 from engine.data.synthetic import MarketDynamics, SyntheticMarket, SyntheticSymbol
 from engine.data.synthetic_feed import SyntheticFeed
@@ -28,7 +30,24 @@ class Venue(Protocol):
     def broker(self, config: AppConfig, clock: Clock, instruments: dict[str, Instrument]) -> Broker: ...
 
 
+@runtime_checkable
+class ListsInstruments(Protocol):
+    """A venue whose instruments (grid, minimums, fees) are known only once it is asked: a live exchange."""
+
+    async def listed(self, config: AppConfig) -> AppConfig:
+        """config with every instrument as the venue lists it (raises ConfigError for one it does not list)."""
+        ...
+
+
+@runtime_checkable
+class ReportsGaps(Protocol):
+    """A feed that reports stretches in which a symbol's data may be incomplete (reconnects, resyncs)."""
+
+    on_gap: Callable[[str, int, int, str], None] | None
+
+
 def build_market(config: AppConfig) -> SyntheticMarket:
+    """The synthetic market of a simulated venue's config."""
     symbols = [SyntheticSymbol(build_instrument(i), i.start_price, i.daily_vol, i.spread_bps, i.depth)
                for i in config.instruments]
     v = config.venue
@@ -50,7 +69,58 @@ class SimulatedVenue:
                            config.session.starting_cash)
 
 
-VENUES: dict[str, Callable[[], Venue]] = {"simulated": SimulatedVenue}
+class CcxtVenue:
+    """A crypto exchange through ccxt in paper mode: its public books and trades as the feed, our fill simulator as
+    the broker. One public-only client serves the market list and the feed; it never holds a key."""
+
+    def __init__(self) -> None:
+        self._exchange: Any = None
+
+    def client(self, config: AppConfig) -> Any:
+        if self._exchange is None:
+            from engine.venues_ccxt import make_exchange  # ccxt is imported by ccxt sessions only
+
+            v = config.venue
+            assert v.exchange is not None  # the config's rules require it for kind ccxt
+            settings: dict[str, Any] = {"timeout": int(v.timeout_ms)}
+            if v.url is not None:
+                settings["timeout_on_exit"] = 0  # close() waits for TLS transports; a loopback stand-in has none
+            self._exchange = make_exchange(v.exchange, v.url, settings)
+        return self._exchange
+
+    async def listed(self, config: AppConfig) -> AppConfig:
+        from engine.venues_ccxt.markets import list_instruments
+
+        exchange = self.client(config)
+        listed = await list_instruments(exchange, [(i.symbol, {k: getattr(i, k) for k in i.model_fields_set
+                                                               if k in GRID_KEYS}) for i in config.instruments])
+        instruments = [_as_listed(i, listed[i.symbol]) for i in config.instruments]
+        return config.model_copy(update={"instruments": instruments})
+
+    def feed(self, config: AppConfig, clock: LiveClock) -> Feed:
+        from engine.venues_ccxt import CcxtFeed
+
+        return CcxtFeed(self.client(config), clock, depth=config.venue.depth)
+
+    def broker(self, config: AppConfig, clock: Clock, instruments: dict[str, Instrument]) -> Broker:
+        broker = PaperBroker(clock, instruments, build_fill_model(config), config.session.starting_cash)
+        # fills are ours, but the exchange's market went on while we were away: a resume would need reconciliation
+        broker.capabilities = VenueCapabilities(f"{config.venue.exchange} (paper)", paper=True, simulated=False)
+        return broker
+
+
+GRID_KEYS = ("tick_size", "lot_size", "min_qty", "min_notional")
+
+
+def _as_listed(given: InstrumentConfig, listed: Instrument) -> InstrumentConfig:
+    """The config entry with the exchange's grid and minimums, and its fees unless the config gives its own (a fee
+    tier): what the session stores, so validate's twin trades on the same grid."""
+    fees = {k: getattr(listed, k) for k in ("maker_fee", "taker_fee") if k not in given.model_fields_set}
+    return given.model_copy(update={"tick_size": listed.tick_size, "lot_size": listed.lot_size,
+                                    "min_qty": listed.min_qty, "min_notional": listed.min_notional, **fees})
+
+
+VENUES: dict[str, Callable[[], Venue]] = {"simulated": SimulatedVenue, "ccxt": CcxtVenue}
 
 
 def venue_for(config: AppConfig) -> Venue:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import ccxt
+
+from engine.config import ConfigError
 from engine.model.instrument import Instrument
 
 # ccxt's precision modes (ccxt.base.decimal_to_precision); only these two describe a grid
@@ -15,8 +18,10 @@ DECIMAL_PLACES = 2
 TICK_SIZE = 4
 
 
-class VenueInputError(ValueError):
-    """A venue setting names something the venue (or ccxt) does not have, or asks for what paper mode refuses."""
+class VenueInputError(ConfigError):
+    """A venue setting names something the venue (or ccxt) does not have, or asks for what paper mode refuses.
+
+    A ConfigError, so the command line reports it as one (a message and exit 2, before anything trades)."""
 
 
 async def load_instruments(exchange: Any, symbols: Iterable[str], maker_fee: float = 0.001,
@@ -26,6 +31,33 @@ async def load_instruments(exchange: Any, symbols: Iterable[str], maker_fee: flo
     return {symbol: instrument_from_market(find_market(markets, symbol, exchange.id), exchange.precisionMode,
                                            maker_fee, taker_fee)
             for symbol in symbols}
+
+
+async def list_instruments(exchange: Any, wanted: Sequence[tuple[str, Mapping[str, float]]]) -> dict[str, Instrument]:
+    """The instruments for (symbol, the grid a config gives for it) as the exchange lists them: every symbol it does
+    not list, and every given grid value it does not trade under, in one VenueInputError."""
+    try:
+        markets = await exchange.load_markets()
+    except ccxt.BaseError as exc:
+        raise VenueInputError(f"{exchange.id}: cannot load its market list ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]}); is the exchange reachable? Nothing was traded") \
+            from None
+    found: dict[str, Instrument] = {}
+    problems: list[str] = []
+    for k, (symbol, grid) in enumerate(wanted):
+        try:
+            instrument = instrument_from_market(find_market(markets, symbol, exchange.id), exchange.precisionMode)
+        except VenueInputError as exc:
+            problems.append(f"instruments[{k}]: {exc}")
+            continue
+        for key, value in grid.items():
+            if value != getattr(instrument, key):
+                problems.append(f"instruments[{k}].{key} = {value!r}: {exchange.id} trades {symbol} with "
+                                f"{key} {getattr(instrument, key)!r} (leave it out to take the exchange's)")
+        found[symbol] = instrument
+    if problems:
+        raise VenueInputError("\n".join(problems))
+    return found
 
 
 def find_market(markets: Mapping[str, Any], symbol: str, venue: str) -> Mapping[str, Any]:
