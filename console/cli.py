@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -369,12 +370,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.out is None:
         raise InputError("--format parquet needs --out FILE (parquet is binary; it does not go to the terminal)")
     _check_new_file(args.out)
-    try:
+    with _writing(args.out):
         return export(_db_path(args), args.what, args.format, args.session, args.out)
+
+
+@contextmanager
+def _writing(out: Path | None) -> Iterator[None]:
+    """What the output refused (a full disk, a file size limit, a closed terminal) as a message naming it."""
+    try:
+        yield
     except BrokenPipeError:
         raise  # `export | head` closed the pipe: main ends the command quietly
-    except OSError as exc:  # what the output refused: a full disk, a file size limit, a closed terminal
-        where = f"--out {args.out}" if args.out is not None else "standard output"
+    except OSError as exc:
+        where = f"--out {out}" if out is not None else "standard output"
         raise InputError(f"{where}: cannot write it ({exc.strerror or exc})") from None
 
 
@@ -390,14 +398,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_new_file(args.out)
     criteria = _config(args.config).promotion if args.config is not None else None
-    return print_promotion(_db_path(args), args.strategy, args.json, criteria, args.out)
+    with _writing(args.out):
+        return print_promotion(_db_path(args), args.strategy, args.json, criteria, args.out)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from console.reports import print_report
 
     _check_new_file(args.out)
-    return print_report(_db_path(args), args.session, args.format, args.out)
+    with _writing(args.out):
+        return print_report(_db_path(args), args.session, args.format, args.out)
 
 
 def _check_new_file(path: Path | None) -> None:

@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from console.store_views import write_new
 from engine.config import PromotionConfig, ValidationConfig
 from engine.store.read import reads_store
 
@@ -52,8 +53,8 @@ def _emit(text: str, out_path: Path | None) -> None:
     if out_path is None:
         sys.stdout.write(text)
         return
-    with open(out_path, "x", encoding="utf-8") as out:  # "x": an existing file is never overwritten
-        out.write(text)
+    # through a temporary name: a signal or a full disk mid-write leaves no half report that --out then refuses
+    write_new(out_path, lambda handle: handle.write(text), binary=False)
 
 
 def _cell(value: Any) -> str:

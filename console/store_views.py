@@ -6,6 +6,7 @@ Plain text for people, --json for machines. Never imports textual; never writes 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -165,7 +166,7 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
                         writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                         rows += len(chunk)
 
-            _write_new(out_path, write_parquet, binary=True)
+            write_new(out_path, write_parquet, binary=True)
         else:
 
             def write_csv(handle: IO[Any]) -> None:
@@ -177,7 +178,7 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
             if out_path is None:
                 write_csv(out)
             else:
-                _write_new(out_path, write_csv, binary=False)
+                write_new(out_path, write_csv, binary=False)
     finally:
         conn.close()
     if out_path is not None:
@@ -185,9 +186,9 @@ def export(db: Path, what: str, fmt: str, session_id: int | None, out_path: Path
     return 0
 
 
-def _write_new(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> None:
+def write_new(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> None:
     """Write through a temporary name and rename, so a failed export leaves no half file behind."""
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # this process's own: one a kill left cannot block it
     try:
         with open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8", newline="") as handle:
             write(handle)

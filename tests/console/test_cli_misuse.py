@@ -268,3 +268,22 @@ def test_a_signal_while_waiting_for_the_answer_says_the_command_is_queued(tmp_pa
     assert proc.returncode == 128 + signal.SIGINT, out + err
     assert "halt is queued (command 1) and applies when the engine next polls" in out, out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["report"], ["evaluate", "--strategy", "sma_btc"],
+                                  ["export", "--what", "fills"]], ids=lambda a: a[0])
+def test_an_out_file_that_cannot_be_written_is_named_and_nothing_half_written_is_left(stopped, tmp_path, args):
+    import resource
+
+    _, db = stopped
+    out = tmp_path / "out.txt"
+
+    def no_room() -> None:  # a file size limit of 0 fails every write as a full disk does
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    result = subprocess.run([sys.executable, "-m", "console.cli", *args, "--db", str(db), "--out", str(out)],
+                            capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, preexec_fn=no_room)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"paperdesk: --out {out}: cannot write it (File too large)" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one
