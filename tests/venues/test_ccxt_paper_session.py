@@ -206,3 +206,21 @@ async def test_the_command_runs_a_ccxt_paper_session_and_validates_it(fake, tmp_
     assert code == 2 and "Traceback" not in err
     assert err == "paperdesk: instruments[0]: binance does not list 'BTC/USDX' (closest listed: BTC/USDT, ETH/USDT)\n"
     assert not (tmp_path / "bad.sqlite").exists()
+
+
+async def test_a_dropped_connection_is_recorded_as_a_feed_gap(fake, tmp_path):
+    db = tmp_path / "desk.sqlite"
+    session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=db)
+    await session.open()
+
+    async def drop_once() -> None:
+        await asyncio.sleep(0.5)
+        await fake.disconnect()
+
+    market = asyncio.gather(tape(fake, 2.5), drop_once())
+    await session.run(duration=2.8)
+    await market
+    gaps = query(db, "SELECT kind, detail FROM state_events WHERE scope = 'feed'")
+    assert gaps and all(kind == "GAP" and detail.startswith("BTC/USDT: ") for kind, detail in gaps), gaps
+    assert any("feed gap on BTC/USDT" in line for _, level, line in session.engine.events if level == "WARN")
+    assert fake.private_calls() == []
