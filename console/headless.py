@@ -119,4 +119,4 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
     lost = ", ".join(f"{n} {label(op)}" for op, n in sorted(unsaved.items(), key=lambda item: -item[1]))
     say(f"summary stopped_by={reason} saved fills={max(snapshot.fills - fills_lost, 0)} of {snapshot.fills}; "
         f"NOT SAVED: {sum(unsaved.values())} rows ({lost}); in memory only: {snapshot.status_line()}")
-    return exit_code
+    return 1  # rows were lost, however the session ended: a script must not read this run as a clean one

@@ -369,30 +369,39 @@ def load_config(path: str | Path) -> AppConfig:
     return parse_config(data, str(path))
 
 
-def parse_config(data: Mapping[str, Any], source: str = "config") -> AppConfig:
-    """Validate config data; raises ConfigError listing every problem: field, cross-field and strategy parameter."""
+def parse_config(data: Mapping[str, Any], source: str = "config", stored: bool = False) -> AppConfig:
+    """Validate config data; raises ConfigError listing every problem: field, cross-field and strategy parameter.
+
+    stored: a config a session saved, read back (resume, validate, commands). It ran under the rules of the
+    paperdesk that saved it, so types are read as that version did (10.0 where a whole number is expected) and
+    cross-field rules added since are not applied; strategy parameters come back in their declared types.
+    """
     config: AppConfig | None = None
     errors: list[Any] = []
     try:
-        config = AppConfig.model_validate(data)
+        config = AppConfig.model_validate(data, strict=False if stored else None)
     except ValidationError as exc:
         errors = exc.errors()
     problems = [_describe(source, err) for err in errors]
     passed = _Passed(data, {_clean(err["loc"]) for err in errors})
-    for loc, value, msg in _cross_field_problems(passed):
-        shown = "" if value is _UNSET else f" = {_shown(value)}"
-        problems.append(f"{source}: {key_path(loc)}{shown}: {msg}")
+    if not stored:
+        for loc, value, msg in _cross_field_problems(passed):
+            shown = "" if value is _UNSET else f" = {_shown(value)}"
+            problems.append(f"{source}: {key_path(loc)}{shown}: {msg}")
     for index in range(passed.count("strategies")):
         kind, params = passed.get("strategies", index, "kind"), passed.get("strategies", index, "params")
         if kind is _UNSET or params is _UNSET:
             continue
         model = strategy_class(kind).Params
         try:
-            model.model_validate(params)
+            checked = model.model_validate(params, strict=False if stored else None)
         except ValidationError as exc:
             for err in exc.errors():
                 located = dict(err, loc=("strategies", index, "params", *err["loc"]))
                 problems.append(_describe(source, located, model))
+            continue
+        if stored and config is not None:
+            config.strategies[index].params = checked.model_dump(include=set(params))
     if problems or config is None:
         raise ConfigError("\n".join(problems))
     return config
@@ -569,7 +578,8 @@ def _instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple
             yield (*at, name), _UNSET, "required key is missing (the simulated venue trades on the config's grid)"
     tick, lot, min_qty, min_notional, price, depth = (
         passed.get(*at, name) for name in ("tick_size", "lot_size", "min_qty", "min_notional", "start_price", "depth"))
-    if _UNSET not in (price, tick) and tick is not None and price < MIN_TICKS * tick:
+    # relative tolerance: 100 x 0.07 is 7.000000000000001, and a price of exactly 100 ticks is allowed
+    if _UNSET not in (price, tick) and tick is not None and price < MIN_TICKS * tick * (1 - 1e-9):
         yield (*at, "start_price"), price, (
             f"must be at least {MIN_TICKS} ticks: {MIN_TICKS} x {key}.tick_size {tick!r} = {MIN_TICKS * tick:.6g} "
             f"(so the one-tick spread stays small; it need not be a multiple of the tick)")

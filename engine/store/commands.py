@@ -73,7 +73,7 @@ def check_command(conn: sqlite3.Connection, session_id: int, command: str, args:
 
     row = conn.execute("SELECT config_json FROM sessions WHERE id = ?", (session_id,)).fetchone()
     try:
-        config = parse_config(json.loads(row[0]), f"session {session_id}'s stored config")
+        config = parse_config(json.loads(row[0]), f"session {session_id}'s stored config", stored=True)
     except (ConfigError, ValueError, TypeError):
         config = None
     strategy = args.get("strategy")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.clock import wall_ns
-from engine.config import AppConfig
+from engine.config import AppConfig, parse_config
 from engine.store.audit import chain_head
 from engine.store.database import StoreError, WriterLock, check_database, configure, migrate
 from engine.store.rows import canonical_json
@@ -35,8 +35,8 @@ def config_hash(text: str) -> str:
 def same_config(stored: str, given: str) -> bool:
     """Whether a stored config is the given one once settings added since it was stored take their defaults."""
     try:
-        return config_text(AppConfig.model_validate(json.loads(stored))) == given
-    except ValueError:  # pydantic's ValidationError included: a config this version cannot read is not the same
+        return config_text(parse_config(json.loads(stored), stored=True)) == given
+    except ValueError:  # ConfigError included: a config this version cannot read is not the same
         return False
 
 
@@ -44,7 +44,8 @@ def config_differences(stored: str, given: str, limit: int = 5) -> list[str]:
     """'venue.seed: 7 -> 8' for each leaf that differs, at most limit of them."""
     a, b = _flatten(json.loads(stored)), _flatten(json.loads(given))
     keys = sorted(set(a) | set(b))
-    out = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys if a.get(k) != b.get(k)]
+    out = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys
+           if repr(a.get(k)) != repr(b.get(k))]  # repr: 10.0 -> 10 is a difference the hash saw
     return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
 
 

@@ -137,7 +137,10 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
         rows.append({"id": sid, "status": records.status, "days": span, "trades": len(session_trades),
                      "score": session_score, "restarts": records.restarts})
     if criteria is None or capital is None or first_ts is None:
-        raise ValidationInputError(f"--strategy {strategy}: no session that ran it has anything recorded yet")
+        left_out = "".join(f"\n{note}" for note in notes)  # why each session that ran it could not be used
+        raise ValidationInputError(f"--strategy {strategy}: no session that ran it could be evaluated{left_out}"
+                                   if left_out else f"--strategy {strategy}: no session that ran it has anything "
+                                   "recorded yet")
     behaviour = score(pooled).score
     trades.sort(key=lambda t: t.closed_ts)
     points = [(first_ts, capital)]

@@ -137,7 +137,7 @@ def _load(conn: sqlite3.Connection, path: Path, sid: int) -> SessionRecords:
         "SELECT status, config_json, restarts, market_start_ns, starting_cash FROM sessions WHERE id = ?",
         (sid,)).fetchone()
     try:
-        config = parse_config(json.loads(config_json), f"session {sid}'s stored config")
+        config = parse_config(json.loads(config_json), f"session {sid}'s stored config", stored=True)
     except ConfigError as exc:
         raise ValidationInputError(f"{path}: session {sid} ran a config this paperdesk cannot rebuild, so its twin "
                                    f"backtest cannot run:\n{exc}") from None

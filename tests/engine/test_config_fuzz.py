@@ -275,3 +275,12 @@ def test_toml_the_parser_cannot_hold_is_a_config_error(tmp_path):
 def test_a_stored_config_reads_back_under_the_strict_rules():
     config = load_config(SHIPPED)
     assert parse_config(json.loads(json.dumps(config.model_dump(mode="json")))) == config
+
+
+def test_a_start_price_of_exactly_100_ticks_is_allowed_whatever_the_float_rounding():
+    data = copy.deepcopy(DEFAULT)
+    data["instruments"][0].update(tick_size=0.07, start_price=7.0, min_notional=0.0)  # 100 x 0.07 = 7.000000000000001
+    assert parse_config(data).instruments[0].start_price == 7.0
+    data["instruments"][0].update(start_price=6.99)
+    with pytest.raises(ConfigError, match=r"start_price = 6.99: must be at least 100 ticks"):
+        parse_config(data)

@@ -190,3 +190,26 @@ async def test_a_session_that_was_restricted_by_the_store_resumes_exactly(tmp_pa
     finally:
         await resumed.close()
     assert resumed.recovered is not None
+
+
+async def test_a_stop_whose_last_rows_cannot_be_saved_exits_1(tmp_path, monkeypatch):
+    """Stopped by a signal (not by a store error) while the disk refuses the closing commits: the summary says what
+    was not saved, and the exit code says the run was not clean."""
+    db = tmp_path / "desk.sqlite"
+    config = make_config(store={"flush_ms": 20.0, "write_retry_seconds": 0.2})
+
+    class DiskFullAtTheEnd(PaperSession):
+        async def open(self) -> None:
+            await super().open()
+            _failing_commits(self, lambda: self.stopping)
+
+        async def run(self, duration=None, on_status=None):
+            asyncio.get_running_loop().call_later(1.0, self.stop, "SIGTERM")
+            return await super().run(duration, on_status)
+
+    monkeypatch.setattr(headless, "PaperSession", DiskFullAtTheEnd)
+    out = io.StringIO()
+    code = await asyncio.wait_for(headless.run_headless(config, duration=30, db=db, out=out), 20)
+    summary = out.getvalue().strip().splitlines()[-1]
+    assert "NOT SAVED" in summary, out.getvalue()
+    assert code == 1
