@@ -270,12 +270,18 @@ def test_a_signal_while_waiting_for_the_answer_says_the_command_is_queued(tmp_pa
     assert "Traceback" not in err
 
 
+@pytest.fixture(scope="module")
+def untouched(tmp_path_factory) -> tuple[Path, Path]:
+    """A stopped session no other test writes to: no -wal beside it, which a reader would have to open for writing."""
+    return a_stopped_session(tmp_path_factory.mktemp("untouched"))
+
+
 @pytest.mark.parametrize("args", [["report"], ["evaluate", "--strategy", "sma_btc"],
                                   ["export", "--what", "fills"]], ids=lambda a: a[0])
-def test_an_out_file_that_cannot_be_written_is_named_and_nothing_half_written_is_left(stopped, tmp_path, args):
+def test_an_out_file_that_cannot_be_written_is_named_and_nothing_half_written_is_left(untouched, tmp_path, args):
     import resource
 
-    _, db = stopped
+    _, db = untouched
     out = tmp_path / "out.txt"
 
     def no_room() -> None:  # a file size limit of 0 fails every write as a full disk does
