@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from engine.clock import utc_text
 from engine.validation.matching import DecisionRecord, differing_indicators
-from engine.validation.records import FillRecord, OrderRecord, SessionRecords
+from engine.validation.records import FillRecord, OrderRecord, SessionRecords, feed_outages
 
 LIFECYCLE = {"STARTED", "STOPPED", "RESUMED"}
 REFUSED = {"DENIED", "REJECTED"}
@@ -65,6 +65,7 @@ class Explainer:
         self._twin = _by_key(twin)
         self._stamps = {id(ds): [d.ts for d in ds] for table in (self._paper, self._twin) for ds in table.values()}
         self._twin_states = twin_states
+        self._outages = feed_outages(records.states)
         paper_positions = Positions(records.fills)
         twin_positions = Positions(twin_fills)
         self._in_step: dict[tuple[str, str], list[int]] = {}
@@ -141,9 +142,12 @@ class Explainer:
                 if start <= c.market_ts <= end]
 
     def _gaps(self, symbol: str, start: int, end: int) -> list[Cause]:
-        return [Cause("feed_gap", g.start_ts, f"feed gap on {symbol}: the engine received none of {g.events} events "
-                                              f"from {utc_text(g.start_ts)} to {utc_text(g.end_ts)}")
-                for g in self.records.missed if g.symbol == symbol and g.end_ts >= start and g.start_ts <= end]
+        out = [Cause("feed_gap", g.start_ts, f"feed gap on {symbol}: the engine received none of {g.events} events "
+                                             f"from {utc_text(g.start_ts)} to {utc_text(g.end_ts)}")
+               for g in self.records.missed if g.symbol == symbol and g.end_ts >= start and g.start_ts <= end]
+        out += [Cause("feed_gap", g.start_ts, f"live feed gap from {utc_text(g.start_ts)}: {g.detail}")
+                for g in self._outages if g.symbol == symbol and g.end_ts >= start and g.start_ts <= end]
+        return out
 
     def _restarts(self, start: int, end: int) -> list[Cause]:
         return [Cause("restart", s.market_ts, f"the session restarted: {s.detail}") for s in self.records.states

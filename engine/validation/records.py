@@ -7,6 +7,7 @@ writing is seen as one consistent cut; the market data is then streamed up to th
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +73,34 @@ class MissedSpan:
     start_ts: int
     end_ts: int
     events: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOutage:
+    """A stretch a live feed had no reliable data for a symbol (a reconnect, a book resync): the venue's data in it
+    is lost, unlike a rehearsed gap's, so only its span is known."""
+
+    symbol: str
+    start_ts: int
+    end_ts: int
+    detail: str
+
+
+_OUTAGE = re.compile(r"^(?P<symbol>[^:]+): (?P<seconds>[0-9.e+-]+) s without reliable data")
+
+
+def feed_outages(states: list[StateRecord]) -> list[FeedOutage]:
+    """The feed's GAP state events as spans (the session stamps each at its start and says how long it lasted)."""
+    out = []
+    for s in states:
+        if s.scope != "feed" or s.kind != "GAP":
+            continue
+        match = _OUTAGE.match(s.detail)
+        if match is None:
+            continue
+        end = s.market_ts + int(float(match["seconds"]) * 1e9)
+        out.append(FeedOutage(match["symbol"], s.market_ts, end, s.detail))
+    return out
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from engine.validation.matching import (
     score,
 )
 from engine.validation.realism import execution_realism
-from engine.validation.records import SessionRecords, ValidationInputError, load_session
+from engine.validation.records import SessionRecords, ValidationInputError, feed_outages, load_session
 from engine.validation.twin import run_twin
 
 
@@ -220,6 +220,11 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
     elif records.status == "RUNNING":
         notes.append(f"session {records.session_id} was interrupted (crashed or killed) and not resumed: this covers "
                      "what it recorded")
+    outages = feed_outages(records.states)
+    if outages:
+        lost = sum(g.end_ts - g.start_ts for g in outages) / 1e9
+        notes.append(f"the live feed lost data {len(outages)} time(s), {lost:.3g} s in all (reconnects, book resyncs): "
+                     "the twin replays what the session received, so it saw the same silence")
     return ValidationReport(records.session_id, records.status, records.running, strategy, twin.events,
                             records.last_ts, total, _checks(total, thresholds), per_strategy,
                             hold_agreement(paper, twin_decisions), _differences(matching, explainer), execution, notes,

@@ -139,3 +139,33 @@ def test_a_headless_session_run_with_ideal_scores_exactly_100(tmp_path):
     assert out["score"]["paper_decisions"] >= 10, out["score"]
     assert result.returncode == 0 and out["score"]["score"] == 100.0
     assert out["score"]["unmatched_paper"] == out["score"]["unmatched_twin"] == 0 and out["differences"] == []
+
+
+async def test_a_live_feed_outage_is_seen_by_both_sides_and_named_where_they_part(tmp_path):
+    """A live venue's outage loses the exchange's data (nothing is kept as missed): the session records the span as a
+    feed GAP state event. The twin replays what the session received, so the outage alone parts nothing; where the two
+    part in its window for another reason (here a venue slower than a bar), the outage is named beside it."""
+    def with_live_outage(db):
+        start = query(db, "SELECT market_start_ns FROM sessions")[0][0] + 40 * 60 * 1_000_000_000
+        with sqlite3.connect(db) as conn:  # what a live feed leaves: no missed events, one GAP event per symbol
+            conn.execute("DELETE FROM missed_market_data")
+            conn.executemany("INSERT INTO state_events (session_id, wall_ns, market_ts, scope, kind, detail) "
+                             "VALUES (1, 0, ?, 'feed', 'GAP', ?)",
+                             [(start, f"{i.symbol}: 240 s without reliable data (book: NetworkError: reset)")
+                              for i in config.instruments])
+
+    config = venue_config(feed_gaps=[FeedGapConfig(start_minutes=40, minutes=4)])
+    alone, late = tmp_path / "alone.sqlite", tmp_path / "late.sqlite"
+    await stepped_session(alone, config)
+    with_live_outage(alone)
+    report = validate(alone)
+    assert report.score.score == 100.0 and report.differences == []
+    assert "the live feed lost data 3 time(s), 720 s in all" in "\n".join(report.lines())
+
+    config = venue_config(latency_ms=90_000.0, feed_gaps=[FeedGapConfig(start_minutes=40, minutes=4)])
+    await stepped_session(late, config)
+    with_live_outage(late)
+    kinds = causes_of(validate(late))
+    assert kinds and all("latency" in k for k in kinds), kinds
+    assert any("feed_gap" in k for k in kinds), kinds
+    assert "live feed gap from" in "\n".join(validate(late).lines())
