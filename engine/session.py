@@ -87,6 +87,7 @@ class PaperSession:
         self._closed = False
         self._stop = asyncio.Event()
         self._last_event_ns = self.clock.now_ns()
+        self._resume_gaps: dict[str, int] = {}  # symbol -> where its lost data starts, until its first live event
         self.inbox: CommandInbox | None = None
         self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
         self._commands: list[Command] = []
@@ -116,13 +117,15 @@ class PaperSession:
             engine.recording = []
         return engine
 
-    def _build_feed(self, market_start_ns: int) -> Feed:
-        """The venue's feed, behind the config's rehearsed outages (market-time windows of this session)."""
+    def _build_feed(self, market_start_ns: int, feed: Feed | None = None) -> Feed:
+        """The venue's feed (a new one, or the given live one kept across a resume), behind the config's rehearsed
+        outages (market-time windows of this session)."""
         minute = 60 * 1_000_000_000
         windows = [(market_start_ns + int(g.start_minutes * minute),
                     market_start_ns + int((g.start_minutes + g.minutes) * minute))
                    for g in self.config.venue.feed_gaps]
-        feed = self.venue.feed(self.config, self.wall_clock)
+        if feed is None:
+            feed = self.venue.feed(self.config, self.wall_clock)
         if isinstance(feed, ReportsGaps):
             feed.on_gap = self._feed_gap
         if not windows:
@@ -227,21 +230,32 @@ class PaperSession:
 
     async def _resume(self, record: SessionRecord) -> None:
         """A fresh engine and feed, rebuilt by replaying what the session saw; only then is the session marked
-        running again (restarts counted), so a refused resume leaves the database as it was."""
+        running again (restarts counted), so a refused resume leaves the database as it was.
+
+        A venue whose market went on meanwhile (live_market) keeps the feed open() connected, so what arrives during
+        the replay waits for after it; market time then continues at the venue's time now, and each symbol's data
+        from the end of the recording to its first live event is recorded as a feed gap."""
         assert self.db_path is not None
         session_id, market_start_ns = record.id, record.market_start_ns
-        await self.feed.close()
         await self.engine.broker.close()  # the rebuilt engine has its own, connected once it is rebuilt
         self.clock = SimClock(market_start_ns)
         self._engine = self._build_engine(self.clock)
         broker = self.engine.broker
-        if not broker.capabilities.simulated:
-            # a replay would send the session's past orders to the venue again, or miss the market that went on
-            # while the session was down; recovery there is reconciliation
+        caps = broker.capabilities
+        if not caps.simulated:
+            # the venue holds the orders: a replay would send the session's past orders to it again; recovery there
+            # is reconciliation
             raise RecoveryError(
-                f"session {session_id} ran on venue {broker.capabilities.name!r}, which went on without it: resuming "
-                "it means reconciling with the venue (its market since, open orders, fills, balances), which is not "
-                "built yet. Nothing was changed; pass --new-session to end it and start a new one")
+                f"session {session_id} ran on venue {caps.name!r}, which holds its orders: resuming it means "
+                "reconciling with the venue (open orders, fills, balances), which is not built yet. Nothing was "
+                "changed; pass --new-session to end it and start a new one")
+        live = self.feed.feed if isinstance(self.feed, RehearsedGaps) else self.feed
+        held: list[tuple[str, int, int, str]] = []
+        if not caps.live_market:
+            await self.feed.close()
+        elif isinstance(live, ReportsGaps):
+            # recovery's worker thread owns the engine until the replay is done: the feed's own gaps wait for it
+            live.on_gap = lambda symbol, start, end, reason: held.append((symbol, start, end, reason))
         journal = _ResumeJournal(session_id, self.clock, self._stop)
         self.journal = self.engine.journal = journal
         self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
@@ -249,19 +263,27 @@ class PaperSession:
         last_ts = self.recovered.last_ts
         self.clock.advance_to(last_ts)
         self._last_event_ns = last_ts
-        # market time resumes where it stopped: the simulated venue did not run while we were down
-        self.wall_clock = LiveClock(self.config.venue.speed, start_ns=last_ts)
-        self.feed = self._build_feed(market_start_ns)
-        if self.recovered.feed_state is not None:
-            self.feed.restore(self.recovered.feed_state)
-        await self.feed.connect()
-        await self.feed.subscribe(list(self.engine.instruments))
+        if caps.live_market:
+            # the exchange's clock is now: the first live event moves market time past the downtime (a timed state
+            # that ran out meanwhile ends there), and the data lost in between is a gap
+            self.feed = self._build_feed(market_start_ns, live)  # rehearsed outages in this session's market time
+            self._resume_gaps = dict.fromkeys(self.engine.instruments, last_ts)
+        else:
+            # market time resumes where it stopped: the simulated venue did not run while we were down
+            self.wall_clock = LiveClock(self.config.venue.speed, start_ns=last_ts)
+            self.feed = self._build_feed(market_start_ns)
+            if self.recovered.feed_state is not None:
+                self.feed.restore(self.recovered.feed_state)
+            await self.feed.connect()
+            await self.feed.subscribe(list(self.engine.instruments))
         require_paper(broker)
         await broker.connect()
         self._give_up_if_stopping()
         await asyncio.to_thread(mark_resumed, self.db_path, record)  # rebuilt exactly: the first write
         journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
+        for gap in held:
+            self._feed_gap(*gap)
 
     def _give_up_if_stopping(self) -> None:
         """Before the session's first write: a stop requested by now ends open() with the database untouched."""
@@ -373,6 +395,9 @@ class PaperSession:
         for event in batch.events:
             ts = event.end if type(event) is Bar else event.ts
             clock.catch_up(ts)  # market time never runs back, whatever a venue stamps (replay() does the same)
+            if self._resume_gaps and event.symbol in self._resume_gaps:
+                self._feed_gap(event.symbol, self._resume_gaps.pop(event.symbol), clock.now_ns(),
+                               "the session was down; resumed on live data")
             engine.process(event)
         now = max(batch.received_ns, clock.now_ns())
         if batch.events:
@@ -383,8 +408,8 @@ class PaperSession:
             self._last_event_ns = now
         if self.journal is not None:
             state = self.feed.state()
-            if state is not None:
-                self.journal.venue_state(now, state)
+            # a live venue's feed keeps no state, but the row still marks where the durable cut ends (recovery's check)
+            self.journal.venue_state(now, {} if state is None else state)
 
     def step(self, ts: int) -> None:
         """One market update at ts, taken from a feed that can be stepped by hand (tests, benchmarks)."""

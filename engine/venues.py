@@ -104,8 +104,9 @@ class CcxtVenue:
 
     def broker(self, config: AppConfig, clock: Clock, instruments: dict[str, Instrument]) -> Broker:
         broker = PaperBroker(clock, instruments, build_fill_model(config), config.session.starting_cash)
-        # fills are ours, but the exchange's market went on while we were away: a resume would need reconciliation
-        broker.capabilities = VenueCapabilities(f"{config.venue.exchange} (paper)", paper=True, simulated=False)
+        # fills are ours, so a replay of the recording rebuilds them; the exchange's market went on while we were away
+        broker.capabilities = VenueCapabilities(f"{config.venue.exchange} (paper)", paper=True, simulated=True,
+                                                live_market=True)
         return broker
 
 

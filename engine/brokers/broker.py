@@ -36,6 +36,9 @@ class VenueCapabilities:
     # fills are simulated in this process from the market data the engine sees, so replaying the recording
     # rebuilds the venue exactly; a real venue is recovered by reconciling with it instead
     simulated: bool = False
+    # the venue's market goes on in real time while the session is down (an exchange's books, paper fills): a resume
+    # replays the recording, then continues at the venue's time now, the downtime recorded as a feed gap
+    live_market: bool = False
 
 
 @dataclass(frozen=True, slots=True)

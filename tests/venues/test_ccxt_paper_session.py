@@ -19,7 +19,6 @@ from pydantic import PositiveFloat
 from engine.config import ConfigError, parse_config
 from engine.model.market import TradeTick
 from engine.session import PaperSession
-from engine.store.recovery import RecoveryError
 from engine.strategy.base import Strategy, StrategyParams
 from engine.strategy.registry import register, strategy_kinds
 from engine.venues_ccxt import VenueInputError
@@ -99,20 +98,6 @@ async def test_a_paper_session_records_the_exchange_and_fills_on_its_book(fake, 
     assert query(db, "SELECT tick_size, lot_size, min_notional, taker_fee FROM instruments") == [
         (0.01, 0.00001, 5.0, 0.001)]
     assert fake.private_calls() == [] and fake.calls  # public REST only (exchangeInfo, depth)
-
-
-async def test_resuming_a_ccxt_session_is_refused_until_reconciliation_exists(fake, tmp_path):
-    db = tmp_path / "desk.sqlite"
-    config = parse_config(ccxt_config(fake.http_url))
-    first = PaperSession(config, db_path=db)
-    await first.open()
-    await first.feed.close()
-    await first.close()  # stopped, not ended: the next run would resume it
-    before = db.read_bytes()
-    again = PaperSession(config, db_path=db)
-    with pytest.raises(RecoveryError, match="binance \\(paper\\).*not built yet.*--new-session"):
-        await again.open()
-    assert db.read_bytes() == before
 
 
 async def test_a_symbol_the_exchange_does_not_list_is_named_with_the_closest_before_any_database(fake, tmp_path):
