@@ -91,8 +91,10 @@ class VenueConfig(_Section):
     """Where market data comes from; orders always fill in our own simulator (paper money only).
 
     kind "simulated": the built-in synthetic market; speed > 1 runs market time faster than the wall clock.
-    kind "ccxt": a crypto exchange's public books and trades through ccxt, in real time (mode "paper"); instruments'
-    ticks, lots and minimums come from the exchange's market list when the session opens.
+    kind "ccxt": a crypto exchange's public books and trades through ccxt, in real time; instruments' ticks, lots and
+    minimums come from the exchange's market list when the session opens. Mode "paper" fills orders in our simulator;
+    mode "sandbox" sends them to the exchange's testnet, with keys read from the environment variables key_env and
+    secret_env name (the config holds the names only, never a key).
     Each kind takes only its own keys (the cross-field rules say which), and a stored config holds only those.
     """
 
@@ -109,6 +111,9 @@ class VenueConfig(_Section):
     url: str | None = Field(None, max_length=200)       # a stand-in for the exchange on this machine (tests, fakes)
     depth: int = Field(10, ge=1, le=1000)               # book levels kept per side
     timeout_ms: float = Field(10_000.0, ge=100, le=120_000)  # per request to the exchange
+    # sandbox: the environment variables holding the testnet key and secret (default <EXCHANGE>_TESTNET_KEY/_SECRET)
+    key_env: str | None = Field(None, max_length=100)
+    secret_env: str | None = Field(None, max_length=100)
     # both: how our fill simulator fills paper orders, and rehearsed feed outages
     latency_ms: float = Field(50.0, ge=0, le=3_600_000)       # market time; beyond a bar rehearses a lagging venue
     limit_fill: LimitFillRule = Field(LimitFillRule.QUEUE, strict=False)  # lax: the rule's name is its value
@@ -144,11 +149,19 @@ class VenueConfig(_Section):
     @field_validator("mode")
     @classmethod
     def _paper_only(cls, v: str) -> str:
-        if v == "sandbox":
-            raise ValueError("sandbox mode (orders on the exchange's testnet) is not implemented yet; use 'paper'")
-        if v != "paper":
+        if v not in VENUE_MODES:
             raise ValueError("paperdesk trades paper money only: 'paper' fills on the exchange's live book in this "
-                             "process and sends no order")
+                             "process and sends no order; 'sandbox' sends orders to the exchange's testnet")
+        return v
+
+    @field_validator("key_env", "secret_env")
+    @classmethod
+    def _variable_name(cls, v: str | None) -> str | None:
+        # upper case, as variable names are and exchange keys (mixed case, hex or with dashes) are not: a key pasted
+        # here is refused, and its message does not echo it (_describe)
+        if v is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", v):
+            raise ValueError("must name an environment variable (upper-case letters, digits and _, at most 64), "
+                             "e.g. BINANCE_TESTNET_KEY; the config never holds a key itself")
         return v
 
     @field_validator("url")
@@ -161,7 +174,10 @@ class VenueConfig(_Section):
 
 # the keys only one venue kind takes
 VENUE_KEYS = {"simulated": ("seed", "tick_interval_ms", "correlation", "jumps_per_day"),
-              "ccxt": ("exchange", "mode", "url", "depth", "timeout_ms")}
+              "ccxt": ("exchange", "mode", "url", "depth", "timeout_ms", "key_env", "secret_env")}
+VENUE_MODES = ("paper", "sandbox")
+# what a refused value here is, is never repeated: it may be a key pasted where its variable's name belongs
+UNSHOWN_KEYS = {("venue", "key_env"), ("venue", "secret_env")}
 
 
 def _other_kind(kind: str) -> str:
@@ -568,6 +584,11 @@ def _venue_problems(passed: _Passed, kind: Any) -> Iterator[tuple[tuple[Any, ...
     speed = passed.get("venue", "speed")
     if "speed" in given and speed is not _UNSET and speed != 1:
         yield ("venue", "speed"), speed, "must be 1 for a ccxt venue: a real exchange's market runs in real time"
+    if passed.get("venue", "mode") != "sandbox":
+        for name in ("key_env", "secret_env"):
+            value = passed.get("venue", name)
+            if value not in (_UNSET, None):
+                yield ("venue", name), _UNSET, "applies to venue.mode = 'sandbox' only: paper mode uses no keys"
 
 
 def _instrument_problems(passed: _Passed, at: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
@@ -621,6 +642,8 @@ def _describe(source: str, err: Mapping[str, Any], params_model: type[BaseModel]
         return f"{source}: {key}: required key is missing"
     value = err.get("input")
     msg = _message(err["type"], value, err["msg"].removeprefix("Value error, "))
+    if loc in UNSHOWN_KEYS:
+        return f"{source}: {key}: {msg}"
     bounds = _bounds(loc, params_model) if err["type"] in _NUMBER_ERRORS else ""
     if bounds:
         msg = f"{msg}; allowed: {bounds}"

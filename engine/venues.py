@@ -2,14 +2,14 @@
 
 `[venue] kind` picks one; the session, the runtime builders and recovery name no concrete feed or
 broker. "simulated" is the synthetic market; "ccxt" is a crypto exchange's public data, filled on by the same
-simulator (paper mode). A venue whose instruments only it knows (ListsInstruments) is asked for them when the
-session opens, before the engine is built.
+simulator (paper mode) or by the exchange's testnet (sandbox mode). A venue whose instruments only it knows
+(ListsInstruments) is asked for them when the session opens, before the engine is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from engine.brokers.broker import Broker, VenueCapabilities
 from engine.brokers.paper import PaperBroker
@@ -21,6 +21,9 @@ from engine.data.synthetic_feed import SyntheticFeed
 from engine.execution.fill_model import FillModel
 from engine.model.instrument import Instrument
 from engine.runtime import build_fill_model, build_instrument
+
+if TYPE_CHECKING:
+    from engine.venues_ccxt.credentials import Credentials
 
 
 class Venue(Protocol):
@@ -70,8 +73,9 @@ class SimulatedVenue:
 
 
 class CcxtVenue:
-    """A crypto exchange through ccxt in paper mode: its public books and trades as the feed, our fill simulator as
-    the broker. One public-only client serves the market list and the feed; it never holds a key."""
+    """A crypto exchange through ccxt: its public books and trades as the feed; as the broker our fill simulator
+    (paper mode) or the exchange's testnet (sandbox mode). One public-only client serves the market list and the
+    feed; it never holds a key. In sandbox mode both are the testnet's, and the broker has its own keyed client."""
 
     def __init__(self) -> None:
         self._exchange: Any = None
@@ -82,15 +86,14 @@ class CcxtVenue:
 
             v = config.venue
             assert v.exchange is not None  # the config's rules require it for kind ccxt
-            settings: dict[str, Any] = {"timeout": int(v.timeout_ms)}
-            if v.url is not None:
-                settings["timeout_on_exit"] = 0  # close() waits for TLS transports; a loopback stand-in has none
-            self._exchange = make_exchange(v.exchange, v.url, settings)
+            self._exchange = make_exchange(v.exchange, v.url, _settings(config), sandbox=v.mode == "sandbox")
         return self._exchange
 
     async def listed(self, config: AppConfig) -> AppConfig:
         from engine.venues_ccxt.markets import list_instruments
 
+        if config.venue.mode == "sandbox":
+            _credentials(config)  # a missing key is the first thing said, before the exchange is asked anything
         exchange = self.client(config)
         listed = await list_instruments(exchange, [(i.symbol, {k: getattr(i, k) for k in i.model_fields_set
                                                                if k in GRID_KEYS}) for i in config.instruments])
@@ -103,6 +106,15 @@ class CcxtVenue:
         return CcxtFeed(self.client(config), clock, depth=config.venue.depth)
 
     def broker(self, config: AppConfig, clock: Clock, instruments: dict[str, Instrument]) -> Broker:
+        v = config.venue
+        if v.mode == "sandbox":
+            from engine.brokers.ccxt_broker import CcxtBroker
+            from engine.venues_ccxt import make_keyed_exchange
+
+            assert v.exchange is not None
+            credentials = _credentials(config)
+            return CcxtBroker(make_keyed_exchange(v.exchange, credentials, v.url, _settings(config)), clock,
+                              instruments, f"{v.exchange} (sandbox)", credentials)
         broker = PaperBroker(clock, instruments, build_fill_model(config), config.session.starting_cash)
         # fills are ours, so a replay of the recording rebuilds them; the exchange's market went on while we were away
         broker.capabilities = VenueCapabilities(f"{config.venue.exchange} (paper)", paper=True, simulated=True,
@@ -111,6 +123,22 @@ class CcxtVenue:
 
 
 GRID_KEYS = ("tick_size", "lot_size", "min_qty", "min_notional")
+
+
+def _settings(config: AppConfig) -> dict[str, Any]:
+    """ccxt constructor settings of a config's venue (never credentials or URLs)."""
+    settings: dict[str, Any] = {"timeout": int(config.venue.timeout_ms)}
+    if config.venue.url is not None:
+        settings["timeout_on_exit"] = 0  # close() waits for TLS transports; a loopback stand-in has none
+    return settings
+
+
+def _credentials(config: AppConfig) -> Credentials:
+    from engine.venues_ccxt.credentials import read_credentials
+
+    v = config.venue
+    assert v.exchange is not None
+    return read_credentials(v.exchange, v.key_env, v.secret_env)
 
 
 def _as_listed(given: InstrumentConfig, listed: Instrument) -> InstrumentConfig:

@@ -1,8 +1,8 @@
-"""A ccxt client for paper trading, and how the feed retries it.
+"""ccxt clients, and how the feed and the sandbox broker retry them.
 
-Paper mode reads public market data only: no credentials are ever set, so ccxt refuses any signed call before it
-leaves the machine. The client may be pointed at a stand-in exchange on this machine (a test fake, a recorder), and
-nowhere else.
+The client for market data never holds credentials, so ccxt refuses any signed call before it leaves the machine.
+Sandbox mode adds one keyed client for orders, switched to the exchange's testnet before the keys are set. Either may
+be pointed at a stand-in exchange on this machine (a test fake, a recorder), and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import ccxt
 import ccxt.async_support
 import ccxt.pro
 
+from engine.venues_ccxt.credentials import Credentials
 from engine.venues_ccxt.markets import VenueInputError
 
 URL_SETS = ("api", "test", "demo", "apiBackup")
@@ -34,11 +35,13 @@ PAPER_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_exchange(exchange_id: str, base_url: str | None = None, settings: Mapping[str, Any] | None = None) -> Any:
+def make_exchange(exchange_id: str, base_url: str | None = None, settings: Mapping[str, Any] | None = None,
+                  sandbox: bool = False) -> Any:
     """A public-only ccxt client for exchange_id: ccxt.pro (websockets) when ccxt has it there, else REST only.
 
-    base_url redirects every API URL to a loopback address (http://127.0.0.1:PORT); settings are further ccxt
-    constructor settings (timeouts, "streaming", "options"), never credentials or URLs.
+    sandbox: on the exchange's testnet (refused for an exchange ccxt knows no testnet of). base_url redirects every
+    API URL to a loopback address (http://127.0.0.1:PORT); settings are further ccxt constructor settings (timeouts,
+    "streaming", "options"), never credentials or URLs.
     """
     if exchange_id in ccxt.pro.exchanges:
         cls = getattr(ccxt.pro, exchange_id)
@@ -55,8 +58,23 @@ def make_exchange(exchange_id: str, base_url: str | None = None, settings: Mappi
                               f"only, and base_url is the one way to redirect it")
     options = ccxt.Exchange.deep_extend(COMMON_OPTIONS, PAPER_OPTIONS.get(exchange_id, {}), extra.pop("options", {}))
     exchange = cls({"enableRateLimit": True, **extra, "options": options})
+    if sandbox:
+        # before point_at_loopback: set_sandbox_mode swaps the URL sets, and the testnet's must be the ones redirected
+        try:
+            exchange.set_sandbox_mode(True)
+        except ccxt.NotSupported:
+            raise VenueInputError(f"ccxt {ccxt.__version__} knows no testnet for {exchange_id}: sandbox mode needs "
+                                  f"one (use mode 'paper')") from None
     if base_url is not None:
         point_at_loopback(exchange, base_url)
+    return exchange
+
+
+def make_keyed_exchange(exchange_id: str, credentials: Credentials, base_url: str | None = None,
+                        settings: Mapping[str, Any] | None = None) -> Any:
+    """A client that signs, for sandbox orders: on the testnet (or base_url) first, the keys set only then."""
+    exchange = make_exchange(exchange_id, base_url, settings, sandbox=True)
+    exchange.apiKey, exchange.secret = credentials.key, credentials.secret
     return exchange
 
 

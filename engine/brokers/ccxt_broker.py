@@ -1,0 +1,544 @@
+"""Orders on an exchange's testnet through ccxt (venue mode "sandbox"), behind the Broker protocol.
+
+submit and cancel schedule their REST calls as tasks and return at once; the exchange's answers and its user-data
+stream (watch_orders, watch_my_trades) come back as VenueEvents. Fills are keyed by the exchange's trade id, so a trade
+seen on the stream and again over REST is applied once. A request whose answer was lost (a timeout, a dropped
+connection, a rate limit) is never simply sent again: the order is looked up by its client id first. When the stream
+is quiet for a while, or after it reconnects, open orders and trades are checked over REST.
+
+The engine's client ids (O0000001, ...) start again every session, so the exchange sees them behind a run tag made
+from the session's start (its stored market_start_ns): pd<base36 ms>-O0000001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import ccxt
+
+from engine.brokers.broker import AccountSnapshot, VenueCapabilities
+from engine.clock import Clock
+from engine.model.fill import Fill, FillBasis, Liquidity
+from engine.model.instrument import Instrument
+from engine.model.market import Bar, BookSnapshot, TradeTick
+from engine.model.order import Order, OrderType, TimeInForce
+from engine.model.venue_event import CancelAck, VenueEvent, VenueEventKind
+from engine.venues_ccxt.connection import Backoff, retry_after_s
+from engine.venues_ccxt.credentials import Credentials, CredentialsError
+from engine.venues_ccxt.markets import VenueInputError
+
+K = VenueEventKind
+T = TypeVar("T")
+log = logging.getLogger("paperdesk.venue")
+
+ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
+LATENCY_WINDOW = 64
+BACKOFF = Backoff(0.2, 10.0)
+_EPS = 1e-9
+
+
+def run_tag(start_ns: int) -> str:
+    """The prefix that keeps this session's client ids apart from every other session's at the exchange."""
+    ms, digits = start_ns // 1_000_000, ""
+    while ms:
+        ms, rest = divmod(ms, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+    return f"pd{digits or '0'}"
+
+
+def exchange_message(exc: BaseException) -> str:
+    """What the exchange said, without ccxt's wrapping ('binance {"code":-2010,"msg":"..."}' -> '-2010 ...')."""
+    text = " ".join(str(exc).split())
+    start = text.find("{")
+    if start >= 0:
+        try:
+            body = json.loads(text[start:])
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "msg" in body:
+            return f"{body.get('code', '')} {body['msg']}".strip()
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+@dataclass(eq=False)
+class _Working:
+    """One order this broker sent, as far as the exchange has told us."""
+
+    order: Order
+    venue_client_id: str
+    submitted: float                 # perf_counter when submit() was called
+    submitted_ms: int                # wall time then, for REST queries of its trades
+    mid: float
+    exchange_id: str | None = None
+    acked: bool = False
+    latency_ns: int = 0
+    filled: float = 0.0              # quantity applied from the exchange's trades
+    ended: VenueEventKind | None = None  # CANCELED, EXPIRED or REJECTED once reported
+    placing: asyncio.Task[None] | None = None
+    canceling: asyncio.Task[None] | None = None
+    cancel_reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.ended is not None or self.filled >= self.order.qty - _EPS * max(1.0, self.order.qty)
+
+
+@dataclass
+class _Health:
+    stream_up: bool = False
+    reconnects: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    rest_checks: int = 0
+    last_error: str = ""
+    last_error_at: float | None = None  # wall seconds
+    latencies: dict[str, deque[float]] = field(default_factory=dict)
+
+
+class CcxtBroker:
+    """Orders on a ccxt exchange's testnet. The exchange client is keyed and switched to the testnet by its maker."""
+
+    def __init__(self, exchange: Any, clock: Clock, instruments: dict[str, Instrument], name: str,
+                 credentials: Credentials, quiet_s: float = 5.0, backoff: Backoff = BACKOFF) -> None:
+        self.exchange = exchange
+        self.clock = clock
+        self.instruments = instruments
+        self.events: deque[VenueEvent] = deque()
+        self.capabilities = VenueCapabilities(
+            name, paper=True, order_types=ORDER_TYPES, time_in_force=frozenset(TimeInForce), modify=False,
+            native_stops=False, simulated=False)
+        self.tag = run_tag(clock.now_ns())
+        self.quiet_s = quiet_s
+        self.backoff = backoff
+        self.balances: dict[str, tuple[float, float]] = {}  # asset -> (free, used), from the latest fetch_balance
+        self._credentials = credentials
+        self._orders: dict[str, _Working] = {}           # by our client id
+        self._by_exchange_id: dict[str, _Working] = {}
+        self._seen_trades: set[str] = set()
+        self._books: dict[str, BookSnapshot] = {}
+        self._health = _Health()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_heard = time.perf_counter()
+        self._check_due = False
+        self._closed = False
+        self._rng = random.Random()
+
+    # ---- Broker ---------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the keys over REST, list the orders the exchange already works for our symbols, start the stream."""
+        try:
+            await self._rest("load_markets", self.exchange.load_markets)
+            self._keep_balance(await self._rest("fetch_balance", self.exchange.fetch_balance))
+            for symbol in self.instruments:
+                for info in await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol):
+                    # reconciliation is a later step: these are reported, never canceled or adopted
+                    log.warning("%s already works order %s (%s %s %s at %s, %s filled) from before this session; "
+                                "left alone", self.capabilities.name, info.get("clientOrderId") or info.get("id"),
+                                info.get("side"), info.get("amount"), symbol, info.get("price"), info.get("filled"))
+            # returns once the exchange confirmed the subscription, so no order of ours goes out before it
+            await self.exchange.authenticate({"type": "spot"})
+        except ccxt.AuthenticationError as exc:
+            await self.exchange.close()
+            raise CredentialsError(f"{self.capabilities.name} refused the testnet key in {self._credentials.key_env} "
+                                   f"or its secret in {self._credentials.secret_env} ({exchange_message(exc)}). "
+                                   f"Nothing was traded") from None
+        except (ccxt.BaseError, KeyError) as exc:
+            await self.exchange.close()
+            raise VenueInputError(f"{self.capabilities.name}: cannot start trading on the testnet "
+                                  f"({exchange_message(exc)}); nothing was traded") from None
+        self._health.stream_up = True
+        self._spawn(self._stream("orders", self.exchange.watch_orders, self._on_order))
+        self._spawn(self._stream("myTrades", self.exchange.watch_my_trades, self._on_trade))
+        self._spawn(self._watchdog())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.exchange.close()
+
+    def submit(self, order: Order) -> None:
+        problem = self._unsupported(order)
+        if problem is not None:
+            self.events.append(VenueEvent(K.REJECTED, order.client_id, self.clock.now_ns(), problem))
+            return
+        book = self._books.get(order.symbol)
+        mid = book.mid if book is not None and book.bids and book.asks else 0.0
+        working = _Working(order, f"{self.tag}-{order.client_id}", time.perf_counter(), int(time.time() * 1000), mid)
+        self._orders[order.client_id] = working
+        working.placing = self._spawn(self._place(working))
+
+    def cancel(self, client_id: str, reason: str) -> CancelAck:
+        working = self._orders.get(client_id)
+        if working is None or working.done:
+            return CancelAck.UNKNOWN
+        if working.canceling is None or working.canceling.done():
+            working.cancel_reason = reason
+            working.canceling = self._spawn(self._cancel(working))
+        return CancelAck.PENDING
+
+    def modify(self, client_id: str, qty: float | None = None, price: float | None = None) -> bool:
+        return False  # capabilities.modify is False: the order manager cancels and replaces
+
+    def advance(self, ts: int) -> None:
+        """The exchange keeps its own time."""
+
+    def on_book(self, book: BookSnapshot) -> None:
+        self._books[book.symbol] = book  # the mid at decision time, for each fill's slippage
+
+    def on_trade(self, tick: TradeTick) -> None:
+        """The exchange matches on its own book."""
+
+    def on_bar(self, bar: Bar) -> None:
+        """The exchange matches on its own book."""
+
+    async def account(self) -> AccountSnapshot:
+        """Balances (free + used) from fetch_balance, and the client ids of our orders the exchange works."""
+        self._keep_balance(await self._rest("fetch_balance", self.exchange.fetch_balance))
+        working: list[str] = []
+        for symbol in self.instruments:
+            for info in await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol):
+                found = self._ours(info.get("clientOrderId"), None)
+                if found is not None:
+                    working.append(found.order.client_id)
+        return AccountSnapshot({asset: free + used for asset, (free, used) in self.balances.items()}, {},
+                               tuple(working))
+
+    # ---- what an operator or a breaker reads ----------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        h = self._health
+        return {"stream": "up" if h.stream_up else "down", "reconnects": h.reconnects,
+                "rate_limited": h.rate_limited, "retries": h.retries, "rest_checks": h.rest_checks,
+                "last_error": h.last_error, "last_error_at": h.last_error_at}
+
+    def latency_ms(self) -> dict[str, dict[str, float]]:
+        """Per REST call (and "order_ack": submit to acknowledgement) the latest, median and worst of the last few."""
+        return {name: {"last": window[-1], "median": statistics.median(window), "max": max(window),
+                       "count": float(len(window))}
+                for name, window in self._health.latencies.items() if window}
+
+    # ---- orders out -----------------------------------------------------------------------------
+
+    def _unsupported(self, order: Order) -> str | None:
+        caps = self.capabilities
+        if order.type not in caps.order_types:
+            return (f"{caps.name} takes {', '.join(sorted(caps.order_types))} orders here; a {order.type} order is "
+                    f"not sent (stops are not placed at the exchange, and the engine does not emulate them)")
+        if order.symbol not in self.instruments:
+            return f"{order.symbol} is not an instrument of this session"
+        return None
+
+    async def _place(self, working: _Working) -> None:
+        """Send the order until the exchange answers it; after a lost answer, look it up before sending again."""
+        order = working.order
+        params: dict[str, Any] = {"clientOrderId": working.venue_client_id}
+        if order.type is OrderType.LIMIT:
+            params["timeInForce"] = order.tif.value
+        maybe_sent = False
+        attempt = 0
+        while True:
+            try:
+                if maybe_sent:
+                    found = await self._find(working)
+                    if found is not None:
+                        await self._settle(working, found)
+                        return
+                maybe_sent = True
+                reply = await self._rest("create_order", self.exchange.create_order, order.symbol,
+                                         order.type.value.lower(), "buy" if order.side > 0 else "sell", order.qty,
+                                         order.price if order.type is OrderType.LIMIT else None, params)
+            except ccxt.AuthenticationError as exc:
+                self._end(working, K.REJECTED, f"{self.capabilities.name} refused the key in "
+                                               f"{self._credentials.key_env}: {exchange_message(exc)}")
+                return
+            except ccxt.InvalidOrder as exc:
+                if "Duplicate order" not in str(exc):
+                    self._end(working, K.REJECTED, exchange_message(exc))
+                    return
+                # an earlier attempt did arrive and still works: the lookup at the top finds it
+                await self._pause(attempt, exc)
+                attempt += 1
+                continue
+            except ccxt.NetworkError as exc:
+                await self._pause(attempt, exc)
+                attempt += 1
+                continue
+            except ccxt.BaseError as exc:
+                self._end(working, K.REJECTED, exchange_message(exc))
+                return
+            await self._settle(working, reply)
+            return
+
+    async def _find(self, working: _Working) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self._rest("fetch_order", self.exchange.fetch_order, None,
+                                                     working.order.symbol, {"clientOrderId": working.venue_client_id})
+        except ccxt.OrderNotFound:
+            return None
+        return found
+
+    async def _cancel(self, working: _Working) -> None:
+        if working.placing is not None and not working.placing.done():
+            await asyncio.shield(working.placing)  # the exchange must know the order before it can cancel it
+        attempt = 0
+        while not working.done and working.exchange_id is not None:
+            try:
+                reply = await self._rest("cancel_order", self.exchange.cancel_order, working.exchange_id,
+                                         working.order.symbol)
+            except ccxt.OrderNotFound:
+                # filled or gone before the cancel arrived: what the exchange holds now says which
+                found = await self._retrying("fetch_order", self.exchange.fetch_order, working.exchange_id,
+                                             working.order.symbol)
+                await self._settle(working, found)
+                if not working.done:
+                    self._event(working, K.CANCEL_REJECTED, "the exchange no longer had the order to cancel")
+                return
+            except ccxt.NetworkError as exc:
+                await self._pause(attempt, exc)
+                attempt += 1
+                continue
+            except ccxt.BaseError as exc:
+                self._event(working, K.CANCEL_REJECTED, exchange_message(exc))
+                return
+            await self._settle(working, reply)
+            return
+
+    # ---- what the exchange reports ----------------------------------------------------------------
+
+    async def _settle(self, working: _Working, info: Mapping[str, Any]) -> None:
+        """Apply an order as the exchange reports it: acknowledged, its trades (fetched if any is missing), its end."""
+        self._bind(working, info.get("id"))
+        status = info.get("status")
+        if status == "rejected":
+            self._end(working, K.REJECTED, "rejected by the exchange")
+            return
+        self._ack(working)
+        for trade in info.get("trades") or ():
+            self._apply_trade(working, trade)
+        filled = float(info.get("filled") or 0.0)
+        if filled > working.filled + _EPS * max(1.0, filled) and working.exchange_id is not None:
+            trades = await self._retrying("fetch_my_trades", self.exchange.fetch_my_trades, working.order.symbol,
+                                          None, None, {"orderId": working.exchange_id})
+            for trade in trades:
+                self._apply_trade(working, trade)
+        if status == "canceled":
+            self._end(working, K.CANCELED, working.cancel_reason or "canceled by the exchange")
+        elif status == "expired":
+            self._end(working, K.EXPIRED, f"{working.order.tif} order expired at the exchange")
+
+    def _on_order(self, info: dict[str, Any]) -> None:
+        working = self._ours(info.get("clientOrderId"), info.get("id"))
+        if working is None or working.ended is not None:
+            return
+        status = info.get("status")
+        if status in ("canceled", "expired", "rejected"):
+            # its trades may not have reached us yet: settling fetches them first, so the end comes after them
+            self._spawn(self._settle(working, info))
+        elif status in ("open", "closed"):
+            self._bind(working, info.get("id"))
+            self._ack(working)
+
+    def _on_trade(self, trade: dict[str, Any]) -> None:
+        raw = trade.get("info")
+        client_id = raw.get("c") if isinstance(raw, Mapping) else None
+        working = self._ours(client_id, trade.get("order"))
+        if working is not None:
+            self._bind(working, trade.get("order"))
+            self._apply_trade(working, trade)
+
+    def _apply_trade(self, working: _Working, trade: Mapping[str, Any]) -> None:
+        order = working.order
+        key = f"{order.symbol}#{trade.get('id')}"
+        if key in self._seen_trades:
+            return
+        if working.ended in (K.EXPIRED, K.REJECTED):
+            log.error("%s reported trade %s for order %s after it %s; not applied", self.capabilities.name, key,
+                      order.client_id, working.ended)
+            return
+        self._seen_trades.add(key)
+        self._ack(working)
+        qty, price = float(trade["amount"]), float(trade["price"])
+        working.filled += qty
+        mid = working.mid
+        fill = Fill(key, order.client_id, order.strategy, order.symbol, order.side, qty, price,
+                    self._fee_in_quote(order.symbol, trade.get("fee"), price),
+                    Liquidity.MAKER if trade.get("takerOrMaker") == "maker" else Liquidity.TAKER,
+                    self.clock.now_ns(), FillBasis.VENUE, 0.0, working.latency_ns, mid,
+                    order.side * (price - mid) / mid * 1e4 if mid else 0.0)
+        self.events.append(VenueEvent(K.FILLED, order.client_id, fill.ts, fill=fill))
+
+    def _fee_in_quote(self, symbol: str, fee: Any, price: float) -> float:
+        """The fee in the quote currency, which is what a Fill's fee is in (Binance takes a buy's in the base)."""
+        if not isinstance(fee, Mapping) or not fee.get("cost"):
+            return 0.0
+        instrument = self.instruments[symbol]
+        cost = float(fee["cost"])
+        if fee.get("currency") == instrument.quote:
+            return cost
+        if fee.get("currency") == instrument.base:
+            return cost * price
+        log.warning("%s charged a fee of %s %s on %s, in neither of its currencies; booked as 0",
+                    self.capabilities.name, cost, fee.get("currency"), symbol)
+        return 0.0
+
+    def _ours(self, venue_client_id: Any, exchange_id: Any) -> _Working | None:
+        if isinstance(venue_client_id, str) and venue_client_id.startswith(self.tag + "-"):
+            return self._orders.get(venue_client_id[len(self.tag) + 1:])
+        return self._by_exchange_id.get(str(exchange_id)) if exchange_id is not None else None
+
+    def _bind(self, working: _Working, exchange_id: Any) -> None:
+        if exchange_id is not None and working.exchange_id is None:
+            working.exchange_id = str(exchange_id)
+            self._by_exchange_id[working.exchange_id] = working
+
+    def _ack(self, working: _Working) -> None:
+        if working.acked:
+            return
+        working.acked = True
+        elapsed = time.perf_counter() - working.submitted
+        working.latency_ns = int(elapsed * 1e9)
+        self._timed("order_ack", elapsed)
+        self._event(working, K.ACCEPTED, latency_ns=working.latency_ns)
+
+    def _end(self, working: _Working, kind: VenueEventKind, reason: str) -> None:
+        if working.ended is not None:
+            return
+        working.ended = kind
+        self._event(working, kind, reason)
+
+    def _event(self, working: _Working, kind: VenueEventKind, reason: str = "", latency_ns: int = 0) -> None:
+        self.events.append(VenueEvent(kind, working.order.client_id, self.clock.now_ns(), reason,
+                                      latency_ns=latency_ns))
+
+    # ---- the stream and its REST check ----------------------------------------------------------------
+
+    async def _stream(self, name: str, watch: Callable[[], Awaitable[list[dict[str, Any]]]],
+                      handle: Callable[[dict[str, Any]], None]) -> None:
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    await self.exchange.authenticate({"type": "spot"})  # subscribed again once this returns
+                    self._health.stream_up = True
+                    self._check_due = True  # what happened while it was down is not replayed
+                    attempt = 0
+                items = await watch()
+            except asyncio.CancelledError:
+                raise
+            except (ccxt.BaseError, KeyError) as exc:  # ccxt 4.5.90 turns a refused subscription into KeyError
+                self._health.stream_up = False
+                self._health.reconnects += 1
+                self._trouble(exc)
+                await self._pause(attempt, exc)
+                attempt += 1
+                continue
+            self._last_heard = time.perf_counter()
+            for item in items:
+                handle(item)
+
+    async def _watchdog(self) -> None:
+        """Check orders over REST after a reconnect, or when the stream has been quiet for quiet_s."""
+        while True:
+            await asyncio.sleep(min(0.25, self.quiet_s))
+            quiet = time.perf_counter() - self._last_heard > self.quiet_s
+            if not (self._check_due or quiet) or not any(not w.done and w.acked for w in self._orders.values()):
+                continue
+            self._check_due = False
+            self._last_heard = time.perf_counter()
+            try:
+                await self._check()
+            except ccxt.BaseError:
+                self._check_due = True  # recorded by _rest; tried again on the next round
+
+    async def _check(self) -> None:
+        self._health.rest_checks += 1
+        working = [w for w in self._orders.values() if not w.done and w.exchange_id is not None]
+        for symbol in {w.order.symbol for w in working}:
+            mine = [w for w in working if w.order.symbol == symbol]
+            since = min(w.submitted_ms for w in mine) - 1000
+            for trade in await self._rest("fetch_my_trades", self.exchange.fetch_my_trades, symbol, since):
+                found = self._by_exchange_id.get(str(trade.get("order")))
+                if found is not None:
+                    self._apply_trade(found, trade)
+            still_open = {str(info.get("id")) for info in
+                          await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol)}
+            for w in mine:
+                if w.exchange_id not in still_open and not w.done:
+                    await self._settle(w, await self._rest("fetch_order", self.exchange.fetch_order, w.exchange_id,
+                                                           symbol))
+
+    # ---- REST calls: timed, and retried with backoff where that is safe -----------------------------
+
+    async def _rest(self, name: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return await call(*args)
+        except ccxt.InvalidOrder:
+            raise  # an answer about the order (refused, not found): the caller reports it
+        except ccxt.BaseError as exc:
+            self._trouble(exc)
+            raise
+        finally:
+            self._timed(name, time.perf_counter() - started)
+
+    async def _retrying(self, name: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A read, repeated after network trouble and rate limits until it is answered."""
+        attempt = 0
+        while True:
+            try:
+                return await self._rest(name, call, *args)
+            except ccxt.NetworkError as exc:
+                await self._pause(attempt, exc)
+                attempt += 1
+
+    async def _pause(self, attempt: int, exc: BaseException) -> None:
+        self._health.retries += 1
+        delay = self.backoff.delay(attempt, self._rng)
+        if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            asked = retry_after_s(getattr(self.exchange, "last_response_headers", None))
+            delay = max(delay, min(asked or 0.0, self.backoff.max_s))
+        await asyncio.sleep(delay)
+
+    def _trouble(self, exc: BaseException) -> None:
+        if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            self._health.rate_limited += 1
+        self._health.last_error = exchange_message(exc)
+        self._health.last_error_at = time.time()
+        log.warning("%s: %s", self.capabilities.name, self._health.last_error)
+
+    def _timed(self, name: str, seconds: float) -> None:
+        window = self._health.latencies.setdefault(name, deque(maxlen=LATENCY_WINDOW))
+        window.append(seconds * 1000.0)
+
+    def _keep_balance(self, balance: Mapping[str, Any]) -> None:
+        free, used = balance.get("free") or {}, balance.get("used") or {}
+        self.balances = {asset: (float(free.get(asset) or 0.0), float(used.get(asset) or 0.0))
+                         for asset in set(free) | set(used) if (free.get(asset) or used.get(asset))}
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            self._health.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("%s: %s", self.capabilities.name, self._health.last_error, exc_info=exc)
