@@ -115,7 +115,7 @@ class CcxtBroker:
         self.events: deque[VenueEvent] = deque()
         self.capabilities = VenueCapabilities(
             name, paper=True, order_types=ORDER_TYPES, time_in_force=frozenset(TimeInForce), modify=False,
-            native_stops=False, simulated=False)
+            native_stops=False, simulated=False, live_market=True)
         self.tag = run_tag(clock.now_ns())
         self.quiet_s = quiet_s
         self.backoff = backoff
