@@ -148,12 +148,12 @@ class CcxtBroker:
             # returns once the exchange confirmed the subscription, so no order of ours goes out before it
             await self.exchange.authenticate({"type": "spot"})
         except ccxt.AuthenticationError as exc:
-            await self.exchange.close()
+            await self._close_client()
             raise CredentialsError(f"{self.capabilities.name} refused the testnet key in {self._credentials.key_env} "
                                    f"or its secret in {self._credentials.secret_env} ({exchange_message(exc)}). "
                                    f"Nothing was traded") from None
         except (ccxt.BaseError, KeyError) as exc:
-            await self.exchange.close()
+            await self._close_client()
             raise VenueInputError(f"{self.capabilities.name}: cannot start trading on the testnet "
                                   f"({exchange_message(exc)}); nothing was traded") from None
         self._health.stream_up = True
@@ -162,13 +162,10 @@ class CcxtBroker:
         self._spawn(self._watchdog())
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.exchange.close()
+        await self._close_client()
 
     def submit(self, order: Order) -> None:
         problem = self._unsupported(order)
@@ -452,6 +449,13 @@ class CcxtBroker:
 
     async def _watchdog(self) -> None:
         """Check orders over REST after a reconnect, or when the stream has been quiet for quiet_s."""
+        try:
+            await self._watch_over()
+        finally:
+            # a session that never calls close() still has its tasks canceled when the event loop shuts down
+            await self._close_client()
+
+    async def _watch_over(self) -> None:
         while True:
             await asyncio.sleep(min(0.25, self.quiet_s))
             quiet = time.perf_counter() - self._last_heard > self.quiet_s
@@ -523,6 +527,11 @@ class CcxtBroker:
     def _timed(self, name: str, seconds: float) -> None:
         window = self._health.latencies.setdefault(name, deque(maxlen=LATENCY_WINDOW))
         window.append(seconds * 1000.0)
+
+    async def _close_client(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.exchange.close()
 
     def _keep_balance(self, balance: Mapping[str, Any]) -> None:
         free, used = balance.get("free") or {}, balance.get("used") or {}
