@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(PY) bench/store_writer.py
 	$(PY) bench/emergency_stop.py --runs 3
 	$(PY) bench/validation.py
+	$(PY) bench/ccxt_latency.py
+	$(PY) bench/ccxt_feed_rate.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
