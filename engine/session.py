@@ -10,6 +10,7 @@ Everything runs on the caller's asyncio loop; disk work happens in worker thread
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -183,6 +184,9 @@ class PaperSession:
         except BaseException:
             await self.feed.close()  # a live venue's client holds connections
             raise
+        # what start-up built (imports, ccxt's market tables, a resume's replay) lives as long as the process: out of
+        # the collector's reach, a full collection no longer pauses the loop for ~100 ms walking it
+        gc.freeze()
 
     async def _open(self) -> None:
         if self._engine is None:
