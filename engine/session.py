@@ -63,6 +63,20 @@ class _ResumeJournal(StoreJournal):
         super().market(event)
 
 
+_FROZEN = False
+
+
+def _freeze_start_up() -> None:
+    """What start-up built (imports, ccxt's market tables, a resume's replay) lives as long as the process: out of the
+    collector's reach, a full collection no longer pauses the loop ~100 ms walking it. Once per process, after a
+    collection, so only live objects are frozen (a process opening many sessions, like the tests, keeps no garbage)."""
+    global _FROZEN
+    if not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
 class PaperSession:
     """The venue's feed ticks on a LiveClock and the engine trades it, in event time."""
 
@@ -184,9 +198,7 @@ class PaperSession:
         except BaseException:
             await self.feed.close()  # a live venue's client holds connections
             raise
-        # what start-up built (imports, ccxt's market tables, a resume's replay) lives as long as the process: out of
-        # the collector's reach, a full collection no longer pauses the loop for ~100 ms walking it
-        gc.freeze()
+        _freeze_start_up()
 
     async def _open(self) -> None:
         if self._engine is None:
