@@ -196,7 +196,9 @@ class PaperSession:
         try:
             await self._open()
         except BaseException:
-            await self.feed.close()  # a live venue's client holds connections
+            await self.feed.close()  # a live venue's clients hold connections
+            if self._engine is not None:
+                await self._engine.broker.close()
             raise
         _freeze_start_up()
 
@@ -389,6 +391,7 @@ class PaperSession:
                 await self._flush_recording()
                 await self.recorder.close()
             await self.feed.close()
+            await engine.broker.close()  # a venue holding orders keeps a client (and its connections) of its own
             await self._close_store(failed)
         return self.snapshot()
 
