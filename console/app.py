@@ -146,8 +146,14 @@ class PaperdeskApp(App[int]):
         venue = self.session.config.venue
         pnl = snap.equity - snap.starting_cash
         failed = [s.name for s in snap.strategies if s.status != "RUNNING"]
-        line1 = (f"simulated venue  speed {venue.speed:g}x  latency {venue.latency_ms:g} ms  "
-                 f"limit fills: {venue.limit_fill.value}")
+        health = snap.venue if snap.venue is not None and not snap.venue.simulated else None
+        if health is None:
+            line1 = (f"simulated venue  speed {venue.speed:g}x  latency {venue.latency_ms:g} ms  "
+                     f"limit fills: {venue.limit_fill.value}")
+        elif self.session.engine.broker.capabilities.simulated:
+            line1 = f"fills simulated on the exchange's book  limit fills: {venue.limit_fill.value}"
+        else:
+            line1 = "orders filled by the exchange"
         line2 = (f"equity {snap.equity:,.2f}  P&L {pnl:+,.2f}  cash {snap.cash:,.2f}  fees {snap.fees:,.2f}  "
                  f"orders {snap.orders} (open {snap.open_orders})  fills {snap.fills}  decisions {snap.decisions}")
         if failed:
@@ -170,7 +176,12 @@ class PaperdeskApp(App[int]):
                 line1 += (f"  behaviour {snap.behaviour_score:.2f}/100 vs backtest"
                           + (f" ({snap.behaviour_unexplained} unexplained)" if snap.behaviour_unexplained else ""))
         status = self.query_one("#status", Static)
-        status.update(f"{line0}\n{line1}\n{line2}")
+        lines = [line0, line1, line2]
+        if health is not None:
+            # its own line, cut to the width (78 before the first layout: 80 columns less the padding)
+            lines.insert(1, health.header(status.content_size.width or 78))
+            status.styles.height = len(lines) + 1  # and the border
+        status.update("\n".join(lines))
         status.set_class(bool(failed or snap.store_error), "-failed")
         state = snap.trading_state
         status.set_class(state == "EMERGENCY_STOPPED", "-emergency")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from engine.clock import utc_text
+from engine.snapshot import VenueHealth
 from engine.store.audit import verify_chain
 from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, reads_store, sessions, status
 
@@ -48,6 +49,7 @@ def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO | 
         f"  saved {s['rows_committed']} rows this run, backlog {s['writer_backlog']}, back-pressure waits "
         f"{s['writer_waits']}; last mark saved {_num(view['saved_seconds_ago'], '.1f')} s ago",
         "  counts: " + " ".join(f"{k}={v}" for k, v in view["counts"].items()),
+        *venue_lines(view["venue"]),
         "positions:" if view["positions"] else "positions: flat",
     ]
     lines += [f"  {p['symbol']:<10} {p['qty']:+.6g} @ {p['avg_price']:.2f}  mark {p['mark']:.2f}  "
@@ -66,6 +68,18 @@ def print_status(db: Path, session_id: int | None, as_json: bool, out: TextIO | 
     lines += [f"  event {_time(e['wall_ns'])} {e['kind']}: {e['detail']}" for e in view["events"]]
     print("\n".join(lines), file=out)
     return 0
+
+
+def venue_lines(venue: dict[str, Any] | None) -> list[str]:
+    """The venue's health as the session last saved it (with its risk view, every equity mark)."""
+    if venue is None:
+        return ["venue: not recorded"]
+    saved = dict(venue)
+    ago = saved.pop("measured_seconds_ago")
+    lines = VenueHealth.from_json(saved).lines()
+    if not saved["simulated"]:
+        lines[0] += f"; measured {ago:.1f} s ago"
+    return lines
 
 
 def behaviour_lines(scores: list[dict[str, Any]]) -> list[str]:

@@ -31,7 +31,7 @@ from engine.model.event_log import EventLevel
 from engine.model.market import Bar, Heartbeat, MarketEvent
 from engine.runtime import build_engine, build_instruments
 from engine.session_tasks import Recorder, live_score, poll_commands, score_every
-from engine.snapshot import EngineSnapshot, take_snapshot
+from engine.snapshot import EngineSnapshot, VenueHealth, take_snapshot, venue_health
 from engine.store.commands import Command, CommandInbox
 from engine.store.database import StoreError, WriterLock
 from engine.store.journal import StoreJournal
@@ -170,8 +170,11 @@ class PaperSession:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def venue_health(self) -> VenueHealth:
+        return venue_health(self.config.venue, self.engine.broker, self.feed.health(), self.wall_clock)
+
     def snapshot(self) -> EngineSnapshot:
-        snap = take_snapshot(self.engine)
+        snap = replace(take_snapshot(self.engine), venue=self.venue_health())
         writer = self.writer
         if writer is None:
             return replace(snap, feed=self.feed.health())
@@ -321,6 +324,8 @@ class PaperSession:
         started = loop.time()
         next_mark = next_status = next_flush = started
         engine, journal, writer = self.engine, self.journal, self.writer
+        if journal is not None:
+            journal.venue_view = lambda: self.venue_health().to_json()
         failed: BaseException | None = None
         if self.recorder is not None:
             await self.recorder.open()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from engine.core import Engine
 from engine.data.feed import FeedHealth
-from engine.model.fill import Fill
+
+if TYPE_CHECKING:  # `paperdesk status` formats a saved VenueHealth: importing the engine would slow it down
+    from engine.brokers.broker import Broker
+    from engine.clock import LiveClock
+    from engine.config import VenueConfig
+    from engine.core import Engine
+    from engine.model.fill import Fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,132 @@ class StrategyView:
     kind: str
     status: str
     error: str
+
+
+@runtime_checkable
+class TimesOrders(Protocol):
+    """A broker that measures its round trips to a real venue (the sandbox broker)."""
+
+    def latency_ms(self) -> dict[str, dict[str, float]]: ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """A broker with a connection of its own to report on (the sandbox broker's order stream)."""
+
+    def health(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VenueHealth:
+    """The venue as the operator sees it; JSON-ready, so `paperdesk status` can show it from another shell."""
+
+    name: str                 # "binance (paper)", "binance (sandbox)", "simulated"
+    simulated: bool           # the built-in synthetic market: shown in one line
+    connected: bool
+    detail: str               # the feed's own words (reconnecting in X s, rate limited, ...), then the order stream's
+    ages_s: dict[str, float]  # symbol -> wall seconds since its last message (since subscribing, before any)
+    latency_simulated_ms: float | None = None  # fills simulated here: the configured order latency
+    latency_p50_ms: float | None = None        # a real venue: its recent order acknowledgements, measured
+    latency_max_ms: float | None = None
+    latency_count: int = 0
+    reconciliation: str | None = None  # a real venue's latest reconciliation summary (None: fills are ours)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VenueHealth:
+        return cls(**data)
+
+    @property
+    def state(self) -> str:
+        return "connected" if self.connected else "NOT CONNECTED"
+
+    def latency(self) -> str:
+        if self.latency_simulated_ms is not None:
+            return f"{self.latency_simulated_ms:g} ms (simulated)"
+        if self.latency_p50_ms is None or self.latency_max_ms is None:
+            return "no order round trip yet"
+        return (f"p50 {self.latency_p50_ms:.0f} ms, max {self.latency_max_ms:.0f} ms "
+                f"(last {self.latency_count} order acks)")
+
+    def ages(self) -> str:
+        return ", ".join(f"{symbol} {age:.1f} s ago" for symbol, age in self.ages_s.items()) or "no symbols"
+
+    def lines(self) -> list[str]:
+        """For `paperdesk status`: one line for the simulated venue, a few for a real one."""
+        if self.simulated:
+            # the in-process market is down only once the session closed it
+            return [f"venue: {self.name}, {'connected' if self.connected else 'closed'}"]
+        lines = [f"venue: {self.name}, {self.state}" + (f" ({self.detail})" if self.detail else ""),
+                 f"  last message: {self.ages()}", f"  order latency: {self.latency()}"]
+        if self.reconciliation is not None:
+            lines.append(f"  reconciliation: {self.reconciliation}")
+        return lines
+
+    def short(self) -> str:
+        """For the headless status line: venue=binance(paper):connected."""
+        word = "connected" if self.connected else "closed" if self.detail == "closed" else "down"
+        return f"{self.name.replace(' ', '')}:{word}"
+
+    def header(self, width: int) -> str:
+        """One console line of at most width characters: the feed's detail is cut first (dropped if too little of it
+        would be left, kept to 28 characters when disconnected), then the line's end."""
+        ages = " ".join(f"{symbol} {age:.1f}s" for symbol, age in self.ages_s.items())
+        if self.latency_simulated_ms is not None:
+            latency = f"{self.latency_simulated_ms:g} ms sim"
+        elif self.latency_p50_ms is not None and self.latency_max_ms is not None:
+            latency = f"p50 {self.latency_p50_ms:.0f} max {self.latency_max_ms:.0f} ms"
+        else:
+            latency = "none yet"
+        head = f"{self.name} {self.state}"
+        rest = (f"  age {ages}" if ages else "") + f"  latency {latency}"
+        if self.reconciliation is not None:
+            rest += f"  recon: {self.reconciliation}"
+        room = width - len(head) - len(rest) - 3
+        if not self.connected:
+            room = max(room, 28)  # why it is down (and when it retries) matters more than the line's end
+        if self.detail and room >= 12:
+            head += f" ({_fit(self.detail, room)})"  # it says why the state is what it is
+        return _fit(head + rest, width, middle=False)
+
+
+def _fit(text: str, width: int, middle: bool = True) -> str:
+    """text in at most width characters; a middle cut keeps a detail's end too (the retry plan comes last)."""
+    if len(text) <= width:
+        return text
+    if not middle:
+        return text[:width - 1] + "…"
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def venue_health(config: VenueConfig, broker: Broker, feed: FeedHealth, clock: LiveClock) -> VenueHealth:
+    """What the feed (on clock, the wall clock) and the broker say about the session's venue now."""
+    caps = broker.capabilities
+    simulated = config.kind == "simulated"
+    now = clock.now_ns()
+    ages = {symbol: round(max(0, now - ns) / clock.speed / 1e9, 3)
+            for symbol, ns in sorted(feed.received_ns_by_symbol.items())}
+    connected, detail = feed.connected, feed.detail
+    if isinstance(broker, ReportsHealth):
+        orders = broker.health()
+        if orders.get("stream") == "down":
+            connected = False
+            detail += f"; order stream down after {orders.get('reconnects', 0)} reconnects"
+            if orders.get("last_error"):
+                detail += f" ({orders['last_error']})"
+    p50 = worst = None
+    count = 0
+    if isinstance(broker, TimesOrders):
+        acks = broker.latency_ms().get("order_ack")
+        if acks:
+            p50, worst, count = acks["median"], acks["max"], int(acks["count"])
+    # a venue holding our orders says what it found when it connected; the sandbox broker so far only logs it
+    reconciliation = None if caps.simulated else getattr(broker, "reconciliation", None) or "none yet"
+    return VenueHealth(caps.name, simulated, connected, detail, ages,
+                       config.latency_ms if caps.simulated else None, p50, worst, count, reconciliation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +188,7 @@ class EngineSnapshot:
     behaviour_unexplained: int | None = None  # its differences with no recorded cause
     risk: dict[str, Any] = field(default_factory=dict)  # Engine.risk_view(): states, gauges, phases
     feed: FeedHealth | None = None  # what the session's feed says about itself
+    venue: VenueHealth | None = None  # the venue, its connection, data ages, order latency, reconciliation
 
     @property
     def trading_state(self) -> str:
@@ -85,6 +218,8 @@ class EngineSnapshot:
                 text += f" store_error={self.store_error!r}"
             if self.behaviour_score is not None:
                 text += f" behaviour={self.behaviour_score:.2f} unexplained={self.behaviour_unexplained}"
+        if self.venue is not None and not self.venue.simulated:
+            text += f" venue={self.venue.short()}"
         return text
 
 

@@ -8,6 +8,7 @@ The engine judges staleness on its clock (heartbeats), not only when data arrive
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +31,8 @@ class FeedHealth:
     last_event_ns: int | None = None     # venue time of the newest event delivered
     last_received_ns: int | None = None  # our time when it arrived
     detail: str = ""
+    # per symbol, our time at its last event (at subscribing, before any): a live feed's per-symbol silence
+    received_ns_by_symbol: Mapping[str, int] = field(default_factory=dict)
 
 
 class Feed(Protocol):

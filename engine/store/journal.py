@@ -8,6 +8,7 @@ consistent cut: a step's market data, what followed from it and the venue state 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from engine.breakers.guard import STORE
@@ -43,6 +44,7 @@ class StoreJournal:
         # recovery replays durable market data through the engine: those rows exist already
         self.replaying = False
         self.known_refs: set[str] = set()
+        self.venue_view: Callable[[], dict[str, Any]] | None = None  # the venue's health, saved with each risk view
 
     # ---- the engine's Journal protocol -----------------------------------------------------
 
@@ -122,7 +124,9 @@ class StoreJournal:
         self._add("score", (self.session_id, wall_ns(), market_ts, market_seq, score, json.dumps(summary)))
 
     def risk_view(self, ts: int, view: dict[str, Any]) -> None:
-        """The risk manager's picture (states, gauges, phases) for `paperdesk status`."""
+        """The risk manager's picture (states, gauges, phases) and the venue's health for `paperdesk status`."""
+        if self.venue_view is not None:
+            view = {**view, "venue": self.venue_view()}
         self._add("risk_state", (self.session_id, wall_ns(), ts, view["state"], json.dumps(view)))
 
     def command_applied(self, command_id: int | None, command: str, args: dict[str, Any], reason: str, source: str,

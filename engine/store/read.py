@@ -172,16 +172,21 @@ def behaviour_scores(conn: sqlite3.Connection, sid: int, limit: int | None = Non
 
 
 def _risk(conn: sqlite3.Connection, sid: int) -> dict[str, Any]:
-    """Trading state, breaker gauges and operator commands (absent from a database older than schema 2)."""
+    """Trading state, breaker gauges, the venue's health as last saved, and operator commands (absent from a
+    database older than schema 2)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_state'").fetchone() is None:
-        return {"risk": None, "pending_commands": [], "commands": []}
-    row = conn.execute("SELECT market_ts, view FROM risk_state WHERE session_id = ?", (sid,)).fetchone()
-    risk = None
+        return {"risk": None, "venue": None, "pending_commands": [], "commands": []}
+    row = conn.execute("SELECT market_ts, view, wall_ns FROM risk_state WHERE session_id = ?", (sid,)).fetchone()
+    risk = venue = None
     if row is not None:
         risk = json.loads(row[1])
         risk["market_ts"] = row[0]
+        venue = risk.pop("venue", None)
+        if venue is not None:
+            venue["measured_seconds_ago"] = round((wall_ns() - row[2]) / 1e9, 3)
     return {
         "risk": risk,
+        "venue": venue,
         "pending_commands": pending_commands(conn, sid),
         "commands": _rows(conn, "SELECT id, wall_ns, command, args, reason, source, handled_wall_ns, ok, result "
                                 "FROM commands WHERE session_id = ? AND handled_wall_ns IS NOT NULL "

@@ -125,7 +125,8 @@ class CcxtFeed:
                 detail += (f"; last gap {gap.symbol} {(gap.end_ns - gap.start_ns) / 1e9:.3g} s "
                            f"({gap.reason})")
         connected = self._connected and not self._closed and not problems
-        return FeedHealth(connected, self._last_event_ns, self._last_received_ns, detail)
+        return FeedHealth(connected, self._last_event_ns, self._last_received_ns, detail,
+                          {symbol: state.last_received_ns for symbol, state in self._symbols.items()})
 
     def state(self) -> dict[str, Any] | None:
         return None  # a live venue continues by itself
