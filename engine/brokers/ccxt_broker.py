@@ -120,6 +120,7 @@ class CcxtBroker:
         self.quiet_s = quiet_s
         self.backoff = backoff
         self.balances: dict[str, tuple[float, float]] = {}  # asset -> (free, used), from the latest fetch_balance
+        self.reconciliation: str | None = None  # what connect found on the exchange, for status and the console
         self._credentials = credentials
         self._orders: dict[str, _Working] = {}           # by our client id
         self._by_exchange_id: dict[str, _Working] = {}
@@ -139,12 +140,18 @@ class CcxtBroker:
         try:
             await self._rest("load_markets", self.exchange.load_markets)
             self._keep_balance(await self._rest("fetch_balance", self.exchange.fetch_balance))
+            found = []
             for symbol in self.instruments:
                 for info in await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol):
                     # reconciliation is a later step: these are reported, never canceled or adopted
+                    found.append(f"{info.get('side')} {info.get('amount')} {symbol}")
                     log.warning("%s already works order %s (%s %s %s at %s, %s filled) from before this session; "
                                 "left alone", self.capabilities.name, info.get("clientOrderId") or info.get("id"),
                                 info.get("side"), info.get("amount"), symbol, info.get("price"), info.get("filled"))
+            held = ", ".join(f"{asset} {free + used:g}" for asset, (free, used) in sorted(self.balances.items())
+                             if free + used) or "none"
+            self.reconciliation = (f"at connect: {len(found)} order(s) already open on the exchange, left alone"
+                                   + (f" ({'; '.join(found[:5])})" if found else "") + f"; balances {held}")
             # returns once the exchange confirmed the subscription, so no order of ours goes out before it
             await self.exchange.authenticate({"type": "spot"})
         except ccxt.AuthenticationError as exc:

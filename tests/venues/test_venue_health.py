@@ -118,10 +118,11 @@ async def test_a_sandbox_session_shows_measured_order_latency_and_its_reconcilia
     venue = venue_of(db)
     assert venue["name"] == "binance (sandbox)" and venue["connected"]
     assert venue["latency_simulated_ms"] is None and 0 < venue["latency_p50_ms"] <= venue["latency_max_ms"]
-    assert venue["reconciliation"] == "none yet"
+    assert venue["reconciliation"].startswith("at connect: 0 order(s) already open on the exchange, left alone; "
+                                              "balances ") and "USDT" in venue["reconciliation"]
     _, text = saved(db)
     assert "  order latency: p50 " in text and " order acks)" in text
-    assert "  reconciliation: none yet" in text
+    assert "  reconciliation: at connect: 0 order(s) already open" in text
     session.stop()
     await trading
     await market
