@@ -17,7 +17,6 @@ import json
 import logging
 import random
 import statistics
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 import ccxt
 
 from engine.brokers.broker import AccountSnapshot, VenueCapabilities
-from engine.clock import Clock
+from engine.clock import Clock, monotonic_s, wall_ns
 from engine.model.fill import Fill, FillBasis, Liquidity
 from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, TradeTick
@@ -128,7 +127,7 @@ class CcxtBroker:
         self._books: dict[str, BookSnapshot] = {}
         self._health = _Health()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_heard = time.perf_counter()
+        self._last_heard = monotonic_s()
         self._check_due = False
         self._closed = False
         self._rng = random.Random()
@@ -181,7 +180,7 @@ class CcxtBroker:
             return
         book = self._books.get(order.symbol)
         mid = book.mid if book is not None and book.bids and book.asks else 0.0
-        working = _Working(order, f"{self.tag}-{order.client_id}", time.perf_counter(), int(time.time() * 1000), mid)
+        working = _Working(order, f"{self.tag}-{order.client_id}", monotonic_s(), wall_ns() // 1_000_000, mid)
         self._orders[order.client_id] = working
         working.placing = self._spawn(self._place(working))
 
@@ -413,7 +412,7 @@ class CcxtBroker:
         if working.acked:
             return
         working.acked = True
-        elapsed = time.perf_counter() - working.submitted
+        elapsed = monotonic_s() - working.submitted
         working.latency_ns = int(elapsed * 1e9)
         self._timed("order_ack", elapsed)
         self._event(working, K.ACCEPTED, latency_ns=working.latency_ns)
@@ -450,7 +449,7 @@ class CcxtBroker:
                 await self._pause(attempt, exc)
                 attempt += 1
                 continue
-            self._last_heard = time.perf_counter()
+            self._last_heard = monotonic_s()
             for item in items:
                 handle(item)
 
@@ -465,11 +464,11 @@ class CcxtBroker:
     async def _watch_over(self) -> None:
         while True:
             await asyncio.sleep(min(0.25, self.quiet_s))
-            quiet = time.perf_counter() - self._last_heard > self.quiet_s
+            quiet = monotonic_s() - self._last_heard > self.quiet_s
             if not (self._check_due or quiet) or not any(not w.done and w.acked for w in self._orders.values()):
                 continue
             self._check_due = False
-            self._last_heard = time.perf_counter()
+            self._last_heard = monotonic_s()
             try:
                 await self._check()
             except ccxt.BaseError:
@@ -495,7 +494,7 @@ class CcxtBroker:
     # ---- REST calls: timed, and retried with backoff where that is safe -----------------------------
 
     async def _rest(self, name: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-        started = time.perf_counter()
+        started = monotonic_s()
         try:
             return await call(*args)
         except ccxt.InvalidOrder:
@@ -504,7 +503,7 @@ class CcxtBroker:
             self._trouble(exc)
             raise
         finally:
-            self._timed(name, time.perf_counter() - started)
+            self._timed(name, monotonic_s() - started)
 
     async def _retrying(self, name: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A read, repeated after network trouble and rate limits until it is answered."""
@@ -528,7 +527,7 @@ class CcxtBroker:
         if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
             self._health.rate_limited += 1
         self._health.last_error = exchange_message(exc)
-        self._health.last_error_at = time.time()
+        self._health.last_error_at = wall_ns() / 1e9
         log.warning("%s: %s", self.capabilities.name, self._health.last_error)
 
     def _timed(self, name: str, seconds: float) -> None:
