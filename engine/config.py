@@ -177,7 +177,7 @@ VENUE_KEYS = {"simulated": ("seed", "tick_interval_ms", "correlation", "jumps_pe
               "ccxt": ("exchange", "mode", "url", "depth", "timeout_ms", "key_env", "secret_env")}
 VENUE_MODES = ("paper", "sandbox")
 # what a refused value here is, is never repeated: it may be a key pasted where its variable's name belongs
-UNSHOWN_KEYS = {("venue", "key_env"), ("venue", "secret_env")}
+UNSHOWN_KEYS = {("venue", "key_env"), ("venue", "secret_env"), ("venue", "url")}  # may hold a password
 
 
 def _other_kind(kind: str) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -54,9 +55,15 @@ def run_tag(start_ns: int) -> str:
     return f"pd{digits or '0'}"
 
 
+_QUERY = re.compile(r"(\bhttps?://[^\s?]+)\?\S*")
+
+
 def exchange_message(exc: BaseException) -> str:
-    """What the exchange said, without ccxt's wrapping ('binance {"code":-2010,"msg":"..."}' -> '-2010 ...')."""
-    text = " ".join(str(exc).split())
+    """What the exchange said, without ccxt's wrapping ('binance {"code":-2010,"msg":"..."}' -> '-2010 ...').
+
+    A request's query string is cut: ccxt puts the signed URL (timestamp, signature) in its network errors, and this
+    text reaches logs, health and the database."""
+    text = _QUERY.sub(r"\1?...", " ".join(str(exc).split()))
     start = text.find("{")
     if start >= 0:
         try:
@@ -276,7 +283,7 @@ class CcxtBroker:
                 await self._pause(attempt, exc)
                 attempt += 1
                 continue
-            except ccxt.NetworkError as exc:
+            except ccxt.OperationFailed as exc:  # the outcome is unknown (Binance -1006 too): look it up, never assume
                 await self._pause(attempt, exc)
                 attempt += 1
                 continue
@@ -310,7 +317,7 @@ class CcxtBroker:
                 if not working.done:
                     self._event(working, K.CANCEL_REJECTED, "the exchange no longer had the order to cancel")
                 return
-            except ccxt.NetworkError as exc:
+            except ccxt.OperationFailed as exc:  # the cancel may or may not have arrived: ask again
                 await self._pause(attempt, exc)
                 attempt += 1
                 continue
@@ -511,7 +518,7 @@ class CcxtBroker:
         while True:
             try:
                 return await self._rest(name, call, *args)
-            except ccxt.NetworkError as exc:
+            except ccxt.OperationFailed as exc:
                 await self._pause(attempt, exc)
                 attempt += 1
 

@@ -103,9 +103,16 @@ def loopback_url(url: str) -> str:
     except ValueError:
         local = plain = False
     if not (local and plain):
-        raise VenueInputError(f"base URL {url!r} refused: a venue may be redirected only to this machine "
+        shown = _without_userinfo(url)  # a password written into the URL is not repeated in messages
+        raise VenueInputError(f"base URL {shown!r} refused: a venue may be redirected only to this machine "
                               f"(http://127.0.0.1:PORT, http://[::1]:PORT or http://localhost:PORT)")
     return url.rstrip("/")
+
+
+def _without_userinfo(url: str) -> str:
+    at = url.find("@")
+    scheme = url.find("://")
+    return url if at < 0 or scheme < 0 or at < scheme else url[:scheme + 3] + "..." + url[at:]
 
 
 def api_urls(exchange: Any) -> list[str]:

@@ -137,7 +137,7 @@ async def test_an_exchange_that_does_not_answer_at_start_is_one_message(tmp_path
     ({"exchange": "binanse"}, "venue.exchange = 'binanse': ccxt has no such exchange (close ones: binance"),
     ({"mode": "live"}, "venue.mode = 'live': paperdesk trades paper money only"),
     ({"key_env": "MY_KEY"}, "venue.key_env: applies to venue.mode = 'sandbox' only: paper mode uses no keys"),
-    ({"url": "https://api.binance.com"}, "venue.url = 'https://api.binance.com': base URL"),
+    ({"url": "https://api.binance.com"}, "venue.url: base URL 'https://api.binance.com' refused"),
     ({"speed": 60.0}, "venue.speed = 60.0: must be 1 for a ccxt venue"),
     ({"seed": 3}, "venue.seed = 3: applies to venue.kind = 'simulated' only"),
 ])

@@ -13,7 +13,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from engine.brokers.ccxt_broker import CcxtBroker, run_tag
+from engine.brokers.ccxt_broker import CcxtBroker, exchange_message, run_tag
 from engine.clock import SimClock
 from engine.config import AppConfig, ConfigError, parse_config
 from engine.model.order import Order, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -203,8 +203,12 @@ async def test_a_cancel_racing_a_fill_ends_consistent_without_a_duplicate_fill(f
     assert len(fake.exchange.fills) == 1
 
 
+@pytest.mark.parametrize("unknown", [
+    ccxt.RequestTimeout("binance POST http://127.0.0.1/api/v3/order request timeout"),
+    # what ccxt makes of Binance's -1006: not a network error, and still no answer about the order
+    ccxt.OperationFailed('binance {"code":-1006,"msg":"Execution status unknown."}')], ids=["timeout", "-1006"])
 @pytest.mark.parametrize("arrived", [True, False])
-async def test_a_lost_answer_is_looked_up_before_any_resend(fake, broker, arrived):
+async def test_a_lost_answer_is_looked_up_before_any_resend(fake, broker, arrived, unknown):
     real = broker.exchange.create_order
     calls = 0
 
@@ -215,7 +219,7 @@ async def test_a_lost_answer_is_looked_up_before_any_resend(fake, broker, arrive
             if arrived:
                 await real(*args)  # the order reached the exchange; its answer did not reach us
             await fake.disconnect()  # and the user stream drops with it
-            raise ccxt.RequestTimeout("binance POST http://127.0.0.1/api/v3/order request timeout")
+            raise unknown
         return await real(*args)
 
     broker.exchange.create_order = lost
@@ -389,3 +393,16 @@ async def test_the_keys_reach_nothing_paperdesk_writes_or_prints(fake, tmp_path)
         if path.is_file():
             data_bytes = path.read_bytes()
             assert KEY.encode() not in data_bytes and SECRET.encode() not in data_bytes, path
+
+
+def test_a_signed_request_in_an_error_is_cut_before_it_reaches_a_log_or_the_database():
+    text = exchange_message(ccxt.ExchangeNotAvailable(
+        "binance GET http://127.0.0.1:9/api/v3/account?timestamp=1&recvWindow=10000&signature=f6e606abc refused"))
+    assert text == "ExchangeNotAvailable: binance GET http://127.0.0.1:9/api/v3/account?... refused"
+
+
+def test_a_password_written_into_the_url_is_not_repeated_when_the_url_is_refused(fake):
+    with pytest.raises(ConfigError) as refused:
+        parse_config(sandbox_config(fake).model_dump(mode="json") | {"venue": {
+            "kind": "ccxt", "exchange": "binance", "mode": "paper", "url": "http://me:MYSECRET@10.0.0.1:8080"}})
+    assert "venue.url" in str(refused.value) and "MYSECRET" not in str(refused.value)
