@@ -30,6 +30,8 @@ NS_PER_MS = 1_000_000
 GapListener = Callable[[str, int, int, str], None]  # (symbol, start_ns, end_ns, reason)
 
 
+TRADES_CONFIRM_S = 1.0  # a re-watched trade stream that has not failed for this long counts as back
+
 @dataclass(frozen=True, slots=True)
 class FeedGap:
     """A stretch of time in which a symbol's data may be incomplete."""
@@ -183,20 +185,37 @@ class CcxtFeed:
 
     async def _watch_trades(self, symbol: str) -> None:
         attempt = 0
+        recovering = False
         while True:
             try:
-                trades = await self.exchange.watch_trades(symbol)
+                trades = await (self._rewatch_trades(symbol) if recovering else self.exchange.watch_trades(symbol))
             except ccxt.NotSupported:
                 raise
             except ccxt.BaseError as error:
                 await self._back_off(symbol, "trades", error, attempt)
                 attempt += 1
-                # watching again resubscribes; in a quiet market no print could confirm it any sooner
-                self._up(symbol, "trades")
+                recovering = True
                 continue
+            if recovering:
+                recovering = False
+                self._up(symbol, "trades")
             attempt = 0
             for trade in trades:
                 self._on_trade(symbol, trade)
+
+    async def _rewatch_trades(self, symbol: str) -> Any:
+        """Watch trades again after a failure: back once a print arrives, or once the watch has not failed for
+        TRADES_CONFIRM_S (a quiet market may print nothing for a while); a stream that keeps failing is never
+        called back. (A direct await elsewhere: a watch started a loop turn late can miss a message.)"""
+        call = asyncio.ensure_future(self.exchange.watch_trades(symbol))
+        try:
+            await asyncio.wait({call}, timeout=TRADES_CONFIRM_S)
+            if not call.done():
+                self._up(symbol, "trades")
+            return await call
+        finally:
+            if not call.done():
+                call.cancel()
 
     async def _poll(self, symbol: str) -> None:
         attempt = 0

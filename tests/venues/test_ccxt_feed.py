@@ -310,3 +310,23 @@ async def test_paper_mode_makes_no_private_call_and_close_stops_everything(rig):
         ("GET", "/api/v3/exchangeInfo"), ("GET", "/api/v3/depth"),
         ("WS", "/stream/ws/0"), ("SUBSCRIBE", "/stream/ws/0"), ("WS", "/stream/ws/1"), ("SUBSCRIBE", "/stream/ws/1"),
         ("WS", "/stream/ws/2"), ("SUBSCRIBE", "/stream/ws/2"), ("WS", "/stream/ws/3"), ("SUBSCRIBE", "/stream/ws/3")}
+
+
+async def test_a_trade_stream_that_keeps_failing_is_never_reported_as_recovered(rig):
+    backoff = Backoff(initial_s=0.05, max_s=0.1)
+    feed = await rig.feed(backoff=backoff, rng=random.Random(3), subscribe=False)
+
+    async def refused(symbol: str, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.01)
+        raise ccxt.NetworkError("binance trades subscription refused")
+
+    feed.exchange.watch_trades = refused
+    await feed.subscribe(["BTC/USDT"])
+    connected = []
+    for _ in range(15):  # about 1.5 s: a dozen failed rounds, each of them once called a recovery
+        await rig.fake.update_book("BTCUSDT", bids=[("49990", "1")])
+        await feed.receive()
+        connected.append(feed.health().connected)
+        await asyncio.sleep(0.1)
+    assert rig.gaps == [] and not any(connected[3:]), (rig.gaps, connected)
+    assert "trades" in feed.health().detail and "NetworkError" in feed.health().detail
