@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from engine.store.database import StoreError, WriterLock, check_database, config
 from engine.store.rows import canonical_json
 
 RUNNING, STOPPED, ENDED = "RUNNING", "STOPPED", "ENDED"
+
+
+# what a real venue's market list fills into a config when a session opens (engine/venues.py GRID_KEYS and fees)
+_LISTED = re.compile(r"^instruments\[\d+\]\.(tick_size|lot_size|min_qty|min_notional|maker_fee|taker_fee): ")
 
 
 def config_text(config: AppConfig) -> str:
@@ -143,7 +148,14 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
     if latest is not None and not new_session:
         # decided read-only: the session is written to only once recovery has rebuilt it (mark_resumed)
         if latest[2] != digest and not same_config(latest[4], text):
+            every = config_differences(latest[4], text, limit=1000)
             diffs = "; ".join(config_differences(latest[4], text))
+            if config.venue.kind != "simulated" and every and all(_LISTED.match(d) for d in every):
+                # the config is the user's, but these values are the exchange's, filled in when the session opened
+                raise StoreError(
+                    f"{path}: session {latest[0]} is unfinished, and {config.venue.exchange} now lists other rules "
+                    f"for its instruments than when it ran ({diffs}). Resuming it would trade under rules it did "
+                    "not; pass --new-session to end it and start a new one under today's rules")
             raise StoreError(
                 f"{path}: session {latest[0]} is unfinished and ran with another config ({diffs}). "
                 "Resuming it with a different config would guess; run with the config it started with, "

@@ -221,3 +221,24 @@ async def test_a_venue_that_holds_the_orders_is_still_refused_and_nothing_is_wri
                                             "built yet.*--new-session"):
         await again.open()
     assert db.read_bytes() == before
+
+
+async def test_an_exchange_that_changed_its_rules_is_named_when_a_resume_is_refused(fake, tmp_path):
+    """The config is the user's, unchanged; the exchange's filters filled into it are not (Binance changes them)."""
+    import dataclasses
+
+    from engine.store.database import StoreError
+
+    db = tmp_path / "desk.sqlite"
+    config = parse_config(ccxt_config(fake.http_url))
+    a = PaperSession(config, db_path=db)
+    await a.open()
+    await a.close()
+    spec = fake.exchange.specs["BTCUSDT"]
+    fake.exchange.specs["BTCUSDT"] = dataclasses.replace(spec, min_notional="10")
+    with pytest.raises(StoreError) as refused:
+        await PaperSession(config, db_path=db).open()
+    message = str(refused.value)
+    assert "binance now lists other rules for its instruments than when it ran" in message
+    assert "instruments[0].min_notional: 5.0 -> 10.0" in message and "--new-session" in message
+    assert "run with the config it started with" not in message
