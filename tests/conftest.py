@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,30 +75,43 @@ def write_bars(path: Path, n: int, seed: int = 3, start: str = "2024-01-01") -> 
     return path
 
 
-def _toml_value(value: Any) -> str:
+class Raw(str):
+    """TOML text written as it is, so inf, nan and 1e400 reach the parser as a user would type them."""
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, Raw):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML's
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return repr(value)
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
 
 
-def write_config(path: Path, data: dict[str, Any] | None = None) -> Path:
-    """Write a config dict (BASE_CONFIG by default) as a TOML file."""
-    data = BASE_CONFIG if data is None else data
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """A config dict as TOML: tables, arrays of tables, inline values."""
     lines: list[str] = []
     for key, value in data.items():
         if isinstance(value, dict):
             lines.append(f"[{key}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
         else:
             for table in value:
                 lines.append(f"[[{key}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
+                lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, data: dict[str, Any] | None = None) -> Path:
+    """Write a config dict (BASE_CONFIG by default) as a TOML file."""
+    path.write_text(toml_text(BASE_CONFIG if data is None else data), encoding="utf-8")
     return path

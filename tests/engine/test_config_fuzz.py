@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 import tomllib
 import typing
 from pathlib import Path
@@ -18,45 +17,11 @@ from pydantic import BaseModel
 
 from engine.config import AppConfig, ConfigError, StrategyConfig, key_path, load_config, parse_config
 from engine.strategy.registry import strategy_class
+from tests.conftest import Raw, toml_text
 from tests.console.test_cli import paperdesk
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config.toml"
 DEFAULT: dict[str, Any] = tomllib.loads(SHIPPED.read_text())
-
-
-class Raw(str):
-    """TOML text written as it is, so inf, nan and 1e400 reach the parser as a user would type them."""
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, Raw):
-        return str(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML's
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-
-
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
-
-
-def toml_text(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
-        else:
-            for table in value:
-                lines.append(f"[[{key}]]")
-                lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 def with_values(changes: dict[tuple[Any, ...], Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,9 @@ from engine.session import PaperSession
 from engine.strategy.base import Strategy, StrategyParams
 from engine.strategy.registry import register, strategy_kinds
 from engine.venues_ccxt import VenueInputError
+from tests.conftest import toml_text
 from tests.console.test_cli import REPO
 from tests.fakes.binance import FakeBinance
-
-BIDS = [("49990", "1"), ("49980", "2"), ("49970", "3")]
-ASKS = [("50010", "0.5"), ("50020", "2"), ("50030", "4")]
 
 
 class FirstTickParams(StrategyParams):
@@ -60,13 +57,6 @@ def ccxt_config(address: str, strategy: dict[str, Any] | None = None, **venue: A
             "instruments": [{"symbol": "BTC/USDT"}],
             "strategies": [strategy or {"name": "first", "kind": "test_buy_first_tick", "symbols": ["BTC/USDT"],
                                         "params": {"size": 0.01}}]}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with FakeBinance() as fake:
-        await fake.set_book("BTC/USDT", BIDS, ASKS)
-        yield fake
 
 
 async def tape(fake: FakeBinance, seconds: float) -> None:
@@ -148,8 +138,6 @@ def test_bad_venue_settings_are_one_message_each(venue, message):
 
 
 def toml(data: dict[str, Any]) -> str:
-    from tests.engine.test_config_fuzz import toml_text
-
     return toml_text({k: v for k, v in data.items() if v != {"live_interval_seconds": None}})
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from engine.validation.validate import validate
 from engine.venues import CcxtVenue
 from tests.fakes.binance import FakeBinance
 from tests.store.helpers import crash, query
-from tests.venues.test_ccxt_paper_session import ASKS, BIDS, FirstTickParams, ccxt_config, paperdesk
+from tests.venues.test_ccxt_paper_session import FirstTickParams, ccxt_config, paperdesk
 
 LIMIT = 49900.0  # under the fake's best bid: the order rests until a print trades through it
 PAUSE_S = 1.5  # the latency breaker's pause, market time: shorter than the downtime
@@ -59,13 +59,6 @@ def resume_config(address: str) -> AppConfig:
     # an acknowledgement slower than 0.1 s pauses trading for PAUSE_S of market time: a cooldown to run out while down
     data["breakers"] = {"order_latency_seconds": 0.1, "latency_pause_hours": PAUSE_S / 3600, "evaluate_seconds": 0.1}
     return parse_config(data)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with FakeBinance() as fake:
-        await fake.set_book("BTC/USDT", BIDS, ASKS)
-        yield fake
 
 
 async def market(fake: FakeBinance, seconds: float, price: str = "50010") -> None:

@@ -26,11 +26,10 @@ from engine.strategy.registry import register, strategy_kinds
 from engine.venues import CcxtVenue
 from engine.venues_ccxt import CredentialsError
 from tests.fakes.binance import FakeBinance
-from tests.venues.test_ccxt_paper_session import ASKS, BIDS, ccxt_config, paperdesk, query, tape, toml
+from tests.venues.conftest import KEY, SECRET
+from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, query, tape, toml
 
 K = VenueEventKind
-KEY = "sbx-KEY-7f3a9c1e55d04b2a"
-SECRET = "sbx-SECRET-c0ffee5e4b1d9a77"
 
 
 class ScriptParams(StrategyParams):
@@ -61,15 +60,6 @@ if SandboxScript.kind not in strategy_kinds():
 def sandbox_config(fake: FakeBinance, strategy: dict[str, Any] | None = None, **venue: Any) -> AppConfig:
     data = ccxt_config(fake.http_url, strategy, mode="sandbox", **venue)
     return parse_config(data)
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeBinance]:
-    monkeypatch.setenv("BINANCE_TESTNET_KEY", KEY)
-    monkeypatch.setenv("BINANCE_TESTNET_SECRET", SECRET)
-    async with FakeBinance(api_key=KEY, secret=SECRET) as running:
-        await running.set_book("BTC/USDT", BIDS, ASKS)
-        yield running
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.widgets import Static
 
 from console.app import PaperdeskApp
@@ -26,18 +25,7 @@ from engine.session import PaperSession
 from engine.snapshot import VenueHealth, venue_health
 from tests.conftest import make_config
 from tests.console.test_app import wait_until
-from tests.fakes.binance import FakeBinance
-from tests.venues.test_ccxt_paper_session import ASKS, BIDS, ccxt_config, paperdesk, tape
-from tests.venues.test_ccxt_sandbox import KEY, SECRET
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeBinance]:
-    monkeypatch.setenv("BINANCE_TESTNET_KEY", KEY)
-    monkeypatch.setenv("BINANCE_TESTNET_SECRET", SECRET)
-    async with FakeBinance(api_key=KEY, secret=SECRET) as running:
-        await running.set_book("BTC/USDT", BIDS, ASKS)
-        yield running
+from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, tape
 
 
 def saved(db: Path) -> tuple[dict[str, Any], str]:
