@@ -32,6 +32,8 @@ COMMON_OPTIONS: dict[str, Any] = {"watchOrderBook": {"maxRetries": 1}}
 PAPER_OPTIONS: dict[str, dict[str, Any]] = {
     # otherwise load_markets also fetches the futures exchanges (fapi, dapi) and the margin pair lists
     "binance": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]}},
+    # otherwise load_markets also lists okx's futures, swaps and options (two requests for the options alone)
+    "okx": {"fetchMarkets": {"types": ["spot"]}},
 }
 
 
