@@ -21,8 +21,9 @@ import aiosqlite
 from engine.breakers.guard import STORE
 from engine.breakers.trading_state import PORTFOLIO
 from engine.brokers.broker import require_paper
+from engine.brokers.transcript import HoldsOrders, Transcribed
 from engine.clock import LiveClock, SimClock
-from engine.commands import STORE_COMMAND
+from engine.commands import STORE_COMMAND, OperatorCommand
 from engine.config import AppConfig
 from engine.core import Engine
 from engine.data.feed import Feed, FeedBatch, SteppedFeed
@@ -35,7 +36,7 @@ from engine.snapshot import EngineSnapshot, VenueHealth, take_snapshot, venue_he
 from engine.store.commands import Command, CommandInbox
 from engine.store.database import StoreError, WriterLock
 from engine.store.journal import StoreJournal
-from engine.store.recovery import Recovered, RecoveryError, recover
+from engine.store.recovery import Recovered, recover
 from engine.store.sessions import STOPPED, SessionRecord, mark_resumed, open_session
 from engine.store.writer import StoreWriter
 from engine.venues import ListsInstruments, ReportsGaps, Venue, venue_for
@@ -125,6 +126,8 @@ class PaperSession:
     def _build_engine(self, clock: SimClock) -> Engine:
         config = self.config
         broker = self.venue.broker(config, clock, build_instruments(config))
+        if not broker.capabilities.simulated:
+            broker = Transcribed(broker)  # its reports are saved as heard, so a resume can rebuild the session
         engine = build_engine(config, clock, broker=broker)
         # a symbol that never delivers anything is as stale as one that stopped
         engine.guard.health.expect(engine.instruments, clock.now_ns())
@@ -236,6 +239,8 @@ class PaperSession:
                 if opened.ended_previous is not None:
                     detail += f"; ended session {opened.ended_previous} (--new-session)"
                 journal.state_event("session", "STARTED", detail, started_ns)
+                if isinstance(self.engine.broker, Transcribed):
+                    self.engine.broker.attach(journal.venue_event)
             assert self.journal is not None
             store = self.config.store
             db = await aiosqlite.connect(self.db_path, isolation_level=None)
@@ -263,13 +268,6 @@ class PaperSession:
         self._engine = self._build_engine(self.clock)
         broker = self.engine.broker
         caps = broker.capabilities
-        if not caps.simulated:
-            # the venue holds the orders: a replay would send the session's past orders to it again; recovery there
-            # is reconciliation
-            raise RecoveryError(
-                f"session {session_id} ran on venue {caps.name!r}, which holds its orders: resuming it means "
-                "reconciling with the venue (open orders, fills, balances), which is not built yet. Nothing was "
-                "changed; pass --new-session to end it and start a new one")
         live = self.feed.feed if isinstance(self.feed, RehearsedGaps) else self.feed
         held: list[tuple[str, int, int, str]] = []
         if not caps.live_market:
@@ -298,13 +296,32 @@ class PaperSession:
             await self.feed.connect()
             await self.feed.subscribe(list(self.engine.instruments))
         require_paper(broker)
+        venue = broker.inner if isinstance(broker, Transcribed) else None
+        if isinstance(venue, HoldsOrders) and self.recovered.venue is not None:
+            venue.adopt(self.recovered.venue)  # connect() reconciles: what the venue did while we were down
         await broker.connect()
         self._give_up_if_stopping()
         await asyncio.to_thread(mark_resumed, self.db_path, record)  # rebuilt exactly: the first write
+        if isinstance(broker, Transcribed):
+            broker.attach(journal.venue_event)
         journal.state_event("session", "RESUMED", self.recovered.summary(), last_ts)
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
         for gap in held:
             self._feed_gap(*gap)
+        if isinstance(venue, HoldsOrders):
+            self._reconciled(venue)
+
+    def _reconciled(self, venue: HoldsOrders) -> None:
+        """Say what reconciling with the venue found; what it cannot explain halts trading (saved as a command, so a
+        later replay halts at the same point)."""
+        found, name = venue.reconciliation or "nothing to reconcile", self.engine.broker.capabilities.name
+        if venue.mismatch is None:
+            self.engine.log_event(EventLevel.INFO, f"reconciled with {name}: {found}")
+            return
+        self.engine.log_event(EventLevel.ERROR, f"reconciliation with {name} found what this session cannot "
+                                                f"explain: {venue.mismatch}")
+        self._apply_command(None, OperatorCommand.HALT.value, {}, f"reconciliation: {venue.mismatch}",
+                            "reconciliation")
 
     def _give_up_if_stopping(self) -> None:
         """Before the session's first write: a stop requested by now ends open() with the database untouched."""
@@ -426,7 +443,7 @@ class PaperSession:
         now = max(batch.received_ns, clock.now_ns())
         if batch.events:
             self._last_event_ns = now
-        elif now - self._last_event_ns >= HEARTBEAT_NS:
+        elif now - self._last_event_ns >= HEARTBEAT_NS or self._venue_waiting():
             clock.advance_to(now)
             engine.process(Heartbeat(now))
             self._last_event_ns = now
@@ -434,6 +451,12 @@ class PaperSession:
             state = self.feed.state()
             # a live venue's feed keeps no state, but the row still marks where the durable cut ends (recovery's check)
             self.journal.venue_state(now, {} if state is None else state)
+
+    def _venue_waiting(self) -> bool:
+        """A venue holding our orders reported something: a quiet market must not keep it from the engine (it hears
+        such a venue only at a market event), so the session's clock ticks at once."""
+        broker = self._engine.broker if self._engine is not None else None
+        return isinstance(broker, Transcribed) and broker.waiting
 
     def step(self, ts: int) -> None:
         """One market update at ts, taken from a feed that can be stepped by hand (tests, benchmarks)."""

@@ -7,7 +7,18 @@ connection, a rate limit) is never simply sent again: the order is looked up by 
 is quiet for a while, or after it reconnects, open orders and trades are checked over REST.
 
 The engine's client ids (O0000001, ...) start again every session, so the exchange sees them behind a run tag made
-from the session's start (its stored market_start_ns): pd<base36 ms>-O0000001.
+from the session's start (its stored market_start_ns): pd<base36 ms>-O0000001; after the session's n-th restart,
+pd<base36 ms>.n-O0000001, so an order sent just before a crash (which the saved state may not know) never shares an id
+with one sent after it.
+
+A create whose answer was lost may still reach the exchange until its receive window (recvWindow) has passed, and
+Binance keeps client ids unique only among open orders: so a lost create is sent again only once the window is over
+and a lookup by client id still finds nothing.
+
+On a resume the broker is told what the session knew (adopt) and reconciles when it connects: each order the session
+had working is looked up by its client id and settled (fills it had while we were down are applied once, by trade id);
+an order of this session the saved state does not know, or balances that the session's fills do not explain, are a
+mismatch the session halts on.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import logging
 import random
 import re
 import statistics
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,11 +37,12 @@ from typing import Any, TypeVar
 import ccxt
 
 from engine.brokers.broker import AccountSnapshot, VenueCapabilities
+from engine.brokers.transcript import KnownState
 from engine.clock import Clock, monotonic_s, wall_ns
 from engine.model.fill import Fill, FillBasis, Liquidity
 from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, TradeTick
-from engine.model.order import Order, OrderType, TimeInForce
+from engine.model.order import Order, OrderStatus, OrderType, TimeInForce
 from engine.model.venue_event import CancelAck, VenueEvent, VenueEventKind
 from engine.venues_ccxt.connection import Backoff, retry_after_s
 from engine.venues_ccxt.credentials import Credentials, CredentialsError
@@ -43,6 +55,7 @@ log = logging.getLogger("paperdesk.venue")
 ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 LATENCY_WINDOW = 64
 BACKOFF = Backoff(0.2, 10.0)
+RECV_WINDOW_MARGIN_S = 1.0  # clock skew between us and the exchange
 _EPS = 1e-9
 
 
@@ -81,7 +94,7 @@ class _Working:
 
     order: Order
     venue_client_id: str
-    submitted: float                 # perf_counter when submit() was called
+    submitted: float                 # monotonic seconds when submit() was called
     submitted_ms: int                # wall time then, for REST queries of its trades
     mid: float
     exchange_id: str | None = None
@@ -92,6 +105,7 @@ class _Working:
     placing: asyncio.Task[None] | None = None
     canceling: asyncio.Task[None] | None = None
     cancel_reason: str = ""
+    last_sent: float = 0.0           # monotonic seconds when the latest create request went out
 
     @property
     def done(self) -> bool:
@@ -127,6 +141,14 @@ class CcxtBroker:
         self.backoff = backoff
         self.balances: dict[str, tuple[float, float]] = {}  # asset -> (free, used), from the latest fetch_balance
         self.reconciliation: str | None = None  # what connect found on the exchange, for status and the console
+        self.mismatch: str | None = None  # what a resume's reconciliation could not explain
+        self.run = 0  # the session's restarts so far: part of every client id this broker sends
+        options = getattr(exchange, "options", None) or {}
+        self.recv_window_s = float(options.get("recvWindow") or 10_000) / 1000.0 + RECV_WINDOW_MARGIN_S
+        self._start_ms = clock.now_ns() // 1_000_000
+        self._known: KnownState | None = None
+        self._opening: dict[str, float] = {}
+        self._by_venue_ref: dict[str, _Working] = {}
         self._credentials = credentials
         self._orders: dict[str, _Working] = {}           # by our client id
         self._by_exchange_id: dict[str, _Working] = {}
@@ -146,18 +168,11 @@ class CcxtBroker:
         try:
             await self._rest("load_markets", self.exchange.load_markets)
             self._keep_balance(await self._rest("fetch_balance", self.exchange.fetch_balance))
-            found = []
-            for symbol in self.instruments:
-                for info in await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol):
-                    # reconciliation is a later step: these are reported, never canceled or adopted
-                    found.append(f"{info.get('side')} {info.get('amount')} {symbol}")
-                    log.warning("%s already works order %s (%s %s %s at %s, %s filled) from before this session; "
-                                "left alone", self.capabilities.name, info.get("clientOrderId") or info.get("id"),
-                                info.get("side"), info.get("amount"), symbol, info.get("price"), info.get("filled"))
-            held = ", ".join(f"{asset} {free + used:g}" for asset, (free, used) in sorted(self.balances.items())
-                             if free + used) or "none"
-            self.reconciliation = (f"at connect: {len(found)} order(s) already open on the exchange, left alone"
-                                   + (f" ({'; '.join(found[:5])})" if found else "") + f"; balances {held}")
+            if self._known is not None:
+                await self._reconcile(self._known)
+            else:
+                self._opening = {asset: free + used for asset, (free, used) in self.balances.items()}
+                await self._report_open()
             # returns once the exchange confirmed the subscription, so no order of ours goes out before it
             await self.exchange.authenticate({"type": "spot"})
         except ccxt.AuthenticationError as exc:
@@ -170,9 +185,26 @@ class CcxtBroker:
             raise VenueInputError(f"{self.capabilities.name}: cannot start trading on the testnet "
                                   f"({exchange_message(exc)}); nothing was traded") from None
         self._health.stream_up = True
+        self._check_due = self._known is not None  # what changed between the reconciliation and the subscription
         self._spawn(self._stream("orders", self.exchange.watch_orders, self._on_order))
         self._spawn(self._stream("myTrades", self.exchange.watch_my_trades, self._on_trade))
         self._spawn(self._watchdog())
+
+    def venue_ref(self, client_id: str) -> str | None:
+        working = self._orders.get(client_id)
+        return working.venue_client_id if working is not None else None
+
+    def opening_balances(self) -> dict[str, float]:
+        return dict(self._opening)
+
+    def adopt(self, known: KnownState) -> None:
+        self._known = known
+        self.run = known.run
+
+    @property
+    def prefix(self) -> str:
+        """What every client id this broker sends starts with."""
+        return self.tag if self.run == 0 else f"{self.tag}.{self.run}"
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -187,8 +219,8 @@ class CcxtBroker:
             return
         book = self._books.get(order.symbol)
         mid = book.mid if book is not None and book.bids and book.asks else 0.0
-        working = _Working(order, f"{self.tag}-{order.client_id}", monotonic_s(), wall_ns() // 1_000_000, mid)
-        self._orders[order.client_id] = working
+        working = _Working(order, f"{self.prefix}-{order.client_id}", monotonic_s(), wall_ns() // 1_000_000, mid)
+        self._track(working)
         working.placing = self._spawn(self._place(working))
 
     def cancel(self, client_id: str, reason: str) -> CancelAck:
@@ -241,6 +273,94 @@ class CcxtBroker:
                        "count": float(len(window))}
                 for name, window in self._health.latencies.items() if window}
 
+    # ---- reconciliation -------------------------------------------------------------------------
+
+    async def _report_open(self) -> None:
+        """A new session: orders already open for our symbols are named and left alone; the balances are noted."""
+        found = []
+        for symbol in self.instruments:
+            for info in await self._rest("fetch_open_orders", self.exchange.fetch_open_orders, symbol):
+                found.append(f"{info.get('side')} {info.get('amount')} {symbol}")
+                log.warning("%s already works order %s (%s %s %s at %s, %s filled) from before this session; "
+                            "left alone", self.capabilities.name, info.get("clientOrderId") or info.get("id"),
+                            info.get("side"), info.get("amount"), symbol, info.get("price"), info.get("filled"))
+        held = ", ".join(f"{asset} {free + used:g}" for asset, (free, used) in sorted(self.balances.items())
+                         if free + used) or "none"
+        self.reconciliation = (f"at connect: {len(found)} order(s) already open on the exchange, left alone"
+                               + (f" ({'; '.join(found[:5])})" if found else "") + f"; balances {held}")
+
+    async def _reconcile(self, known: KnownState) -> None:
+        """A resume: settle each order the session had working as the exchange holds it now, then look for what the
+        session cannot explain (orders of this session it never saved; balances its fills do not account for)."""
+        self._seen_trades.update(fill.fill_id for fill in known.fills)
+        outcome: Counter[str] = Counter()
+        queued = len(self.events)
+        for k in known.open_orders:
+            working = _Working(k.order, k.venue_ref, monotonic_s(), k.sent_ts // 1_000_000, 0.0,
+                               acked=k.order.status is not OrderStatus.SUBMITTED, filled=k.order.filled_qty)
+            self._track(working)
+            info = await self._find(working)
+            wait = k.sent_ts / 1e9 + self.recv_window_s - wall_ns() / 1e9
+            if info is None and wait > 0:
+                await asyncio.sleep(wait)  # sent just before the crash: it may still arrive
+                info = await self._find(working)
+            if info is None:
+                self._end(working, K.REJECTED, "never reached the exchange (not found by its client id "
+                                               f"{k.venue_ref} after the restart)")
+                outcome["never reached the exchange"] += 1
+                continue
+            await self._settle(working, info)
+            if not working.done and k.order.status is OrderStatus.PENDING_CANCEL:
+                working.cancel_reason = "canceled on request (asked again after the restart)"
+                working.canceling = self._spawn(self._cancel(working))
+            outcome["still open" if not working.done else "filled while away" if working.ended is None
+                    else f"{working.ended.value.lower()} while away"] += 1
+        new_fills = [e.fill for e in list(self.events)[queued:] if e.fill is not None]
+        problems = await self._strangers(known) + self._unexplained_balances(known, known.fills + new_fills)
+        orders = ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())) or "none"
+        self.reconciliation = (f"after restart {known.run}: {len(known.open_orders)} order(s) the session had "
+                               f"working ({orders}); {len(new_fills)} fill(s) from while it was down applied once; "
+                               + ("MISMATCH: " + "; ".join(problems) if problems else "balances as its fills say"))
+        self.mismatch = "; ".join(problems) if problems else None
+
+    async def _strangers(self, known: KnownState) -> list[str]:
+        """Orders this session sent that its saved state does not know (sent in the moment before a crash)."""
+        found = []
+        for symbol in self.instruments:
+            for info in await self._retrying("fetch_orders", self.exchange.fetch_orders, symbol, self._start_ms):
+                ref = info.get("clientOrderId")
+                if self._of_this_session(ref) and ref not in known.venue_refs:
+                    found.append(f"order {ref} ({info.get('side')} {info.get('amount')} {symbol}, "
+                                 f"{info.get('status')}, {info.get('filled') or 0} filled) was sent by this session "
+                                 "but is not in its saved state: check it on the exchange, cancel or close it, then "
+                                 "resume trading")
+        return found
+
+    def _unexplained_balances(self, known: KnownState, fills: list[Fill]) -> list[str]:
+        """Each of our instruments' assets should hold what it held at the session's start plus what its fills
+        moved, give or take the fees (which Binance may take in either asset)."""
+        if not known.opening_balances:
+            return []  # a session saved before opening balances were: nothing to compare with
+        expected: dict[str, float] = defaultdict(float, known.opening_balances)
+        slack: dict[str, float] = defaultdict(float)
+        for instrument in self.instruments.values():
+            slack[instrument.base] += instrument.lot_size
+            expected[instrument.base] += 0.0
+            expected[instrument.quote] += 0.0
+        for fill in fills:
+            instrument = self.instruments[fill.symbol]
+            expected[instrument.base] += fill.side * fill.qty
+            expected[instrument.quote] -= fill.side * fill.qty * fill.price
+            slack[instrument.base] += fill.fee / fill.price if fill.price else 0.0
+            slack[instrument.quote] += fill.fee + 1e-8 * fill.qty * fill.price
+        problems = []
+        for asset, want in sorted(expected.items()):
+            held = sum(self.balances.get(asset, (0.0, 0.0)))
+            if abs(held - want) > slack[asset] + 1e-9 * max(1.0, abs(want)):
+                problems.append(f"{asset}: the exchange holds {held:g}, the session's fills since it started say "
+                                f"{want:g}")
+        return problems
+
     # ---- orders out -----------------------------------------------------------------------------
 
     def _unsupported(self, order: Order) -> str | None:
@@ -258,7 +378,7 @@ class CcxtBroker:
         params: dict[str, Any] = {"clientOrderId": working.venue_client_id}
         if order.type is OrderType.LIMIT:
             params["timeInForce"] = order.tif.value
-        maybe_sent = False
+        maybe_sent, was_sent, sent_before = False, False, 0.0
         attempt = 0
         while True:
             try:
@@ -267,7 +387,13 @@ class CcxtBroker:
                     if found is not None:
                         await self._settle(working, found)
                         return
-                maybe_sent = True
+                    if monotonic_s() - working.last_sent < self.recv_window_s:
+                        # the lost request may still arrive: sending it again now could trade twice
+                        await self._pause(attempt, None)
+                        attempt += 1
+                        continue
+                was_sent, sent_before = maybe_sent, working.last_sent
+                maybe_sent, working.last_sent = True, monotonic_s()
                 reply = await self._rest("create_order", self.exchange.create_order, order.symbol,
                                          order.type.value.lower(), "buy" if order.side > 0 else "sell", order.qty,
                                          order.price if order.type is OrderType.LIMIT else None, params)
@@ -284,6 +410,9 @@ class CcxtBroker:
                 attempt += 1
                 continue
             except ccxt.OperationFailed as exc:  # the outcome is unknown (Binance -1006 too): look it up, never assume
+                if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded) and working.last_sent > sent_before:
+                    # turned away unprocessed (429/418): this attempt cannot arrive later, only earlier ones might
+                    maybe_sent, working.last_sent = was_sent, sent_before
                 await self._pause(attempt, exc)
                 attempt += 1
                 continue
@@ -406,9 +535,20 @@ class CcxtBroker:
         return 0.0
 
     def _ours(self, venue_client_id: Any, exchange_id: Any) -> _Working | None:
-        if isinstance(venue_client_id, str) and venue_client_id.startswith(self.tag + "-"):
-            return self._orders.get(venue_client_id[len(self.tag) + 1:])
-        return self._by_exchange_id.get(str(exchange_id)) if exchange_id is not None else None
+        working = self._by_venue_ref.get(venue_client_id) if isinstance(venue_client_id, str) else None
+        if working is None and exchange_id is not None:
+            working = self._by_exchange_id.get(str(exchange_id))
+        return working
+
+    def _track(self, working: _Working) -> None:
+        self._orders[working.order.client_id] = working
+        self._by_venue_ref[working.venue_client_id] = working
+
+    def _of_this_session(self, venue_client_id: Any) -> bool:
+        """A client id this session sent, in any of its runs."""
+        if not isinstance(venue_client_id, str):
+            return False
+        return bool(re.fullmatch(re.escape(self.tag) + r"(\.\d+)?-\S+", venue_client_id))
 
     def _bind(self, working: _Working, exchange_id: Any) -> None:
         if exchange_id is not None and working.exchange_id is None:
@@ -522,7 +662,7 @@ class CcxtBroker:
                 await self._pause(attempt, exc)
                 attempt += 1
 
-    async def _pause(self, attempt: int, exc: BaseException) -> None:
+    async def _pause(self, attempt: int, exc: BaseException | None) -> None:
         self._health.retries += 1
         delay = self.backoff.delay(attempt, self._rng)
         if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):

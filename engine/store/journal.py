@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.breakers.guard import STORE
 from engine.breakers.trading_state import StateChange
+from engine.brokers.transcript import TranscriptRow
 from engine.clock import Clock, wall_ns
 from engine.core import Engine
 from engine.model.decision import Decision
@@ -23,8 +24,8 @@ from engine.store.rows import canonical_json, fill_row, market_row, order_row
 from engine.strategy.base import Strategy
 
 # table operations, in the order a batch applies them
-OPS = ("market", "missed", "decision", "order", "order_event", "fill", "strategy", "venue_state", "equity", "position",
-       "mark", "state_event", "risk_state", "command", "command_new", "score")
+OPS = ("market", "missed", "decision", "order", "order_event", "fill", "venue_event", "strategy", "venue_state",
+       "equity", "position", "mark", "state_event", "risk_state", "command", "command_new", "score")
 
 
 class StoreJournal:
@@ -148,6 +149,11 @@ class StoreJournal:
             ref = f"command:{self.session_id}:{command_id}"
         self._audit("command", ref, {"id": command_id, "command": command, "args": args, "reason": reason,
                                      "source": source, "ok": ok, "result": result, "market_ts": ts})
+
+    def venue_event(self, row: TranscriptRow) -> None:
+        """A report from a venue holding our orders, numbered in the order the engine heard it (never replayed)."""
+        self._add("venue_event", (self.session_id, row.n, row.market_seq, row.kind, row.client_id, row.ts, row.reason,
+                                  row.latency_ns, row.fill_id, row.venue_ref))
 
     def venue_state(self, ts: int, state: dict[str, Any]) -> None:
         """The simulated market's state after the step whose events were journaled last."""

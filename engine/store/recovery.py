@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.brokers.transcript import OPENING, SENT, KnownOrder, KnownState, Transcribed, TranscriptRow
 from engine.clock import SimClock
 from engine.core import Engine
+from engine.model.fill import Fill
 from engine.model.market import MarketEvent
 from engine.replay import replay
 from engine.store.commands import applied_commands
 from engine.store.database import StoreError, connect_readonly
 from engine.store.journal import StoreJournal
-from engine.store.rows import MARKET_COLUMNS, market_event
+from engine.store.rows import FILL_COLUMNS, MARKET_COLUMNS, fill_from_row, market_event
 
 EQUITY_MARKS_KEPT = 2000
 
@@ -42,6 +44,7 @@ class Recovered:
     open_orders: int
     decisions: int
     feed_state: dict[str, Any] | None = None  # what the session's feed continues from
+    venue: KnownState | None = None  # what a venue holding our orders is told to reconcile against
 
     def summary(self) -> str:
         return (f"restart {self.restarts}: replayed {self.events} market events, {self.fills} fills verified, "
@@ -80,6 +83,11 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     rows = conn.execute(f"SELECT {MARKET_COLUMNS} FROM market_data WHERE session_id = ? ORDER BY seq",
                         (session_id,))
     commands = applied_commands(conn, session_id)
+    broker = engine.broker
+    transcript = _transcript(conn, session_id) if isinstance(broker, Transcribed) else None
+    if isinstance(broker, Transcribed) and transcript is not None:
+        # the venue's reports come back from the store at the points the engine first heard them; nothing is sent
+        broker.replay(transcript, {f.fill_id: f for f in _stored_fills(conn, session_id)})
 
     def apply_due(upto_seq: int) -> None:
         # operator commands go back in after the market event they followed, at the market time they applied
@@ -104,6 +112,14 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     finally:
         journal.replaying = False
         journal.known_refs = set()
+    known: KnownState | None = None
+    if isinstance(broker, Transcribed) and transcript is not None:
+        leftovers = broker.go_live()
+        if leftovers:
+            raise RecoveryError(f"session {session_id}: the replay does not reproduce what its venue reported "
+                                f"({'; '.join(leftovers[:3])}). Strategy code may have changed since it started; "
+                                "refusing to trade. Start a new session with --new-session")
+        known = _known_state(transcript, engine, restarts)
     _verify_fills(conn, session_id, engine)
     stored_orders = {cid for (cid,) in conn.execute("SELECT client_id FROM orders WHERE session_id = ?",
                                                     (session_id,))}
@@ -118,7 +134,28 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     engine.equity_curve = marks[::-1]
     last_ts = venue[1] if venue is not None else market_start_ns
     return Recovered(restarts, events, last_ts, len(engine.fills), len(engine.open_orders()),
-                     len(engine.decisions), state)
+                     len(engine.decisions), state, known)
+
+
+def _transcript(conn: sqlite3.Connection, session_id: int) -> list[TranscriptRow]:
+    return [TranscriptRow(*row) for row in conn.execute(
+        "SELECT n, market_seq, kind, client_id, ts, reason, latency_ns, fill_id, venue_ref FROM venue_events "
+        "WHERE session_id = ? ORDER BY n", (session_id,))]
+
+
+def _stored_fills(conn: sqlite3.Connection, session_id: int) -> list[Fill]:
+    return [fill_from_row(row) for row in conn.execute(f"SELECT {FILL_COLUMNS} FROM fills WHERE session_id = ?",
+                                                       (session_id,))]
+
+
+def _known_state(transcript: list[TranscriptRow], engine: Engine, run: int) -> KnownState:
+    """The orders the venue may still work (those that went out to it), every fill and the opening balances."""
+    sent = {row.client_id: row for row in transcript if row.kind == SENT and row.venue_ref is not None}
+    opening: dict[str, float] = next((json.loads(row.reason) for row in transcript if row.kind == OPENING), {})
+    open_orders = [KnownOrder(order, sent[order.client_id].venue_ref or "", sent[order.client_id].ts)
+                   for order in engine.open_orders() if order.client_id in sent]
+    return KnownState(open_orders, list(engine.fills), {row.venue_ref or "": cid for cid, row in sent.items()},
+                      opening, run, dict(engine.instruments))
 
 
 def _verify_fills(conn: sqlite3.Connection, session_id: int, engine: Engine) -> None:

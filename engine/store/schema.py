@@ -141,6 +141,16 @@ CREATE TABLE behaviour_scores (     -- the live behaviour score, recomputed whil
     PRIMARY KEY (session_id, wall_ns)
 );
 """),
+    (4, """
+CREATE TABLE venue_events (         -- what a venue holding our orders reported, in the order the engine heard it
+    session_id INTEGER NOT NULL, n INTEGER NOT NULL,
+    market_seq INTEGER NOT NULL,     -- heard before market event market_seq + 1 (replayed there on restart)
+    kind TEXT NOT NULL,          -- a venue event, or SENT (venue_ref: its id there), CANCEL_ACK, MODIFY_ACK, OPENING
+    client_id TEXT NOT NULL, ts INTEGER NOT NULL, reason TEXT NOT NULL, latency_ns INTEGER NOT NULL,
+    fill_id TEXT, venue_ref TEXT,
+    PRIMARY KEY (session_id, n)
+);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

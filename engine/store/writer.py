@@ -35,6 +35,7 @@ SQL: dict[str, str] = {
     "fill": "INSERT OR IGNORE INTO fills VALUES (" + ",".join("?" * 16) + ")",
     "strategy": "INSERT OR REPLACE INTO strategies VALUES (?,?,?,?,?,?,?,?,?)",
     "venue_state": "INSERT OR REPLACE INTO venue_state VALUES (?,?,?,?)",
+    "venue_event": "INSERT INTO venue_events VALUES (?,?,?,?,?,?,?,?,?,?)",
     "equity": "INSERT OR REPLACE INTO equity VALUES (?,?,?,?,?,?,?)",
     "position": "INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?,?,?)",
     "mark": ("UPDATE sessions SET heartbeat_wall_ns = ?, market_ts = ?, equity = ?, cash = ?, realised = ?, "
@@ -294,7 +295,8 @@ def _identity(path: str) -> tuple[int, int] | None:
 # what a table operation's rows are, for people
 _LABELS = {"market": "market events", "missed": "missed market events", "decision": "decisions",
            "order": "order rows", "order_event": "order changes", "fill": "fills", "strategy": "strategy rows",
-           "venue_state": "venue states", "equity": "equity marks", "position": "position rows",
+           "venue_state": "venue states", "venue_event": "venue reports", "equity": "equity marks",
+           "position": "position rows",
            "mark": "account marks", "state_event": "state events", "risk_state": "risk views",
            "command": "command results", "command_new": "commands", "score": "behaviour scores",
            "audit": "audit entries"}

@@ -11,6 +11,7 @@ import pytest
 
 from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.brokers.broker import AccountSnapshot, NotPaperVenue, VenueCapabilities
+from engine.brokers.transcript import Transcribed
 from engine.clock import Clock, LiveClock, SimClock
 from engine.config import AppConfig
 from engine.core import Engine
@@ -268,7 +269,9 @@ async def test_a_second_broker_and_feed_plug_into_the_same_session(tmp_path):
     venue = InTestVenue()
     session = PaperSession(btc_only(), db_path=tmp_path / "desk.sqlite", venue=venue)
     await session.open()
-    feed, broker = session.feed, session.engine.broker
+    feed, transcribed = session.feed, session.engine.broker
+    assert isinstance(transcribed, Transcribed)  # a venue holding our orders: what it reports is saved as heard
+    broker = transcribed.inner
     assert isinstance(broker, FixedPriceBroker) and broker.connected and isinstance(feed, ScriptedFeed)
     assert feed.subscribed == ["BTC/USDT"]
     for _ in range(40):
@@ -290,7 +293,8 @@ async def test_a_venue_that_is_not_paper_is_refused_before_anything_is_sent(tmp_
     with pytest.raises(NotPaperVenue, match="paper money only"):
         await session.open()
     broker = session.engine.broker
-    assert isinstance(broker, FixedPriceBroker) and not broker.connected
+    assert isinstance(broker, Transcribed) and isinstance(broker.inner, FixedPriceBroker)
+    assert not broker.inner.connected
     assert not (tmp_path / "desk.sqlite").exists()
 
 
@@ -374,22 +378,39 @@ async def test_the_simulated_venue_keeps_its_own_ledger_for_reconciliation():
     assert set(venue.open_orders) == {o.client_id for o in engine.open_orders()}
 
 
-async def test_a_session_on_a_venue_that_cannot_be_replayed_is_not_resumed_by_replaying_it(tmp_path):
-    from engine.store.recovery import RecoveryError
+async def test_a_venue_holding_the_orders_is_resumed_from_what_it_reported_and_nothing_is_sent_again(tmp_path):
+    from tests.store.helpers import query
 
     db = tmp_path / "desk.sqlite"
     first = PaperSession(btc_only(), db_path=db, venue=InTestVenue())
     await first.open()
-    for _ in range(40):
+    for _ in range(30):
         first.apply(await first.feed.receive())
-    assert first.engine.fills
+    made = list(first.engine.fills)
+    assert made and first.writer is not None and await first.writer.flush()
     await first.close()
-    before = db.read_bytes()
+    reports = query(db, "SELECT kind, COUNT(*) FROM venue_events GROUP BY kind ORDER BY kind")
+    assert dict(reports) == {"ACCEPTED": len(made), "FILLED": len(made), "SENT": len(made)}
+
     venue = InTestVenue()
     again = PaperSession(btc_only(), db_path=db, venue=venue)
-    with pytest.raises(RecoveryError, match="reconciling with the venue"):
-        await again.open()
-    brokers = [m for m in venue.made if isinstance(m, FixedPriceBroker)]
-    assert not any(b._waiting for b in brokers) and not any(b.events for b in brokers)  # nothing sent again
-    assert not any(b.connected for b in brokers)
-    assert db.read_bytes() == before
+    await again.open()
+    broker = again.engine.broker
+    assert isinstance(broker, Transcribed) and isinstance(broker.inner, FixedPriceBroker)
+    assert not broker.inner._waiting and not broker.inner.events  # the replay sent the venue nothing
+    assert broker.market_seq == again.recovered.events  # it hears the venue again from the next market event
+    assert [(f.fill_id, f.qty, f.price, f.ts) for f in again.engine.fills] == [
+        (f.fill_id, f.qty, f.price, f.ts) for f in made]
+    assert again.engine.strategies["sma_btc"].status.value == "RUNNING"
+    for _ in range(10):  # on where it left off
+        again.apply(await again.feed.receive())
+    assert isinstance(again.feed, ScriptedFeed) and again.feed.sent == 40
+    assert await again.writer.flush()
+    await again.close()
+    sent = query(db, "SELECT client_id FROM venue_events WHERE kind = 'SENT' ORDER BY n")
+    assert len(sent) == len({cid for (cid,) in sent}) == len(again.engine.fills)  # each order sent once
+
+    third = PaperSession(btc_only(), db_path=db, venue=InTestVenue())
+    await third.open()  # the resumed session's own reports replay too
+    assert [f.fill_id for f in third.engine.fills] == [f.fill_id for f in again.engine.fills]
+    await third.close()

@@ -1,5 +1,6 @@
 """A ccxt paper session resumed after a crash: its recording replays (every saved fill verified), then it continues on
-the exchange's live data, the downtime recorded as a feed gap; a venue that holds the orders is still refused.
+the exchange's live data, the downtime recorded as a feed gap. (A sandbox session, whose orders the exchange holds, is
+resumed by reconciling: tests/venues/test_ccxt_sandbox_resume.py.)
 
 The real ccxt.pro binance client against the loopback Binance fake, a real SQLite database, no network."""
 
@@ -14,17 +15,12 @@ from typing import Any
 import pytest
 
 from engine.breakers.trading_state import PORTFOLIO, TradingState
-from engine.brokers.broker import Broker, VenueCapabilities
-from engine.clock import Clock
 from engine.config import AppConfig, parse_config
-from engine.model.instrument import Instrument
 from engine.model.market import TradeTick
 from engine.session import PaperSession, StoppedBeforeStart
-from engine.store.recovery import RecoveryError
 from engine.strategy.base import Strategy
 from engine.strategy.registry import register, strategy_kinds
 from engine.validation.validate import validate
-from engine.venues import CcxtVenue
 from tests.fakes.binance import FakeBinance
 from tests.store.helpers import crash, query
 from tests.venues.test_ccxt_paper_session import FirstTickParams, ccxt_config, paperdesk
@@ -190,30 +186,6 @@ async def test_a_stop_during_the_replay_writes_nothing_and_the_next_open_resumes
         assert again.recovered is not None and again.recovered.restarts == 1
     finally:
         tape.cancel()
-
-
-class HoldsOrders(CcxtVenue):
-    """A venue that keeps the orders itself (the shape of a sandbox): replaying the recording cannot rebuild them."""
-
-    def broker(self, config: AppConfig, clock: Clock, instruments: dict[str, Instrument]) -> Broker:
-        broker = super().broker(config, clock, instruments)
-        broker.capabilities = VenueCapabilities("binance (sandbox)", paper=True)
-        return broker
-
-
-async def test_a_venue_that_holds_the_orders_is_still_refused_and_nothing_is_written(fake, tmp_path):
-    db = tmp_path / "desk.sqlite"
-    config = parse_config(ccxt_config(fake.http_url))
-    first = PaperSession(config, db_path=db, venue=HoldsOrders())
-    await first.open()
-    await first.feed.close()
-    await first.close()  # stopped, not ended: the next run would resume it
-    before = db.read_bytes()
-    again = PaperSession(config, db_path=db, venue=HoldsOrders())
-    with pytest.raises(RecoveryError, match="'binance \\(sandbox\\)', which holds its orders: .*reconciling.*not "
-                                            "built yet.*--new-session"):
-        await again.open()
-    assert db.read_bytes() == before
 
 
 async def test_an_exchange_that_changed_its_rules_is_named_when_a_resume_is_refused(fake, tmp_path):
