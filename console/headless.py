@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.config import AppConfig
 from engine.session import PaperSession
 from engine.store.database import StoreError
@@ -94,6 +95,12 @@ async def run_headless(config: AppConfig, duration: float | None, record_to: Pat
         await session.open()  # a resumed session replays its saved market data here, before trading
         if session.recovered is not None:
             say(f"resumed session {session.session_id}: {session.recovered.summary()}")
+            health = session.venue_health()
+            if not health.simulated and health.reconciliation is not None:
+                say(f"reconciled {health.name}: {health.reconciliation}")
+            held = session.engine.guard.states.record(PORTFOLIO)
+            if held.state is not TradingState.ACTIVE:  # a resume can come back restricted: say so before trading
+                say(f"trading {held.state.value} ({held.source}): {held.cause}")
         elif session.session_id is not None:
             say(f"started session {session.session_id}")
         # state changes and operator commands as they happen, so a log tail shows why trading stopped

@@ -154,7 +154,7 @@ def venue_health(config: VenueConfig, broker: Broker, feed: FeedHealth, clock: L
         acks = broker.latency_ms().get("order_ack")
         if acks:
             p50, worst, count = acks["median"], acks["max"], int(acks["count"])
-    # a venue holding our orders says what it found when it connected; the sandbox broker so far only logs it
+    # a venue holding our orders says what it found when it connected (and a resume's reconciliation with it)
     reconciliation = None if caps.simulated else getattr(broker, "reconciliation", None) or "none yet"
     return VenueHealth(caps.name, simulated, connected, detail, ages,
                        config.latency_ms if caps.simulated else None, p50, worst, count, reconciliation)
