@@ -86,6 +86,11 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     broker = engine.broker
     transcript = _transcript(conn, session_id) if isinstance(broker, Transcribed) else None
     if isinstance(broker, Transcribed) and transcript is not None:
+        if not transcript and conn.execute("SELECT 1 FROM orders WHERE session_id = ? LIMIT 1",
+                                           (session_id,)).fetchone() is not None:
+            raise RecoveryError(f"session {session_id} traded on venue {broker.capabilities.name!r} before paperdesk "
+                                "saved what such a venue reports, so it cannot be rebuilt; nothing was changed. Pass "
+                                "--new-session to end it and start a new one")
         # the venue's reports come back from the store at the points the engine first heard them; nothing is sent
         broker.replay(transcript, {f.fill_id: f for f in _stored_fills(conn, session_id)})
 

@@ -215,3 +215,19 @@ async def test_an_order_that_never_reached_the_exchange_is_rejected_once_its_win
     [(status, reason)] = query(db, "SELECT status, reason FROM orders WHERE client_id = 'O0000002'")
     assert status == "REJECTED" and "never reached the exchange" in reason
     assert len(fake.exchange.orders) == 1  # looked up, never sent again
+
+
+async def test_a_sandbox_session_saved_before_its_reports_were_is_refused_and_left_alone(fake, tape, tmp_path):
+    import sqlite3
+
+    from engine.store.recovery import RecoveryError
+
+    db, config = tmp_path / "desk.sqlite", config_for(fake)
+    await crashed(db, config)
+    with sqlite3.connect(db) as conn:  # what a sandbox session of an older paperdesk left: orders, no transcript
+        conn.execute("DELETE FROM venue_events")
+    before = db.read_bytes()
+    b = PaperSession(config, db_path=db)
+    with pytest.raises(RecoveryError, match="before paperdesk saved what such a venue reports.*--new-session"):
+        await b.open()
+    assert db.read_bytes() == before and len(fake.exchange.orders) == 2
