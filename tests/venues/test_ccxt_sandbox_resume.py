@@ -231,3 +231,55 @@ async def test_a_sandbox_session_saved_before_its_reports_were_is_refused_and_le
     with pytest.raises(RecoveryError, match="before paperdesk saved what such a venue reports.*--new-session"):
         await b.open()
     assert db.read_bytes() == before and len(fake.exchange.orders) == 2
+
+
+async def test_kill_9_while_a_take_profit_rests_then_the_exchange_fills_it_and_the_restart_reconciles_once(
+        fake, tmp_path):
+    """The issue's scenario with the real command: sma_crossover enters, its take-profit rests on the exchange, the
+    process is killed -9, the exchange fills the take-profit meanwhile, and the next run applies that fill once."""
+    import os
+    import signal
+    import sys
+
+    from tests.venues.test_ccxt_paper_session import REPO, ccxt_config, paperdesk, toml
+    from tests.venues.test_ccxt_sandbox import swings
+
+    sma = {"name": "sma_btc", "kind": "sma_crossover", "symbols": ["BTC/USDT"], "timeframe": "1s",
+           "params": {"fast": 2, "slow": 3, "size": 0.01}, "exits": {"take_profit_pct": 0.05}}
+    config, db = tmp_path / "testnet.toml", tmp_path / "desk.sqlite"
+    config.write_text(toml(ccxt_config(fake.http_url, sma, mode="sandbox")))
+    market = asyncio.create_task(swings(fake))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "run", "--no-ui", "--config", str(config), "--db", str(db), cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    resting: list[tuple[str, str]] = []
+    try:
+        for _ in range(300):  # until the take-profit's acknowledgement is saved
+            await asyncio.sleep(0.1)
+            if db.exists():
+                resting = query(db, "SELECT o.client_id, v.venue_ref FROM orders o JOIN venue_events v ON "
+                                    "v.client_id = o.client_id AND v.kind = 'SENT' WHERE o.type = 'LIMIT' AND "
+                                    "o.side = 'SELL' AND o.status = 'ACCEPTED'")
+                if resting:
+                    break
+        assert resting, "the take-profit never rested"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        await child.wait()
+        market.cancel()
+        await asyncio.gather(market, return_exceptions=True)
+    [(take_profit, ref)] = resting
+    before = dict(query(db, "SELECT fill_id, client_id FROM fills"))
+    await fake.fill(ref)  # the exchange fills it while the session is down
+
+    code, out, err = await paperdesk("run", "--no-ui", "--duration", "2", "--config", str(config), "--db", str(db))
+    assert code == 0, err
+    reconciled = [line for line in out.splitlines() if " reconciled binance (sandbox): " in line]
+    assert len(reconciled) == 1 and "(1 filled while away)" in reconciled[0], out
+    assert "applied once; balances as its fills say" in reconciled[0]
+    fills = query(db, "SELECT fill_id, client_id FROM fills")
+    assert len(fills) == len({f for f, _ in fills})  # no fill twice
+    assert [cid for _, cid in fills if cid == take_profit] == [take_profit] and take_profit not in before.values()
+    assert query(db, f"SELECT status FROM orders WHERE client_id = '{take_profit}'") == [("FILLED",)]
+    ours = [o for o in fake.exchange.orders.values() if o.client_id.split("-", 1)[1] in {c for _, c in fills}]
+    assert len(ours) == len({c for _, c in fills})  # each filled order went to the exchange once
