@@ -176,6 +176,7 @@ class VenueConfig(_Section):
 VENUE_KEYS = {"simulated": ("seed", "tick_interval_ms", "correlation", "jumps_per_day"),
               "ccxt": ("exchange", "mode", "url", "depth", "timeout_ms", "key_env", "secret_env")}
 VENUE_MODES = ("paper", "sandbox")
+SANDBOX_EXCHANGES = ("binance",)  # the testnets the sandbox broker speaks to (orders, user-data stream, client ids)
 # what a refused value here is, is never repeated: it may be a key pasted where its variable's name belongs
 UNSHOWN_KEYS = {("venue", "key_env"), ("venue", "secret_env"), ("venue", "url")}  # may hold a password
 
@@ -584,6 +585,11 @@ def _venue_problems(passed: _Passed, kind: Any) -> Iterator[tuple[tuple[Any, ...
     speed = passed.get("venue", "speed")
     if "speed" in given and speed is not _UNSET and speed != 1:
         yield ("venue", "speed"), speed, "must be 1 for a ccxt venue: a real exchange's market runs in real time"
+    exchange = passed.get("venue", "exchange")
+    if passed.get("venue", "mode") == "sandbox" and isinstance(exchange, str) and exchange not in SANDBOX_EXCHANGES:
+        yield ("venue", "mode"), "sandbox", (f"sandbox mode is built for {', '.join(SANDBOX_EXCHANGES)} only (its "
+                                             f"testnet's order API and user-data stream); for {exchange} use "
+                                             "mode = 'paper' (its live books, our fills)")
     if passed.get("venue", "mode") != "sandbox":
         for name in ("key_env", "secret_env"):
             value = passed.get("venue", name)

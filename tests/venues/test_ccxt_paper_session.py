@@ -126,6 +126,7 @@ async def test_an_exchange_that_does_not_answer_at_start_is_one_message(tmp_path
 @pytest.mark.parametrize(("venue", "message"), [
     ({"exchange": "binanse"}, "venue.exchange = 'binanse': ccxt has no such exchange (close ones: binance"),
     ({"mode": "live"}, "venue.mode = 'live': paperdesk trades paper money only"),
+    ({"exchange": "okx", "mode": "sandbox"}, "venue.mode = 'sandbox': sandbox mode is built for binance only"),
     ({"key_env": "MY_KEY"}, "venue.key_env: applies to venue.mode = 'sandbox' only: paper mode uses no keys"),
     ({"url": "https://api.binance.com"}, "venue.url: base URL 'https://api.binance.com' refused"),
     ({"speed": 60.0}, "venue.speed = 60.0: must be 1 for a ccxt venue"),
