@@ -5,7 +5,9 @@ to what the strategy holds (less what its own open exits already take), and re-p
 changes: when one child fills, the other shrinks or is canceled (OCO). Children are contingent: they
 do not count as the strategy's pending quantity, so target_position does not see them as exits.
 A trailing stop is watched here on every price and leaves as a market close-out (counted as pending,
-unlike the children) when the price falls back by the trail from its best level since entry.
+unlike the children) when the price falls back by the trail from its best level since entry. The same
+watch hands every price to the order manager's held stops, the ones a venue without native stops
+cannot rest (a stop-loss child among them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class OrderDesk(Protocol):
                *, reduce_only: bool = ..., origin: OrderOrigin = ..., note: str = ...) -> Order: ...
     def cancel(self, client_id: str, reason: str = ...) -> bool: ...
     def pending_qty(self, key: Key) -> float: ...
+    def trigger_stops(self, symbol: str, price: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,8 @@ class Brackets:
         self.instruments = instruments
         self.policy = policy
         self.by_key: dict[Key, Bracket] = {}
+        # the symbols whose every price the engine sends to on_price, with the brackets trailing there (an empty
+        # set: only held stops are watched)
         self.trailing: dict[str, set[Key]] = {}
         self._busy: set[Key] = set()
         self._dirty: set[Key] = set()
@@ -102,7 +107,16 @@ class Brackets:
         finally:
             self._busy.discard(key)
 
+    def watch(self, symbol: str) -> None:
+        """Have the engine send every price of symbol here from now on."""
+        self.trailing.setdefault(symbol, set())
+
     def on_price(self, symbol: str, price: float) -> None:
+        """Trailing stops first (one that fires cancels its bracket's held stop-loss), then the held stops."""
+        self._trail(symbol, price)
+        self.desk.trigger_stops(symbol, price)
+
+    def _trail(self, symbol: str, price: float) -> None:
         for key in list(self.trailing.get(symbol, ())):
             bracket = self.by_key.get(key)
             if bracket is None or bracket.spec.trailing_pct is None:

@@ -3,7 +3,8 @@
 Orders are created here with the next client id (stable: a resend after a reconnect reuses it, so it
 can never double an order), pass the pre-trade gate, and go to the broker. What the broker reports
 comes back as VenueEvents, which apply() turns into the order's next state through the one state
-machine; an event for an order we do not know is logged, never guessed at.
+machine; an event for an order we do not know is logged, never guessed at. A stop the broker cannot
+rest is held here instead and sent when its price trades (engine/execution/stop_emulation.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from engine.clock import Clock
 from engine.execution.brackets import Brackets, ExitPolicy
+from engine.execution.stop_emulation import HeldStops, StopVenue, emulation_reason, released, stop_violation
 from engine.model.event_log import EventLevel
 from engine.model.instrument import Instrument
 from engine.model.order import Denial, Order, OrderOrigin, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -36,6 +38,8 @@ class OrderJournal(Protocol):
 class OrderRoute(Protocol):
     """Where orders go: the broker's submit and cancel (engine/brokers/broker.py has the whole protocol)."""
 
+    @property
+    def capabilities(self) -> StopVenue: ...
     def submit(self, order: Order) -> None: ...
     def cancel(self, client_id: str, reason: str) -> CancelAck: ...
 
@@ -48,6 +52,7 @@ class OrderManager:
                  id_prefix: str = "O") -> None:
         self.clock = clock
         self.route = route
+        self.instruments = instruments
         self.gate = gate
         self.log = log
         self.journal: OrderJournal | None = None
@@ -57,6 +62,7 @@ class OrderManager:
         self._prefix = id_prefix
         self._seq = 0
         self._before_cancel: dict[str, OrderStatus] = {}  # where an order goes back if the venue refuses a cancel
+        self.held_stops = HeldStops()
         self.brackets = Brackets(self, held, instruments, exit_policy)
 
     # ---- orders out -------------------------------------------------------------------------------
@@ -83,7 +89,11 @@ class OrderManager:
         if origin is not OrderOrigin.EXIT:  # bracket children are contingent: not the strategy's pending quantity
             key = (strategy, symbol)
             self._pending[key] = self._pending.get(key, 0.0) + side * qty
-        self.route.submit(order)
+        emulated = emulation_reason(self.route.capabilities, order_type)
+        if emulated is None:
+            self.route.submit(order)
+        else:
+            self._hold(order, emulated)
         self.gate.submitted(order)
         if origin is OrderOrigin.STRATEGY:
             self.brackets.resync((strategy, symbol))  # the bracket follows the position the strategy expects
@@ -101,6 +111,9 @@ class OrderManager:
         order = self.orders.get(client_id)
         if order is None or not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
             return False
+        if self.held_stops.drop(client_id):
+            self._ended(order, OrderStatus.CANCELED, f"{reason} (a stop held by the engine, never sent to the venue)")
+            return True
         # the venue answers first: an order it already filled (the fill still queued) must keep its state
         ack = self.route.cancel(client_id, reason)
         if ack is CancelAck.DONE:
@@ -145,9 +158,7 @@ class OrderManager:
             # a venue may report the end of an order that has already ended (a cancel confirmed after its fill)
             self.log(EventLevel.INFO, f"venue reported {kind} for {order.client_id}, already {order.status}")
         elif kind is K.REJECTED:
-            self._ended(order, OrderStatus.REJECTED, event.reason)
-            self.log(EventLevel.WARN, f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
-                                      f"{order.symbol}) rejected: {event.reason}")
+            self._rejected(order, event.reason)
         elif kind is K.CANCELED:
             self._ended(order, OrderStatus.CANCELED, event.reason)
         elif kind is K.EXPIRED:
@@ -159,6 +170,20 @@ class OrderManager:
             self._back(order, back, f"cancel rejected by the venue: {event.reason}")
         return order
 
+    # ---- stops the engine holds --------------------------------------------------------------------
+
+    def trigger_stops(self, symbol: str, price: float) -> None:
+        """A price of symbol: every held stop it reaches goes to the venue, under its own client id."""
+        for order in self.held_stops.reached_by(symbol, price):
+            sent_as = "a market order" if order.type is OrderType.STOP else f"a limit order at {order.price:g}"
+            order.transition(OrderStatus.TRIGGERED, f"emulated stop triggered at {price:g}: sent to "
+                                                    f"{self.route.capabilities.name} as {sent_as}")
+            self._changed(order)
+            self.log(EventLevel.INFO, f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
+                                      f"{order.symbol}) stop {order.stop_price:g} triggered at {price:g}; "
+                                      f"sent as {sent_as}")
+            self.route.submit(released(order, self.clock.now_ns()))
+
     # ---- what others ask --------------------------------------------------------------------------
 
     def open_orders(self) -> list[Order]:
@@ -169,6 +194,22 @@ class OrderManager:
         return self._pending.get(key, 0.0)
 
     # ---- internals --------------------------------------------------------------------------------
+
+    def _hold(self, order: Order, why: str) -> None:
+        """Keep a stop the venue cannot rest, accepted as a venue would, or refused now if it could never go out."""
+        problem = stop_violation(order, self.instruments.get(order.symbol))
+        if problem is not None:
+            self._rejected(order, f"{problem} ({why})")
+            return
+        order.transition(OrderStatus.ACCEPTED, f"{order.reason}; {why}" if order.reason else why)
+        self._changed(order)
+        self.held_stops.hold(order)
+        self.brackets.watch(order.symbol)
+
+    def _rejected(self, order: Order, reason: str) -> None:
+        self._ended(order, OrderStatus.REJECTED, reason)
+        self.log(EventLevel.WARN, f"order {order.client_id} ({order.strategy} {order.side.name} {order.qty:g} "
+                                  f"{order.symbol}) rejected: {reason}")
 
     def _ended(self, order: Order, status: OrderStatus, reason: str) -> None:
         """An order ended unfilled (in part): its remaining quantity is no longer pending."""
