@@ -297,7 +297,8 @@ class CcxtBroker:
         queued = len(self.events)
         for k in known.open_orders:
             working = _Working(k.order, k.venue_ref, monotonic_s(), k.sent_ts // 1_000_000, 0.0,
-                               acked=k.order.status is not OrderStatus.SUBMITTED, filled=k.order.filled_qty)
+                               acked=k.order.status not in (OrderStatus.SUBMITTED, OrderStatus.TRIGGERED),
+                               filled=k.order.filled_qty)
             self._track(working)
             info = await self._find(working)
             wait = k.sent_ts / 1e9 + self.recv_window_s - wall_ns() / 1e9
@@ -367,7 +368,8 @@ class CcxtBroker:
         caps = self.capabilities
         if order.type not in caps.order_types:
             return (f"{caps.name} takes {', '.join(sorted(caps.order_types))} orders here; a {order.type} order is "
-                    f"not sent (stops are not placed at the exchange, and the engine does not emulate them)")
+                    f"not sent (the engine holds stops for this venue and sends them as market or limit orders "
+                    f"when they trigger)")
         if order.symbol not in self.instruments:
             return f"{order.symbol} is not an instrument of this session"
         return None

@@ -283,3 +283,39 @@ async def test_kill_9_while_a_take_profit_rests_then_the_exchange_fills_it_and_t
     assert query(db, f"SELECT status FROM orders WHERE client_id = '{take_profit}'") == [("FILLED",)]
     ours = [o for o in fake.exchange.orders.values() if o.client_id.split("-", 1)[1] in {c for _, c in fills}]
     assert len(ours) == len({c for _, c in fills})  # each filled order went to the exchange once
+
+
+async def test_a_stop_loss_is_held_by_the_engine_across_a_resume_and_sent_as_a_market_order_when_it_triggers(
+        fake, tape, tmp_path):
+    """Binance's testnet is sent no stop: the engine holds the bracket's stop-loss (rebuilt by the replay after a
+    crash, never handed to the exchange) and sells at market once a print goes through it."""
+    db = tmp_path / "desk.sqlite"
+    config = sandbox_config(fake, {"name": "first", "kind": "test_buy_first_tick", "symbols": ["BTC/USDT"],
+                                   "params": {"size": 0.01}, "exits": {"stop_loss_pct": 0.002}})
+    a = PaperSession(config, db_path=db)
+    await a.open()
+    orders = a.engine.oms.orders
+    await trade_until(a, lambda: len(orders) == 2 and orders["O0000002"].status is OrderStatus.ACCEPTED)
+    stop = orders["O0000002"]
+    assert stop.type.value == "STOP" and "stop emulated by the engine: binance (sandbox) has no native stops" in (
+        stop.reason)
+    assert a.writer is not None and await a.writer.flush()
+    await crash(a)
+    await a.engine.broker.close()
+    await a.feed.close()
+    assert len(fake.exchange.orders) == 1  # the entry only
+
+    b = PaperSession(config, db_path=db)
+    await b.open()
+    assert [o.client_id for o in b.engine.open_orders()] == ["O0000002"]  # rebuilt by the replay
+    assert venue_of(b).reconciliation is not None and "0 order(s)" in venue_of(b).reconciliation
+
+    async def falls() -> None:
+        await asyncio.sleep(0.5)
+        await fake.trade("BTC/USDT", "49800", "0.01")  # through the stop (50010 * 0.998 = 49909.98)
+
+    await asyncio.gather(b.run(duration=2.0), falls())
+    assert query(db, "SELECT status, filled_qty FROM orders WHERE client_id = 'O0000002'") == [("FILLED", 0.01)]
+    sent = [o for o in fake.exchange.orders.values() if o.client_id.endswith("-O0000002")]
+    assert len(sent) == 1 and sent[0].client_id.startswith(f"{venue_of(b).tag}.1-")  # a market sell, sent after it
+    assert query(db, "SELECT side, qty FROM fills WHERE client_id = 'O0000002'") == [("SELL", 0.01)]
