@@ -58,6 +58,9 @@ class SessionConfig(_Section):
     starting_cash: float = Field(100_000.0, gt=0, le=MAX_CASH)
     equity_mark_seconds: float = Field(1.0, gt=0, le=3600)
     status_seconds: float = Field(5.0, gt=0, le=3600)
+    # a paper session warns about a strategy callback slower than this, and pauses the strategy after overruns of them
+    strategy_budget_ms: float = Field(50.0, gt=0, le=60_000)
+    strategy_overruns: int = Field(3, ge=1, le=MAX_COUNT)
 
 
 class StoreConfig(_Section):
@@ -326,6 +329,8 @@ class StrategyConfig(_Section):
     kind: str = Field(max_length=100)
     symbols: list[str] = Field(min_length=1)
     timeframe: str = Field("1m", max_length=16)
+    # several timeframes built from the same data: bars of each, decisions on the first (which is `timeframe`)
+    timeframes: list[str] = Field(default_factory=list, max_length=8)
     params: dict[str, Any] = Field(default_factory=dict)
     sizing: SizingConfig = SizingConfig()
     exits: ExitsConfig = ExitsConfig()
@@ -345,12 +350,37 @@ class StrategyConfig(_Section):
             raise ValueError(f"is not a known strategy; known: {', '.join(strategy_kinds())}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _decision_timeframe(cls, data: Any) -> Any:
+        """timeframes' first is the timeframe decisions are made on; a `timeframe` given as well must be it."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("timeframes"), list) or not data["timeframes"]:
+            return data
+        first = data["timeframes"][0]
+        if "timeframe" in data and data["timeframe"] != first:
+            raise ValueError(f"timeframe {data['timeframe']!r} is not the first of timeframes ({first!r}): decisions "
+                             "are made on the first; give one or the other")
+        return {**data, "timeframe": first}
+
     @field_validator("timeframe")
     @classmethod
     def _timeframe_shape(cls, v: str) -> str:
-        if timeframe_ns(v) > MAX_TIMEFRAME_NS or not v.isalnum():
-            raise ValueError("must be a whole number followed by s, m, h or d, at most 31d (e.g. '1m')")
+        return _timeframe(v)
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes_shape(cls, v: list[str]) -> list[str]:
+        for tf in v:
+            _timeframe(tf)
+        if len(set(v)) != len(v):
+            raise ValueError("lists a timeframe twice")
         return v
+
+
+def _timeframe(v: str) -> str:
+    if timeframe_ns(v) > MAX_TIMEFRAME_NS or not v.isalnum():
+        raise ValueError("must be a whole number followed by s, m, h or d, at most 31d (e.g. '1m')")
+    return v
 
 
 class AppConfig(_Section):

@@ -28,7 +28,8 @@ def build_instrument(cfg: InstrumentConfig) -> Instrument:
 
 
 def build_strategies(config: AppConfig) -> list[Strategy]:
-    return [strategy_class(s.kind)(s.name, s.symbols, s.timeframe, s.params) for s in config.strategies]
+    return [strategy_class(s.kind)(s.name, s.symbols, s.timeframe, s.params, timeframes=s.timeframes)
+            for s in config.strategies]
 
 
 def build_fill_model(config: AppConfig) -> FillModel:

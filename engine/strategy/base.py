@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
@@ -69,10 +69,12 @@ class Strategy(Generic[P]):
     params: P
 
     def __init__(self, name: str, symbols: list[str], timeframe: str,
-                 params: Mapping[str, Any] | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, timeframes: Sequence[str] = ()) -> None:
         self.name = name
         self.symbols = list(symbols)
-        self.timeframe = timeframe
+        self.timeframe = timeframe  # the one decisions are made on
+        # every timeframe it gets bars of, the decision timeframe first
+        self.timeframes = [timeframe, *(tf for tf in timeframes if tf != timeframe)]
         # a type variable cannot appear in a ClassVar: Params matches P by convention (test_strategy_typing checks)
         self.params = cast(P, self.Params(**dict(params or {})))
         self.status = StrategyStatus.RUNNING
