@@ -350,17 +350,16 @@ class StrategyConfig(_Section):
             raise ValueError(f"is not a known strategy; known: {', '.join(strategy_kinds())}")
         return v
 
-    @model_validator(mode="before")
-    @classmethod
-    def _decision_timeframe(cls, data: Any) -> Any:
+    @model_validator(mode="after")
+    def _decision_timeframe(self) -> StrategyConfig:
         """timeframes' first is the timeframe decisions are made on; a `timeframe` given as well must be it."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("timeframes"), list) or not data["timeframes"]:
-            return data
-        first = data["timeframes"][0]
-        if "timeframe" in data and data["timeframe"] != first:
-            raise ValueError(f"timeframe {data['timeframe']!r} is not the first of timeframes ({first!r}): decisions "
-                             "are made on the first; give one or the other")
-        return {**data, "timeframe": first}
+        if self.timeframes:
+            first = self.timeframes[0]
+            if "timeframe" in self.model_fields_set and self.timeframe != first:
+                raise ValueError(f"timeframe {self.timeframe!r} is not the first of timeframes ({first!r}): "
+                                 "decisions are made on the first; give one or the other")
+            self.timeframe = first
+        return self
 
     @field_validator("timeframe")
     @classmethod

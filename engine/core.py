@@ -25,9 +25,9 @@ from engine.breakers.guard import TradingGuard
 from engine.breakers.trading_state import StateChange
 from engine.brokers.broker import Broker
 from engine.brokers.paper import PaperBroker
-from engine.clock import Clock
+from engine.clock import Clock, monotonic_s
 from engine.commands import apply_command
-from engine.data.bars import BarBuilder
+from engine.data.bars import BarAggregator, BarBuilder
 from engine.execution.fill_model import FillModel
 from engine.execution.order_manager import OrderManager
 from engine.model.decision import Decision, Signal
@@ -41,7 +41,8 @@ from engine.portfolio.account import Account
 from engine.portfolio.returns import ReturnHistory
 from engine.risk.checks import is_reducing
 from engine.risk.manager import RiskManager, RiskRules, Subscription
-from engine.strategy.base import Strategy, StrategyStatus
+from engine.strategy.base import OpenOrder, Strategy, StrategyStatus
+from engine.strategy.port import StrategyPort
 
 log = logging.getLogger("paperdesk.engine")
 
@@ -89,6 +90,10 @@ class Engine:
         self._bar_subs: dict[tuple[str, str], list[Strategy]] = {}
         self._tick_subs: dict[str, list[Strategy]] = {}
         self._builders: dict[str, list[BarBuilder]] = {}
+        self._aggregators: dict[str, list[BarAggregator]] = {}  # higher timeframes built from a data source's bars
+        # a paper session times strategy callbacks (a replay never does: the pauses it caused are saved commands)
+        self.budget_s: float | None = None
+        self.overruns: list[tuple[str, str, float]] = []  # (strategy, callback, seconds) over the budget
         self._busy = 0  # > 0 while a market event or command is applied: venue events are drained at its end
         for strategy in strategies:
             self._subscribe(strategy)
@@ -113,7 +118,7 @@ class Engine:
         self._trailing = self.oms.brackets.trailing
         self._risk_bars = self.risk.wants_bars
         for strategy in self.strategies.values():
-            strategy.attach(self)
+            strategy.attach(self._port(strategy))
 
     @property
     def journal(self) -> Journal | None:
@@ -143,10 +148,39 @@ class Engine:
                 self._tick_subs.setdefault(symbol, []).append(strategy)
             if not wants_bars:
                 continue
-            self._bar_subs.setdefault((symbol, strategy.timeframe), []).append(strategy)
-            builders = self._builders.setdefault(symbol, [])
-            if all(b.timeframe != strategy.timeframe for b in builders):
-                builders.append(BarBuilder(symbol, strategy.timeframe))
+            for timeframe in strategy.timeframes:
+                self._bar_subs.setdefault((symbol, timeframe), []).append(strategy)
+                builders = self._builders.setdefault(symbol, [])
+                if all(b.timeframe != timeframe for b in builders):
+                    builders.append(BarBuilder(symbol, timeframe))
+                    aggregators = self._aggregators.setdefault(symbol, [])
+                    aggregators.append(BarAggregator(symbol, timeframe))
+                    # bars that close together go out lower timeframe first, in paper and in a backtest alike
+                    builders.sort(key=lambda b: b.period)
+                    aggregators.sort(key=lambda a: a.period)
+
+    def _port(self, strategy: Strategy) -> StrategyPort:
+        """The documented API bound to strategy: what it asks in another's name is answered for itself."""
+        name = strategy.name
+        account, oms, states = self.account, self.oms, self.guard.states
+
+        def open_orders(_: str) -> list[OpenOrder]:
+            return [OpenOrder(o.client_id, o.symbol, o.side, o.type, o.qty, o.filled_qty, o.price, o.stop_price,
+                              o.status.value) for o in oms.open_orders() if o.strategy == name]
+
+        def cancel(_: str, client_id: str, reason: str) -> bool:
+            order = oms.orders.get(client_id)
+            return order is not None and order.strategy == name and self.cancel_order(client_id, reason)
+
+        return StrategyPort(
+            now_ns=self.clock.now_ns,
+            strategy_position=lambda _, symbol: account.strategy_qty.get((name, symbol), 0.0),
+            equity=account.equity,
+            trading_state=lambda _: states.effective(name).state.value,
+            open_orders=open_orders, cancel=cancel,
+            decide=lambda _, decision: self.decide(strategy, decision),
+            intend_target=lambda _, decision, *exits: self.intend_target(strategy, decision, *exits),
+            intend_order=lambda _, decision, *rest: self.intend_order(strategy, decision, *rest))
 
     # ---- market data ----------------------------------------------------------------------
 
@@ -213,10 +247,13 @@ class Engine:
                 self._dispatch_bar(bar)
         for strategy in self._tick_subs.get(tick.symbol, ()):
             strategy._ts = tick.ts
+            started = monotonic_s() if self.budget_s is not None else 0.0
             try:
                 strategy.on_tick(tick)
             except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
+            if self.budget_s is not None:
+                self._timed(strategy, "on_tick", started)
 
     def on_bar(self, bar: Bar) -> None:
         """A bar from a bar data source (a file): the venue fills at its prices, then strategies see it."""
@@ -224,7 +261,14 @@ class Engine:
         if self._venue_events:
             self._drain()
         self.account.marks[bar.symbol] = bar.close
+        aggregators = self._aggregators.get(bar.symbol, ())
+        for aggregator in aggregators:
+            for built in aggregator.overdue(bar):  # it ended before this bar began
+                self._dispatch_bar(built)
         self._dispatch_bar(bar)
+        for aggregator in aggregators:
+            for built in aggregator.update(bar):
+                self._dispatch_bar(built)
 
     def _dispatch_bar(self, bar: Bar) -> None:
         if self._risk_bars:
@@ -232,17 +276,28 @@ class Engine:
         subs = self._bar_subs.get((bar.symbol, bar.timeframe))
         if not subs:
             return
+        budget = self.budget_s
         for strategy in subs:
             strategy._ts = bar.end
             strategy.decided = False
+            started = monotonic_s() if budget is not None else 0.0
             try:
                 strategy.on_bar(bar)
             except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
                 continue
-            if not strategy.decided:
+            if budget is not None:
+                self._timed(strategy, "on_bar", started)
+            if not strategy.decided and bar.timeframe == strategy.timeframe:  # decisions are made on the first
                 self.decide(strategy, Decision(bar.end, strategy.name, bar.symbol, Signal.HOLD, 0.0,
                                                "no decision"))
+
+    def _timed(self, strategy: Strategy, callback: str, started: float) -> None:
+        took = monotonic_s() - started
+        if self.budget_s is not None and took > self.budget_s:
+            self.overruns.append((strategy.name, callback, took))
+            self.log_event(EventLevel.WARN, f"strategy {strategy.name} took {took * 1000:.0f} ms in {callback}, "
+                                            f"over its {self.budget_s * 1000:g} ms budget")
 
     def _fail(self, strategy: Strategy, exc: Exception) -> None:
         strategy.status = StrategyStatus.FAILED
@@ -297,10 +352,13 @@ class Engine:
         self.guard.evaluate(fill.ts)
         strategy = self.strategies.get(order.strategy)
         if strategy is not None and strategy.status is StrategyStatus.RUNNING:
+            started = monotonic_s() if self.budget_s is not None else 0.0
             try:
                 strategy.on_fill(fill)
             except Exception as exc:  # one strategy's bug must not stop the others
                 self._fail(strategy, exc)
+            if self.budget_s is not None:
+                self._timed(strategy, "on_fill", started)
 
     def _settle(self) -> None:
         """Outside a market event (a command, a test's direct intent), venue events are applied right away."""

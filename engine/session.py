@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from engine.breakers.guard import STORE
-from engine.breakers.trading_state import PORTFOLIO
+from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.brokers.broker import require_paper
 from engine.brokers.transcript import HoldsOrders, Transcribed
 from engine.clock import LiveClock, SimClock
@@ -108,6 +108,7 @@ class PaperSession:
         self.on_command: Callable[[str], None] | None = None  # told each applied command's result line
         self._commands: list[Command] = []
         self._risk_changes = 0
+        self._overruns: dict[str, int] = {}  # callbacks over the budget, by strategy
         self._fills_saved = 0
         self.live: dict[str, Any] | None = None  # the latest live behaviour score
 
@@ -341,6 +342,7 @@ class PaperSession:
         started = loop.time()
         next_mark = next_status = next_flush = started
         engine, journal, writer = self.engine, self.journal, self.writer
+        engine.budget_s = self.config.session.strategy_budget_ms / 1000.0  # after a resume's replay: it is not timed
         if journal is not None:
             journal.venue_view = lambda: self.venue_health().to_json()
         failed: BaseException | None = None
@@ -362,6 +364,8 @@ class PaperSession:
                 if batch is None:
                     break
                 self.apply(batch)
+                if engine.overruns:
+                    self._pause_slow_strategies()
                 if self._commands:
                     self.apply_commands()
                 if journal is not None:
@@ -452,6 +456,22 @@ class PaperSession:
             # a live venue's feed keeps no state, but the row still marks where the durable cut ends (recovery's check)
             self.journal.venue_state(now, {} if state is None else state)
 
+    def _pause_slow_strategies(self) -> None:
+        """A strategy over its callback budget strategy_overruns times is paused, as a saved command: a replay is
+        not timed, so it pauses at the same point only because the command says so."""
+        overruns, self.engine.overruns = self.engine.overruns, []
+        session = self.config.session
+        states = self.engine.guard.states
+        for name, callback, took in overruns:
+            if states.state(name) is not TradingState.ACTIVE:
+                continue  # already held back (by this or anything else): only a strategy let trade is counted
+            count = self._overruns[name] = self._overruns.get(name, 0) + 1
+            if count == session.strategy_overruns:
+                self._overruns[name] = 0  # resumed, it is paused again after as many more
+                self._apply_command(None, OperatorCommand.PAUSE.value, {"strategy": name},
+                                    f"{name} took {took * 1000:.0f} ms in {callback}, over its "
+                                    f"{session.strategy_budget_ms:g} ms budget {count} times", "engine")
+
     def _venue_waiting(self) -> bool:
         """A venue holding our orders reported something: a quiet market must not keep it from the engine (it hears
         such a venue only at a market event), so the session's clock ticks at once."""
@@ -480,7 +500,7 @@ class PaperSession:
         engine = self.engine
         ts = self.clock.now_ns()
         ok, result = engine.command(command, args, reason, ts)
-        line = (f"command {command_id if command_id is not None else '(console)'} {command} from {source}"
+        line = (f"command {'' if command_id is None else f'{command_id} '}{command} from {source}"
                 + (f" ({reason})" if reason else "") + (": " if ok else ": REFUSED: ") + result)
         engine.log_event(EventLevel.INFO if ok else EventLevel.WARN, line)
         if self.on_command is not None:

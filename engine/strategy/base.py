@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
@@ -29,11 +30,30 @@ class StrategyParams(BaseModel):
 P = TypeVar("P", bound=StrategyParams)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """One of the strategy's own working orders, as it may see it."""
+
+    client_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    qty: float
+    filled: float
+    price: float | None
+    stop_price: float | None
+    status: str
+
+
 class StrategyContext(Protocol):
-    """What the engine offers a strategy. Intents are recorded as decisions before anything else."""
+    """What the engine offers a strategy, and all of it. Intents are recorded as decisions before anything else."""
 
     def now_ns(self) -> int: ...
     def strategy_position(self, strategy: str, symbol: str) -> float: ...
+    def equity(self) -> float: ...
+    def trading_state(self, strategy: str) -> str: ...
+    def open_orders(self, strategy: str) -> list[OpenOrder]: ...
+    def cancel(self, strategy: str, client_id: str, reason: str) -> bool: ...
     def decide(self, strategy: Strategy, decision: Decision) -> None: ...
     def intend_target(self, strategy: Strategy, decision: Decision, stop_loss: float | None = None,
                       take_profit: float | None = None, trailing_stop: float | None = None) -> None: ...
@@ -53,6 +73,7 @@ class _Unattached:
         raise RuntimeError(f"strategy {self.name} is not attached to an engine")
 
     now_ns = strategy_position = decide = intend_target = intend_order = _refuse
+    equity = trading_state = open_orders = cancel = _refuse
 
 
 class Strategy(Generic[P]):
@@ -95,7 +116,8 @@ class Strategy(Generic[P]):
         """Called once when the engine attaches the strategy."""
 
     def on_bar(self, bar: Bar) -> None:
-        """A bar of self.timeframe closed for one of self.symbols."""
+        """A bar of one of self.timeframes closed for one of self.symbols (bar.timeframe says which). Bars that
+        close together arrive lower timeframe first; each bar of self.timeframe (the first) expects a decision."""
 
     def on_tick(self, tick: TradeTick) -> None:
         """A trade printed for one of self.symbols (only with tick data)."""
@@ -110,7 +132,25 @@ class Strategy(Generic[P]):
         return self._ctx.strategy_position(self.name, symbol)
 
     def now_ns(self) -> int:
+        """Market time in nanoseconds (never the wall clock: a replay must see what the session saw)."""
         return self._ctx.now_ns()
+
+    def equity(self) -> float:
+        """The account's equity now (cash plus every position at its mark), in the quote currency."""
+        return self._ctx.equity()
+
+    def trading_state(self) -> str:
+        """What binds this strategy now: ACTIVE, PAUSED, REDUCING, COOLDOWN, HALTED or EMERGENCY_STOPPED."""
+        return self._ctx.trading_state(self.name)
+
+    def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        """This strategy's own working orders (of symbol, if given), oldest first."""
+        orders = self._ctx.open_orders(self.name)
+        return orders if symbol is None else [o for o in orders if o.symbol == symbol]
+
+    def cancel(self, client_id: str, reason: str = "") -> bool:
+        """Cancel one of this strategy's own working orders; False if it is not one, or no longer open."""
+        return self._ctx.cancel(self.name, client_id, reason or f"canceled by {self.name}")
 
     # ---- intents ----------------------------------------------------------------------------
 
