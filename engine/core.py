@@ -261,7 +261,14 @@ class Engine:
         if self._venue_events:
             self._drain()
         self.account.marks[bar.symbol] = bar.close
-        aggregators = self._aggregators.get(bar.symbol, ())
+        aggregators = self._aggregators.get(bar.symbol)
+        if aggregators and aggregators[0].period <= bar.end - bar.ts:
+            # only timeframes longer than the data's are built from it: the others are never asked again
+            period = bar.end - bar.ts
+            aggregators = self._aggregators[bar.symbol] = [a for a in aggregators if a.period > period]
+        if not aggregators:
+            self._dispatch_bar(bar)
+            return
         for aggregator in aggregators:
             for built in aggregator.overdue(bar):  # it ended before this bar began
                 self._dispatch_bar(built)
