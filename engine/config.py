@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -24,7 +25,8 @@ from pydantic import (
 from engine.clock import NS_PER_SECOND
 from engine.data.bars import timeframe_ns
 from engine.execution.fill_model import LimitFillRule
-from engine.strategy.registry import strategy_class, strategy_kinds
+from engine.strategy.loader import OTHER_SOURCES, UnknownStrategy, absolute_kind
+from engine.strategy.registry import strategy_class
 
 _SYMBOL = re.compile(r"[A-Z0-9]{1,20}/[A-Z0-9]{1,20}")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
@@ -326,7 +328,7 @@ class InstrumentConfig(_Section):
 
 class StrategyConfig(_Section):
     name: str
-    kind: str = Field(max_length=100)
+    kind: str = Field(max_length=1000)   # a name, "path/to/file.py:Class" or "package.module:Class"
     symbols: list[str] = Field(min_length=1)
     timeframe: str = Field("1m", max_length=16)
     # several timeframes built from the same data: bars of each, decisions on the first (which is `timeframe`)
@@ -345,10 +347,16 @@ class StrategyConfig(_Section):
 
     @field_validator("kind")
     @classmethod
-    def _known_kind(cls, v: str) -> str:
-        if v not in strategy_kinds():
-            raise ValueError(f"is not a known strategy; known: {', '.join(strategy_kinds())}")
-        return v
+    def _known_kind(cls, v: str, info: ValidationInfo) -> str:
+        # a file path is kept absolute: the session stores this config, and a resume must find the file from any folder
+        kind = absolute_kind(v, (info.context or {}).get("base_dir"))
+        try:
+            strategy_class(kind)
+        except UnknownStrategy as exc:
+            raise ValueError(f"is not a known strategy; known: {', '.join(exc.known)}; {OTHER_SOURCES}") from None
+        except KeyError as exc:  # StrategyLoadError: the file, the line and the exception
+            raise ValueError(str(exc.args[0])) from None
+        return kind
 
     @model_validator(mode="after")
     def _decision_timeframe(self) -> StrategyConfig:
@@ -412,11 +420,14 @@ def load_config(path: str | Path) -> AppConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), base_dir=path.parent)
 
 
-def parse_config(data: Mapping[str, Any], source: str = "config", stored: bool = False) -> AppConfig:
+def parse_config(data: Mapping[str, Any], source: str = "config", stored: bool = False,
+                 base_dir: Path | None = None) -> AppConfig:
     """Validate config data; raises ConfigError listing every problem: field, cross-field and strategy parameter.
+
+    base_dir: the folder a strategy's relative file path is in (the config file's; None: the current directory).
 
     stored: a config a session saved, read back (resume, validate, commands). It ran under the rules of the
     paperdesk that saved it, so types are read as that version did (10.0 where a whole number is expected) and
@@ -425,7 +436,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config", stored: bool =
     config: AppConfig | None = None
     errors: list[Any] = []
     try:
-        config = AppConfig.model_validate(data, strict=False if stored else None)
+        config = AppConfig.model_validate(data, strict=False if stored else None, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors = exc.errors()
     problems = [_describe(source, err) for err in errors]
@@ -438,7 +449,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config", stored: bool =
         kind, params = passed.get("strategies", index, "kind"), passed.get("strategies", index, "params")
         if kind is _UNSET or params is _UNSET:
             continue
-        model = strategy_class(kind).Params
+        model = strategy_class(absolute_kind(kind, base_dir)).Params
         try:
             checked = model.model_validate(params, strict=False if stored else None)
         except ValidationError as exc:

@@ -22,6 +22,7 @@ from engine.model.market import MarketEvent
 from engine.model.order import Denial, Order, OrderStatus
 from engine.store.rows import canonical_json, fill_row, market_row, order_row
 from engine.strategy.base import Strategy
+from engine.strategy.loader import strategy_fingerprint
 
 # table operations, in the order a batch applies them
 OPS = ("market", "missed", "decision", "order", "order_event", "fill", "venue_event", "strategy", "venue_state",
@@ -91,9 +92,11 @@ class StoreJournal:
                      "price": fill.price, "fee": fill.fee, "ts": fill.ts, "symbol": fill.symbol})
 
     def strategy(self, strategy: Strategy) -> None:
-        self._add("strategy", (self.session_id, strategy.name, strategy.kind, json.dumps(strategy.symbols),
+        kind = strategy.kind or type(strategy).__name__  # a user's class need not set kind: its name says which
+        self._add("strategy", (self.session_id, strategy.name, kind, json.dumps(strategy.symbols),
                                strategy.timeframe, canonical_json(strategy.params.model_dump(mode="json")),
-                               strategy.status.value, strategy.error, self.clock.now_ns()))
+                               strategy.status.value, strategy.error, self.clock.now_ns(),
+                               strategy_fingerprint(strategy)))
 
     def trading_state(self, change: StateChange) -> None:
         """A trading-state change or breaker trip, numbered in engine order so a replay recognises it.

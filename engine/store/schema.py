@@ -151,6 +151,10 @@ CREATE TABLE venue_events (         -- what a venue holding our orders reported,
     PRIMARY KEY (session_id, n)
 );
 """),
+    (5, """
+-- sha256 of the strategy's source and canonical params (engine/strategy/loader.py strategy_fingerprint)
+ALTER TABLE strategies ADD COLUMN fingerprint TEXT;
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

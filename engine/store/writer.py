@@ -33,7 +33,7 @@ SQL: dict[str, str] = {
               "avg_fill_price = excluded.avg_fill_price, reason = excluded.reason, updated_ns = excluded.updated_ns"),
     "order_event": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?)",
     "fill": "INSERT OR IGNORE INTO fills VALUES (" + ",".join("?" * 16) + ")",
-    "strategy": "INSERT OR REPLACE INTO strategies VALUES (?,?,?,?,?,?,?,?,?)",
+    "strategy": "INSERT OR REPLACE INTO strategies VALUES (?,?,?,?,?,?,?,?,?,?)",
     "venue_state": "INSERT OR REPLACE INTO venue_state VALUES (?,?,?,?)",
     "venue_event": "INSERT INTO venue_events VALUES (?,?,?,?,?,?,?,?,?,?)",
     "equity": "INSERT OR REPLACE INTO equity VALUES (?,?,?,?,?,?,?)",
