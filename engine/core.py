@@ -19,6 +19,7 @@ import logging
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from engine.breakers.guard import TradingGuard
@@ -45,6 +46,8 @@ from engine.strategy.base import OpenOrder, Strategy, StrategyStatus
 from engine.strategy.port import StrategyPort
 
 log = logging.getLogger("paperdesk.engine")
+
+WARMUP_MARK = "warm-up, not traded: "  # the start of every decision made on history from before the session
 
 FillListener = Callable[[Fill], None]
 K = VenueEventKind
@@ -95,6 +98,7 @@ class Engine:
         self.budget_s: float | None = None
         self.overruns: list[tuple[str, str, float]] = []  # (strategy, callback, seconds) over the budget
         self._busy = 0  # > 0 while a market event or command is applied: venue events are drained at its end
+        self._warming = False  # strategies are seeing history from before the session: nothing they intend trades
         for strategy in strategies:
             self._subscribe(strategy)
         # without rules nothing is limited or tripped; trading states and the emergency stop still work
@@ -193,13 +197,16 @@ class Engine:
             self._advance(ts)  # orders that arrived before ts meet the market as it stood then
             if self._venue_events:
                 self._drain()
-            if self.recording is not None:
+            warmup = kind is Bar and event.warmup  # type: ignore[union-attr]
+            if self.recording is not None and not warmup:  # a recording holds what the session traded on
                 self.recording.append(event)
             if self._journal is not None:
                 self._journal.market(event)
             guard = self.guard
             if kind is Heartbeat:
                 guard.on_clock(ts)
+            elif warmup:
+                self._warm_up(event)  # type: ignore[arg-type]
             else:
                 guard.on_market(event, ts)
                 trailing = self._trailing
@@ -299,6 +306,36 @@ class Engine:
                 self.decide(strategy, Decision(bar.end, strategy.name, bar.symbol, Signal.HOLD, 0.0,
                                                "no decision"))
 
+    def _warm_up(self, bar: Bar) -> None:
+        """A bar of history: strategies (and risk's sizing indicators) see it; the venue, the marks and the breakers
+        do not, and what a strategy intends is recorded as a warm-up decision, never traded."""
+        if self._risk_bars:
+            self.risk.on_bar(bar)
+        subs = self._bar_subs.get((bar.symbol, bar.timeframe))
+        if not subs:
+            return
+        self._warming = True
+        try:
+            for strategy in subs:
+                strategy._ts = bar.end
+                strategy.decided = False
+                try:
+                    strategy.on_bar(bar)
+                except Exception as exc:  # one strategy's bug must not stop the others
+                    self._fail(strategy, exc)
+                    continue
+                if not strategy.decided and bar.timeframe == strategy.timeframe:
+                    self.decide(strategy, Decision(bar.end, strategy.name, bar.symbol, Signal.HOLD, 0.0,
+                                                   "no decision"))
+        finally:
+            self._warming = False
+
+    def _warm_decision(self, decision: Decision) -> None:
+        marked = replace(decision, reason=WARMUP_MARK + decision.reason)
+        self.decisions.append(marked)
+        if self._journal is not None:
+            self._journal.decision(marked, None)
+
     def _timed(self, strategy: Strategy, callback: str, started: float) -> None:
         took = monotonic_s() - started
         if self.budget_s is not None and took > self.budget_s:
@@ -385,12 +422,18 @@ class Engine:
         return self.account.strategy_qty.get((strategy, symbol), 0.0)
 
     def decide(self, strategy: Strategy, decision: Decision) -> None:
+        if self._warming:
+            self._warm_decision(decision)
+            return
         self.decisions.append(decision)
         if self._journal is not None:
             self._journal.decision(decision, None)
 
     def intend_target(self, strategy: Strategy, decision: Decision, stop_loss: float | None = None,
                       take_profit: float | None = None, trailing_stop: float | None = None) -> None:
+        if self._warming:
+            self._warm_decision(decision)
+            return
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
         assert decision.target is not None, "a target decision carries its target"
@@ -418,6 +461,9 @@ class Engine:
                      order_type: OrderType, price: float | None, stop_price: float | None,
                      tif: TimeInForce, reduce_only: bool, stop_loss: float | None = None,
                      take_profit: float | None = None, trailing_stop: float | None = None) -> None:
+        if self._warming:
+            self._warm_decision(decision)
+            return
         self.decisions.append(decision)
         key = (strategy.name, decision.symbol)
         held = self.account.strategy_qty.get(key, 0.0) + self.oms.pending_qty(key)

@@ -26,7 +26,7 @@ from engine.clock import LiveClock, SimClock
 from engine.commands import STORE_COMMAND, OperatorCommand
 from engine.config import AppConfig
 from engine.core import Engine
-from engine.data.feed import Feed, FeedBatch, SteppedFeed
+from engine.data.feed import Feed, FeedBatch, HasHistory, SteppedFeed
 from engine.data.feed_gaps import RehearsedGaps
 from engine.model.event_log import EventLevel
 from engine.model.market import Bar, Heartbeat, MarketEvent
@@ -219,7 +219,9 @@ class PaperSession:
         await self.engine.broker.connect()
         await self.feed.connect()
         await self.feed.subscribe(list(self.engine.instruments))
+        history = await self._history()  # before the first write: a venue that cannot give it starts nothing
         if self._lock is None:
+            self._warm_up(history)
             return
         assert self.db_path is not None
         self._give_up_if_stopping()
@@ -242,6 +244,7 @@ class PaperSession:
                 journal.state_event("session", "STARTED", detail, started_ns)
                 if isinstance(self.engine.broker, Transcribed):
                     self.engine.broker.attach(journal.venue_event)
+                self._warm_up(history)  # saved like any market data: a resume or the twin replays it
             assert self.journal is not None
             store = self.config.store
             db = await aiosqlite.connect(self.db_path, isolation_level=None)
@@ -323,6 +326,31 @@ class PaperSession:
                                                 f"explain: {venue.mismatch}")
         self._apply_command(None, OperatorCommand.HALT.value, {}, f"reconciliation: {venue.mismatch}",
                             "reconciliation")
+
+    async def _history(self) -> list[Bar]:
+        """The bars of history the strategies declared (lookback), from a venue that keeps it; none otherwise."""
+        feed = self.feed.feed if isinstance(self.feed, RehearsedGaps) else self.feed
+        wants: dict[tuple[str, str], int] = {}
+        for strategy in self.engine.strategies.values():
+            count = strategy.lookback()
+            for symbol in strategy.symbols if count > 0 else ():
+                for timeframe in strategy.timeframes:
+                    wants[(symbol, timeframe)] = max(count, wants.get((symbol, timeframe), 0))
+        if not wants or not isinstance(feed, HasHistory):
+            return []
+        return await feed.history(wants, self.clock.now_ns())
+
+    def _warm_up(self, history: list[Bar]) -> None:
+        if not history:
+            return
+        self.apply(FeedBatch(self.clock.now_ns(), list(history)))
+        counts: dict[str, int] = {}
+        for bar in history:
+            key = f"{bar.symbol} {bar.timeframe}"
+            counts[key] = counts.get(key, 0) + 1
+        self.engine.log_event(EventLevel.INFO, f"warmed up on {len(history)} bars of the venue's history "
+                                               f"({', '.join(f'{k}: {n}' for k, n in counts.items())}); the "
+                                               "decisions on them are recorded, not traded")
 
     def _give_up_if_stopping(self) -> None:
         """Before the session's first write: a stop requested by now ends open() with the database untouched."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from engine.model.market import MarketEvent
+from engine.model.market import Bar, MarketEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,17 @@ class Feed(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class HasHistory(Protocol):
+    """A feed whose venue keeps history (an exchange's candles), so strategies can warm up before the first live bar."""
+
+    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> list[Bar]:
+        """For each (symbol, timeframe), its last `count` bars that ended by until_ns, as warm-up bars (warmup=True),
+        oldest first; raises ConfigError (naming the timeframe and the ones there are) for a timeframe the venue
+        lacks."""
+        ...
 
 
 @runtime_checkable

@@ -49,6 +49,8 @@ class Bar:
     close: float
     volume: float
     end: int
+    # history from before the session (a strategy's declared lookback): it warms indicators and is never traded on
+    warmup: bool = False
 
 
 @dataclass(slots=True)

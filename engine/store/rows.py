@@ -25,7 +25,8 @@ def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]
         return (session_id, seq, event.ts, event.symbol, "trade", event.price, event.size, event.aggressor.name,
                 None, None, None, None, None, None, None, None, None)
     if type(event) is Bar:
-        return (session_id, seq, event.ts, event.symbol, "bar", None, None, None, None, None, event.timeframe,
+        kind = "warmup" if event.warmup else "bar"
+        return (session_id, seq, event.ts, event.symbol, kind, None, None, None, None, None, event.timeframe,
                 event.open, event.high, event.low, event.close, event.volume, event.end)
     if type(event) is Heartbeat:  # market time moved with no data: kept so a replay judges the silence the same
         return (session_id, seq, event.ts, event.symbol, "clock", None, None, None, None, None, None, None, None,
@@ -50,6 +51,8 @@ def market_event(row: tuple[Any, ...]) -> MarketEvent:
             return Heartbeat(ts, symbol)
         if kind == "bar":
             return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end)
+        if kind == "warmup":
+            return Bar(ts, symbol, timeframe, open_, high, low, close, volume, end, True)
     except (KeyError, TypeError, ValueError) as exc:
         raise RowError(f"a stored {kind} event at ts {ts} cannot be read back ({type(exc).__name__}: {exc})") from None
     raise RowError(f"a stored market event at ts {ts} has an unknown kind {kind!r}")

@@ -110,6 +110,12 @@ class Strategy(Generic[P]):
         self.on_start()
 
 
+    def lookback(self) -> int:
+        """Bars (of each of its timeframes) it needs before its decisions mean anything. A paper session on a venue
+        with history (an exchange's candles) gives it that many bars before the first live one; what it intends on
+        them is recorded as a warm-up decision and never traded. 0: it needs none."""
+        return 0
+
     # ---- hooks ----------------------------------------------------------------------------
 
     def on_start(self) -> None:

@@ -21,9 +21,10 @@ import ccxt
 
 from engine.clock import Clock
 from engine.data.feed import FeedBatch, FeedHealth
-from engine.model.market import BookSnapshot, MarketEvent, TradeTick, event_time
+from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick, event_time
 from engine.model.order import OrderSide
 from engine.venues_ccxt.connection import Backoff, retry_after_s
+from engine.venues_ccxt.history import warmup_bars
 from engine.venues_ccxt.markets import find_market
 
 NS_PER_MS = 1_000_000
@@ -99,6 +100,10 @@ class CcxtFeed:
             if symbol not in self._tasks:
                 self._symbols[symbol] = _SymbolState(self.clock.now_ns())
                 self._tasks[symbol] = asyncio.create_task(self._run(symbol), name=f"ccxt-feed-{symbol}")
+
+    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> list[Bar]:
+        """The exchange's candles before until_ns, as warm-up bars (HasHistory)."""
+        return await warmup_bars(self.exchange, wants, until_ns)
 
     async def receive(self) -> FeedBatch:
         """What arrived since the last call, oldest first; an empty batch if nothing came within poll_interval_s."""

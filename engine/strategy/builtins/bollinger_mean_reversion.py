@@ -21,6 +21,9 @@ class BollingerMeanReversion(Strategy[BollingerParams]):
     kind = "bollinger_mean_reversion"
     Params = BollingerParams
 
+    def lookback(self) -> int:
+        return self.params.period
+
     def on_start(self) -> None:
         self._bands = {s: Bollinger(self.params.period, self.params.k) for s in self.symbols}
 

@@ -28,6 +28,9 @@ class RsiMomentum(Strategy[RsiMomentumParams]):
     kind = "rsi_momentum"
     Params = RsiMomentumParams
 
+    def lookback(self) -> int:
+        return self.params.period + 1  # period changes need period + 1 closes
+
     def on_start(self) -> None:
         self._rsi = {s: RSI(self.params.period) for s in self.symbols}
 

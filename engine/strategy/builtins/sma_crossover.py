@@ -40,6 +40,9 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
     kind = "sma_crossover"
     Params = SmaCrossoverParams
 
+    def lookback(self) -> int:
+        return self.params.slow + 1  # a full slow average, and the one before it to see a cross
+
     def on_start(self) -> None:
         p = self.params
         self._state = {s: _SymbolState(SMA(p.fast), SMA(p.slow)) for s in self.symbols}
