@@ -261,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--config", type=Path, help="config for instruments, fees and cash")
     bt.add_argument("--cash", type=float, help="starting cash (default: the config's)")
     bt.set_defaults(func=_cmd_backtest)
+    from console.strategy_commands import add_strategy_commands
+
+    add_strategy_commands(sub)
     return parser
 
 
