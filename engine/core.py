@@ -122,7 +122,10 @@ class Engine:
         self._trailing = self.oms.brackets.trailing
         self._risk_bars = self.risk.wants_bars
         for strategy in self.strategies.values():
-            strategy.attach(self._port(strategy))
+            try:
+                strategy.attach(self._port(strategy))
+            except Exception as exc:  # its on_start raised: FAILED before its first bar, the others trade on
+                self._fail(strategy, exc)
 
     @property
     def journal(self) -> Journal | None:

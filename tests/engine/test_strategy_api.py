@@ -171,3 +171,23 @@ async def test_a_slow_strategy_is_warned_about_then_paused_and_the_others_trade_
     await again.open()  # a replay is not timed: the saved command pauses it at the same point
     assert again.engine.guard.states.state("slow") is TradingState.PAUSED
     await again.close()
+
+
+class BadStart(Strategy[NoParams]):
+    kind = "test_bad_on_start"
+    Params = NoParams
+
+    def on_start(self) -> None:
+        raise RuntimeError("no config file at /nowhere")
+
+
+if BadStart.kind not in strategy_kinds():
+    register(BadStart)
+
+
+def test_a_strategy_whose_on_start_raises_is_failed_and_the_others_trade_on():
+    bad, good = BadStart("bad", ["BTC/USDT"], "1m"), Recorder("good", ["BTC/USDT"], "1m")
+    engine = engine_with(bad, good)
+    assert bad.status.value == "FAILED" and "RuntimeError: no config file at /nowhere" in bad.error
+    replay(engine, prints())
+    assert good.seen and not [d for d in engine.decisions if d.strategy == "bad"]
