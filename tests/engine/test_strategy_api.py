@@ -162,7 +162,7 @@ async def test_a_slow_strategy_is_warned_about_then_paused_and_the_others_trade_
     warnings = [m for _, level, m in engine.events if level == "WARN" and m.startswith("strategy slow took ")]
     assert len(warnings) >= 3 and all(" ms in on_bar, over its 25 ms budget" in m for m in warnings)
     assert engine.guard.states.state("slow") is TradingState.PAUSED
-    assert engine.guard.states.state("sma_btc") is TradingState.ACTIVE
+    assert engine.guard.states.state("sma_btc") is not TradingState.PAUSED  # its own breakers may cool it down
     [(command, source, reason)] = query(db, "SELECT command, source, reason FROM commands")
     assert (command, source) == ("pause", "engine") and "over its 25 ms budget 3 times" in reason
     assert any(d.strategy == "sma_btc" for d in engine.decisions[-20:])  # the others trade on
