@@ -252,14 +252,36 @@ def _parser() -> argparse.ArgumentParser:
     phase.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the engine's answer (default 5)")
     phase.set_defaults(func=_cmd_operator, operator_command="phase")
 
-    bt = sub.add_parser("backtest", help="replay bars (CSV) or a recorded session (.jsonl) through the engine")
-    bt.add_argument("--data", type=Path, required=True, help="OHLCV CSV file or a recording made with --record")
+    bt = sub.add_parser("backtest", help="replay bars (CSV, Parquet), market data or a recorded session (.jsonl) "
+                                         "through the engine, fill model and risk of paper trading")
+    bt.add_argument("--data", action="append", required=True, metavar="[SYMBOL=]FILE",
+                    help="OHLCV bars (.csv or .parquet; several symbols: a symbol column, or --data SYMBOL=FILE "
+                         "repeated), market data as `paperdesk export --what market_data` writes it, or a recording "
+                         "made with `run --record` (.jsonl)")
     bt.add_argument("--strategy", help="strategy kind to run (default: the strategies in the config)")
     bt.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy parameter")
-    bt.add_argument("--symbol", help="symbol of the data (default: the config's first instrument)")
+    bt.add_argument("--symbol", help="symbol of a bar file's bars (default: the config's first instrument); in a "
+                                     "file with a symbol column, the one symbol to backtest")
     bt.add_argument("--timeframe", help="bar timeframe, e.g. 1m (default: inferred from the file)")
-    bt.add_argument("--config", type=Path, help="config for instruments, fees and cash")
+    bt.add_argument("--config", type=Path, help="config for instruments, fees, risk and cash")
     bt.add_argument("--cash", type=float, help="starting cash (default: the config's)")
+    bt.add_argument("--from", dest="start", type=_utc_ns, metavar="ISO",
+                    help="only data from this time on, e.g. 2024-03-01 or 2024-03-01T09:30 (UTC unless an offset is "
+                         "given); bars by the time they open")
+    bt.add_argument("--to", dest="end", type=_utc_ns, metavar="ISO", help="only data before this time")
+    bt.add_argument("--gaps", choices=("warn", "error"), default="warn",
+                    help="bars missing from a regular series: a warning listing the first ones (default), or refused")
+    bt.add_argument("--db", type=_db_file, metavar="OUT.sqlite",
+                    help="save the run as a session in this database (new, or one more session in an existing one), "
+                         "for paperdesk report, status and export")
+    bt.add_argument("--report", type=Path, metavar="OUT.html",
+                    help="write the session report `paperdesk report` makes to this new file (.html, .md or .json)")
+    bt.add_argument("--session-db", type=_db_file, metavar="DB",
+                    help="for a recording or market data file: the database of the paper session it is of, whose "
+                         "config it is replayed with (default: the config's [store] path)")
+    bt.add_argument("--given-config", action="store_true",
+                    help="replay a paper session's data with --config's strategies and settings, not the session's "
+                         "own (the differences are listed)")
     bt.set_defaults(func=_cmd_backtest)
     from console.strategy_commands import add_strategy_commands
 
@@ -498,13 +520,98 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             cls.Params(**params)
         except ValidationError as exc:
             raise InputError("\n".join(_param_problem(e, cls.Params.model_fields) for e in exc.errors())) from None
-    from engine.backtest import run_backtest
+    report_format = _report_format(args.report)
+    from engine.backtest import plan_backtest, run_plan
 
-    result = run_backtest(config, args.data, strategy_kind=args.strategy, params=params,
-                                          symbol=args.symbol, timeframe=args.timeframe)
+    config_path = _config_path(args.config)
+    session_db = args.session_db or _store_path(config_path, config)
+    plan = plan_backtest(config, args.data, args.strategy, params, args.symbol, args.timeframe, start_ns=args.start,
+                         end_ns=args.end, gaps=args.gaps, cash=args.cash, session_db=session_db,
+                         given_config=args.given_config, config_name=str(config_path), progress=sys.stderr.isatty())
+    for warning in plan.warnings:  # before the run: a long one must not hide that it runs on another config
+        print(f"paperdesk: warning: {warning}", file=sys.stderr)
+    for note in plan.notes:
+        print(note)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="paperdesk-backtest-") as scratch:
+        # a report is made from a saved session: without --db, from one in a database that is dropped afterwards
+        database = args.db if args.db is not None or args.report is None else Path(scratch) / "backtest.sqlite"
+        bar = _ProgressBar() if sys.stderr.isatty() else None  # a terminal only: nothing in logs or CI output
+        try:
+            result = run_plan(plan, bar, database)
+        finally:
+            if bar is not None:
+                bar.stop()
+        if args.db is not None:
+            print(f"saved as session {result.session_id} in {args.db}: paperdesk report --db {args.db} "
+                  f"--session {result.session_id}")
+        if args.report is not None:
+            from console.reports import print_report
+
+            assert database is not None and result.session_id is not None
+            with _writing(args.report):
+                print_report(database, result.session_id, report_format, args.report)
+            print(f"report written to {args.report}")
     for line in result.lines():
         print(line)
     return 0
+
+
+def _utc_ns(text: str) -> int:
+    """--from/--to: an ISO 8601 date or time (naive means UTC) as nanoseconds since the epoch."""
+    from datetime import UTC, datetime, timedelta
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time, e.g. 2024-03-01 or "
+                                         "2024-03-01T09:30:00 (UTC unless an offset like +01:00 is given)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+def _report_format(path: Path | None) -> str:
+    """The --report format its name asks for; the file must be new."""
+    if path is None:
+        return "html"
+    formats = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}
+    if path.suffix.lower() not in formats:
+        raise InputError(f"--report {path}: name the file .html, .md or .json (the report's format)")
+    if path.exists():
+        raise InputError(f"--report {path}: the file exists; choose a new name (nothing is overwritten)")
+    if not path.resolve().parent.is_dir():
+        raise InputError(f"--report {path}: the directory {path.resolve().parent} does not exist")
+    return formats[path.suffix.lower()]
+
+
+def _store_path(config_path: Path, config: AppConfig) -> Path:
+    """The config's [store] path, as `paperdesk run` with that config would use it."""
+    path = Path(config.store.path).expanduser()
+    return path if path.is_absolute() else _store_base(config_path) / path
+
+
+class _ProgressBar:
+    """rich's progress bar on standard error, for the backtest's events."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True), transient=True)
+        self._task = self._bar.add_task("backtest", total=None)
+
+    def start(self, total: int | None) -> None:
+        self._bar.update(self._task, total=total)
+        self._bar.start()
+
+    def update(self, done: int) -> None:
+        self._bar.update(self._task, completed=done)
+
+    def stop(self) -> None:
+        self._bar.stop()
 
 
 def _param_problem(err: ErrorDetails, known: dict[str, Any]) -> str:
