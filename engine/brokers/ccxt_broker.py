@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import ccxt
 
 from engine.brokers.broker import AccountSnapshot, VenueCapabilities
-from engine.brokers.transcript import KnownState
+from engine.brokers.transcript import Baseline, KnownState
 from engine.clock import Clock, monotonic_s, wall_ns
 from engine.model.fill import Fill, FillBasis, Liquidity
 from engine.model.instrument import Instrument
@@ -56,6 +56,8 @@ ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 LATENCY_WINDOW = 64
 BACKOFF = Backoff(0.2, 10.0)
 RECV_WINDOW_MARGIN_S = 1.0  # clock skew between us and the exchange
+ORDERS_PAGE = 1000  # Binance's largest allOrders page
+SAVE_LAG_S = 1.0  # how long a session can go on after its last saved step before a crash (a few store flushes)
 _EPS = 1e-9
 
 
@@ -147,7 +149,7 @@ class CcxtBroker:
         self.recv_window_s = float(options.get("recvWindow") or 10_000) / 1000.0 + RECV_WINDOW_MARGIN_S
         self._start_ms = clock.now_ns() // 1_000_000
         self._known: KnownState | None = None
-        self._opening: dict[str, float] = {}
+        self._baseline: Baseline | None = None  # saved once the session has a journal (HoldsOrders.baseline)
         self._by_venue_ref: dict[str, _Working] = {}
         self._credentials = credentials
         self._orders: dict[str, _Working] = {}           # by our client id
@@ -171,7 +173,7 @@ class CcxtBroker:
             if self._known is not None:
                 await self._reconcile(self._known)
             else:
-                self._opening = {asset: free + used for asset, (free, used) in self.balances.items()}
+                self._baseline = Baseline(self._held())
                 await self._report_open()
             # returns once the exchange confirmed the subscription, so no order of ours goes out before it
             await self.exchange.authenticate({"type": "spot"})
@@ -194,8 +196,9 @@ class CcxtBroker:
         working = self._orders.get(client_id)
         return working.venue_client_id if working is not None else None
 
-    def opening_balances(self) -> dict[str, float]:
-        return dict(self._opening)
+    def baseline(self) -> Baseline | None:
+        baseline, self._baseline = self._baseline, None
+        return baseline
 
     def adopt(self, known: KnownState) -> None:
         self._known = known
@@ -294,72 +297,121 @@ class CcxtBroker:
         session cannot explain (orders of this session it never saved; balances its fills do not account for)."""
         self._seen_trades.update(fill.fill_id for fill in known.fills)
         outcome: Counter[str] = Counter()
+        problems: list[str] = []
         queued = len(self.events)
+        adopted = []
         for k in known.open_orders:
             working = _Working(k.order, k.venue_ref, monotonic_s(), k.sent_ts // 1_000_000, 0.0,
                                acked=k.order.status not in (OrderStatus.SUBMITTED, OrderStatus.TRIGGERED),
                                filled=k.order.filled_qty)
             self._track(working)
             info = await self._find(working)
-            wait = k.sent_ts / 1e9 + self.recv_window_s - wall_ns() / 1e9
-            if info is None and wait > 0:
-                await asyncio.sleep(wait)  # sent just before the crash: it may still arrive
+            if info is None and not working.acked:
+                # sent (or sent again) as late as the crash, which came after the last saved step: it may still arrive
+                wait = (max(k.sent_ts, known.saved_until_ns) / 1e9 + self.recv_window_s + SAVE_LAG_S
+                        - wall_ns() / 1e9)
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 info = await self._find(working)
+            if info is None and working.acked:
+                problems.append(f"order {k.venue_ref} ({k.order.side.name} {k.order.qty:g} {k.order.symbol}) was "
+                                "working at the exchange and the exchange no longer finds it")
+                outcome["no longer found"] += 1
+                continue
             if info is None:
                 self._end(working, K.REJECTED, "never reached the exchange (not found by its client id "
-                                               f"{k.venue_ref} after the restart)")
+                                               f"{k.venue_ref} once its receive window was over)")
                 outcome["never reached the exchange"] += 1
                 continue
             await self._settle(working, info)
+            adopted.append(working)
             if not working.done and k.order.status is OrderStatus.PENDING_CANCEL:
                 working.cancel_reason = "canceled on request (asked again after the restart)"
                 working.canceling = self._spawn(self._cancel(working))
             outcome["still open" if not working.done else "filled while away" if working.ended is None
                     else f"{working.ended.value.lower()} while away"] += 1
-        new_fills = [e.fill for e in list(self.events)[queued:] if e.fill is not None]
-        problems = await self._strangers(known) + self._unexplained_balances(known, known.fills + new_fills)
+        for order in known.unsent:  # refused here before it went out; the refusal was lost with the crash
+            self.events.append(VenueEvent(K.REJECTED, order.client_id, self.clock.now_ns(),
+                                          self._unsupported(order) or "not sent to the exchange"))
+        strangers, refs = await self._strangers(known)
+        problems += strangers
+        # balances after the orders are settled: what their fills moved is in them; a fill in between is looked for
+        for last_try in (False, True):
+            self._keep_balance(await self._rest("fetch_balance", self.exchange.fetch_balance))
+            fills = known.fills + [e.fill for e in list(self.events)[queued:] if e.fill is not None]
+            unexplained = self._unexplained_balances(known, fills)
+            if not unexplained or last_try:
+                break
+            for working in adopted:
+                if not working.done and working.exchange_id is not None:
+                    await self._settle(working, await self._rest("fetch_order", self.exchange.fetch_order,
+                                                                 working.exchange_id, working.order.symbol))
+        problems += unexplained
+        new_fills = len(fills) - len(known.fills)
+        self._baseline = Baseline(self._held(), len(fills), sorted(set(known.baseline.strangers if known.baseline
+                                                                       else []) | set(refs)))
         orders = ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())) or "none"
+        checked = "balances as its fills say" if known.baseline is not None else "balances not checked (none saved)"
         self.reconciliation = (f"after restart {known.run}: {len(known.open_orders)} order(s) the session had "
-                               f"working ({orders}); {len(new_fills)} fill(s) from while it was down applied once; "
-                               + ("MISMATCH: " + "; ".join(problems) if problems else "balances as its fills say"))
+                               f"working ({orders}); {new_fills} fill(s) from while it was down applied once; "
+                               + ("MISMATCH: " + "; ".join(problems) if problems else checked))
         self.mismatch = "; ".join(problems) if problems else None
 
-    async def _strangers(self, known: KnownState) -> list[str]:
-        """Orders this session sent that its saved state does not know (sent in the moment before a crash)."""
-        found = []
+    async def _strangers(self, known: KnownState) -> tuple[list[str], list[str]]:
+        """Orders this session sent that its saved state does not know: sent after the last saved step, so asked for
+        from then (less the receive window), page by page; one already reported at an earlier restart is not again."""
+        reported = set(known.baseline.strangers) if known.baseline is not None else set()
+        found, refs = [], []
         for symbol in self.instruments:
-            for info in await self._retrying("fetch_orders", self.exchange.fetch_orders, symbol, self._start_ms):
-                ref = info.get("clientOrderId")
-                if self._of_this_session(ref) and ref not in known.venue_refs:
-                    found.append(f"order {ref} ({info.get('side')} {info.get('amount')} {symbol}, "
-                                 f"{info.get('status')}, {info.get('filled') or 0} filled) was sent by this session "
-                                 "but is not in its saved state: check it on the exchange, cancel or close it, then "
-                                 "resume trading")
-        return found
+            since = known.saved_until_ns // 1_000_000 - int((self.recv_window_s + 60.0) * 1000)
+            while True:
+                page = await self._retrying("fetch_orders", self.exchange.fetch_orders, symbol, since, ORDERS_PAGE,
+                                            tries=5)
+                for info in page:
+                    ref = info.get("clientOrderId")
+                    if self._of_this_session(ref) and ref not in known.venue_refs and ref not in reported \
+                            and ref not in refs:
+                        refs.append(ref)
+                        found.append(f"order {ref} ({info.get('side')} {info.get('amount')} {symbol}, "
+                                     f"{info.get('status')}, {info.get('filled') or 0} filled) was sent by this "
+                                     "session but is not in its saved state: check it on the exchange, cancel or "
+                                     "close it, then resume trading")
+                stamps = [int(info["timestamp"]) for info in page if info.get("timestamp") is not None]
+                if len(page) < ORDERS_PAGE or not stamps or max(stamps) + 1 <= since:
+                    break
+                since = max(stamps) + 1
+        return found, refs
+
+    def _held(self) -> dict[str, float]:
+        """Free + locked of each asset of this session's instruments."""
+        assets = {a for i in self.instruments.values() for a in (i.base, i.quote)}
+        return {asset: free + used for asset, (free, used) in self.balances.items() if asset in assets}
 
     def _unexplained_balances(self, known: KnownState, fills: list[Fill]) -> list[str]:
-        """Each of our instruments' assets should hold what it held at the session's start plus what its fills
-        moved, give or take the fees (which Binance may take in either asset)."""
-        if not known.opening_balances:
-            return []  # a session saved before opening balances were: nothing to compare with
-        expected: dict[str, float] = defaultdict(float, known.opening_balances)
+        """Each of our instruments' assets should hold what it held at the last baseline plus what the session's
+        fills since then moved, give or take their fees (which Binance may take in either asset) and a lot."""
+        baseline = known.baseline
+        if baseline is None:
+            return []  # a session saved before baselines were: nothing to compare with
+        expected: dict[str, float] = defaultdict(float)
         slack: dict[str, float] = defaultdict(float)
         for instrument in self.instruments.values():
+            expected[instrument.base] = baseline.balances.get(instrument.base, 0.0)
+            expected[instrument.quote] = baseline.balances.get(instrument.quote, 0.0)
             slack[instrument.base] += instrument.lot_size
-            expected[instrument.base] += 0.0
-            expected[instrument.quote] += 0.0
-        for fill in fills:
+        for fill in fills[baseline.fills:]:
             instrument = self.instruments[fill.symbol]
             expected[instrument.base] += fill.side * fill.qty
             expected[instrument.quote] -= fill.side * fill.qty * fill.price
             slack[instrument.base] += fill.fee / fill.price if fill.price else 0.0
             slack[instrument.quote] += fill.fee + 1e-8 * fill.qty * fill.price
+        held = self._held()
         problems = []
         for asset, want in sorted(expected.items()):
-            held = sum(self.balances.get(asset, (0.0, 0.0)))
-            if abs(held - want) > slack[asset] + 1e-9 * max(1.0, abs(want)):
-                problems.append(f"{asset}: the exchange holds {held:g}, the session's fills since it started say "
-                                f"{want:g}")
+            have = held.get(asset, 0.0)
+            if abs(have - want) > slack[asset] + 1e-9 * max(1.0, abs(want)):
+                problems.append(f"{asset}: the exchange holds {have:.10g}, the session's fills since it last "
+                                f"reconciled say {want:.10g}")
         return problems
 
     # ---- orders out -----------------------------------------------------------------------------
@@ -383,6 +435,7 @@ class CcxtBroker:
         maybe_sent, was_sent, sent_before = False, False, 0.0
         attempt = 0
         while True:
+            creating = False  # the exception below came from the create itself, not from a lookup
             try:
                 if maybe_sent:
                     found = await self._find(working)
@@ -395,7 +448,7 @@ class CcxtBroker:
                         attempt += 1
                         continue
                 was_sent, sent_before = maybe_sent, working.last_sent
-                maybe_sent, working.last_sent = True, monotonic_s()
+                maybe_sent, working.last_sent, creating = True, monotonic_s(), True
                 reply = await self._rest("create_order", self.exchange.create_order, order.symbol,
                                          order.type.value.lower(), "buy" if order.side > 0 else "sell", order.qty,
                                          order.price if order.type is OrderType.LIMIT else None, params)
@@ -412,7 +465,7 @@ class CcxtBroker:
                 attempt += 1
                 continue
             except ccxt.OperationFailed as exc:  # the outcome is unknown (Binance -1006 too): look it up, never assume
-                if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded) and working.last_sent > sent_before:
+                if creating and isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
                     # turned away unprocessed (429/418): this attempt cannot arrive later, only earlier ones might
                     maybe_sent, working.last_sent = was_sent, sent_before
                 await self._pause(attempt, exc)
@@ -654,13 +707,15 @@ class CcxtBroker:
         finally:
             self._timed(name, monotonic_s() - started)
 
-    async def _retrying(self, name: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """A read, repeated after network trouble and rate limits until it is answered."""
+    async def _retrying(self, name: str, call: Callable[..., Awaitable[T]], *args: Any, tries: int | None = None) -> T:
+        """A read, repeated after network trouble and rate limits until it is answered (or `tries` times)."""
         attempt = 0
         while True:
             try:
                 return await self._rest(name, call, *args)
             except ccxt.OperationFailed as exc:
+                if tries is not None and attempt + 1 >= tries:
+                    raise
                 await self._pause(attempt, exc)
                 attempt += 1
 

@@ -28,7 +28,7 @@ from engine.model.venue_event import CancelAck, VenueEvent, VenueEventKind
 SENT = "SENT"              # an order handed to the venue; venue_ref is its id there
 CANCEL_ACK = "CANCEL_ACK"  # the venue's immediate answer to a cancel (reason: the CancelAck)
 MODIFY_ACK = "MODIFY_ACK"  # the venue's answer to a modify (reason: "1" or "0")
-OPENING = "OPENING"        # the account's balances when the session first connected (reason: JSON)
+OPENING = "OPENING"        # a reconciliation's baseline (reason: JSON of Baseline): at the start, after each resume
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +54,35 @@ class KnownOrder:
 
 
 @dataclass(slots=True)
+class Baseline:
+    """What the venue held when the session last reconciled with it: the balances (after the first `fills` of the
+    session's fills) and the orders of this session already reported as unknown to its saved state."""
+
+    balances: dict[str, float] = field(default_factory=dict)
+    fills: int = 0
+    strangers: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({"balances": self.balances, "fills": self.fills, "strangers": self.strangers},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Baseline:
+        data = json.loads(text)
+        return cls(dict(data.get("balances") or {}), int(data.get("fills") or 0), list(data.get("strangers") or []))
+
+
+@dataclass(slots=True)
 class KnownState:
     """What a resumed session knew of its venue: handed to the venue before it connects again."""
 
     open_orders: list[KnownOrder]
     fills: list[Fill]
     venue_refs: dict[str, str]               # every order's id at the venue -> our client id
-    opening_balances: dict[str, float]
+    baseline: Baseline | None                # the latest; None for a session that saved none
     run: int                                 # how many times the session has been resumed, this one included
-    instruments: Mapping[str, Instrument] = field(default_factory=dict)
+    saved_until_ns: int = 0                  # the last saved market event: anything sent later is not in the state
+    unsent: list[Order] = field(default_factory=list)  # open, but the venue refused them before they went out
 
 
 @runtime_checkable
@@ -76,8 +96,8 @@ class HoldsOrders(Protocol):
         """The order's id at the venue (None if it never went out)."""
         ...
 
-    def opening_balances(self) -> dict[str, float]:
-        """The account's balances (free + locked) when this broker connected."""
+    def baseline(self) -> Baseline | None:
+        """What to reconcile against next time, once connected (None: nothing new to save)."""
         ...
 
     def adopt(self, known: KnownState) -> None:
@@ -122,10 +142,12 @@ class Transcribed:
         self._replay = _Replay(rows, fills)
         self.rows = len(rows)
 
-    def go_live(self) -> list[str]:
-        """End the replay; returns what in the transcript the replay never reached (empty when rebuilt exactly)."""
+    def go_live(self) -> tuple[list[str], list[TranscriptRow]]:
+        """End the replay. Returns what in the transcript the replay should have reached but did not (empty when
+        rebuilt exactly), and the rows heard before a market event that was never saved (a failure or a crash
+        between the two): those were never applied, and reconciling with the venue finds what they said again."""
         replay, self._replay = self._replay, None
-        return [] if replay is None else replay.leftovers()
+        return ([], []) if replay is None else replay.leftovers(self.market_seq)
 
     @property
     def replaying(self) -> bool:
@@ -134,10 +156,11 @@ class Transcribed:
     # ---- Broker ----------------------------------------------------------------------------------
 
     def attach(self, record: Callable[[TranscriptRow], None]) -> None:
-        """Start saving: once the session has a journal (a new session's first row is the opening balances)."""
+        """Start saving, once the session has a journal: first the baseline the venue reconciled to (if any)."""
         self.record = record
-        if self.rows == 0 and isinstance(self.inner, HoldsOrders):
-            self._write(OPENING, "", wall_ns(), json.dumps(self.inner.opening_balances(), sort_keys=True))
+        baseline = self.inner.baseline() if isinstance(self.inner, HoldsOrders) else None
+        if baseline is not None:
+            self._write(OPENING, "", wall_ns(), baseline.to_json())
 
     async def connect(self) -> None:
         await self.inner.connect()
@@ -243,10 +266,14 @@ class _Replay:
             raise TranscriptMismatch(f"the replay {what} order {client_id} more often than the session did")
         return queue.popleft().reason
 
-    def leftovers(self) -> list[str]:
+    def leftovers(self, replayed: int) -> tuple[list[str], list[TranscriptRow]]:
+        # a report is heard before market event market_seq + 1; an order is sent during market event market_seq
+        unheard = [r for r in self.events if r.market_seq >= replayed]
+        unheard += [r for r in self.sent.values() if r.market_seq > replayed]
         out = [f"the venue reported {r.kind} for {r.client_id} after market event {r.market_seq}, which the replay "
-               "never reached" for r in self.events]
+               "never reached" for r in self.events if r.market_seq < replayed]
         # an answer the replay never asked for is left over harmlessly: the venue's report of the outcome (canceled or
         # not) is in the transcript and was applied
-        out += [f"order {cid} was sent to the venue but the replay never made it" for cid in self.sent]
-        return out
+        out += [f"order {cid} was sent to the venue but the replay never made it" for cid, r in self.sent.items()
+                if r.market_seq <= replayed]
+        return out, unheard

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.brokers.transcript import OPENING, SENT, KnownOrder, KnownState, Transcribed, TranscriptRow
+from engine.brokers.transcript import OPENING, SENT, Baseline, KnownOrder, KnownState, Transcribed, TranscriptRow
 from engine.clock import SimClock
 from engine.core import Engine
 from engine.model.fill import Fill
@@ -119,12 +119,13 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
         journal.known_refs = set()
     known: KnownState | None = None
     if isinstance(broker, Transcribed) and transcript is not None:
-        leftovers = broker.go_live()
+        leftovers, unheard = broker.go_live()
         if leftovers:
             raise RecoveryError(f"session {session_id}: the replay does not reproduce what its venue reported "
                                 f"({'; '.join(leftovers[:3])}). Strategy code may have changed since it started; "
                                 "refusing to trade. Start a new session with --new-session")
-        known = _known_state(transcript, engine, restarts)
+        saved_until = venue[1] if venue is not None else market_start_ns
+        known = _known_state(transcript, unheard, engine, restarts, saved_until)
     _verify_fills(conn, session_id, engine)
     stored_orders = {cid for (cid,) in conn.execute("SELECT client_id FROM orders WHERE session_id = ?",
                                                     (session_id,))}
@@ -153,14 +154,25 @@ def _stored_fills(conn: sqlite3.Connection, session_id: int) -> list[Fill]:
                                                        (session_id,))]
 
 
-def _known_state(transcript: list[TranscriptRow], engine: Engine, run: int) -> KnownState:
-    """The orders the venue may still work (those that went out to it), every fill and the opening balances."""
-    sent = {row.client_id: row for row in transcript if row.kind == SENT and row.venue_ref is not None}
-    opening: dict[str, float] = next((json.loads(row.reason) for row in transcript if row.kind == OPENING), {})
-    open_orders = [KnownOrder(order, sent[order.client_id].venue_ref or "", sent[order.client_id].ts)
-                   for order in engine.open_orders() if order.client_id in sent]
-    return KnownState(open_orders, list(engine.fills), {row.venue_ref or "": cid for cid, row in sent.items()},
-                      opening, run, dict(engine.instruments))
+def _known_state(transcript: list[TranscriptRow], unheard: list[TranscriptRow], engine: Engine, run: int,
+                 saved_until_ns: int) -> KnownState:
+    """The orders the venue may still work (those that went out to it), every fill and the latest baseline.
+
+    An order sent in a market event that was never saved is not the session's: reconciling finds it as unknown."""
+    lost = {id(row) for row in unheard}
+    sent = {row.client_id: row for row in transcript if row.kind == SENT and id(row) not in lost}
+    openings = [row for row in transcript if row.kind == OPENING]
+    baseline = Baseline.from_json(openings[-1].reason) if openings else None
+    open_orders, unsent = [], []
+    for order in engine.open_orders():
+        row = sent.get(order.client_id)
+        if row is not None and row.venue_ref is not None:
+            open_orders.append(KnownOrder(order, row.venue_ref, row.ts))
+        elif row is not None:
+            unsent.append(order)  # refused before it went out; the refusal was not heard before the crash
+    return KnownState(open_orders, list(engine.fills),
+                      {row.venue_ref: cid for cid, row in sent.items() if row.venue_ref is not None}, baseline, run,
+                      saved_until_ns, unsent)
 
 
 def _verify_fills(conn: sqlite3.Connection, session_id: int, engine: Engine) -> None:
