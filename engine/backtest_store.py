@@ -32,6 +32,16 @@ VENUE = "backtest"  # the sessions.venue of a backtest: a paper session's is its
 FLUSH_ROWS = 50_000  # journal rows held in memory before they go into the open transaction
 
 
+class BacktestJournal(StoreJournal):
+    """The paper session's journal, whose marks during the run keep the equity point only: positions, the account
+    and the risk view are kept as their latest row, so they are written once, at the end."""
+
+    def equity_point(self, engine: Engine, ts: int) -> None:
+        account = engine.account
+        self._add("equity", (self.session_id, ts, account.equity(), account.cash, account.realised_pnl(),
+                             account.unrealised_pnl(), account.fees_paid))
+
+
 class BacktestStore:
     """Open (lock, migrate, start the transaction and the session row), replay, then finish (commit) or abort."""
 
@@ -41,7 +51,7 @@ class BacktestStore:
         self.data = data
         self.market_start_ns = market_start_ns
         self.session_id = 0
-        self.journal: StoreJournal | None = None
+        self.journal: BacktestJournal | None = None
         self._created = not path.exists()
         self._lock = WriterLock(path)
         self._conn: sqlite3.Connection | None = None
@@ -74,7 +84,7 @@ class BacktestStore:
             self.abort()
             raise
         assert isinstance(engine.clock, SimClock)
-        journal = self.journal = StoreJournal(self.session_id, engine.clock)
+        journal = self.journal = BacktestJournal(self.session_id, engine.clock)
         latency = self.config.venue.latency_ms
         journal.venue_view = lambda: VenueHealth(f"backtest of {self.data}", True, False, "", {}, latency).to_json()
         engine.journal = journal
@@ -106,7 +116,7 @@ class BacktestStore:
 
     def replay(self, engine: Engine, events: Iterable[MarketEvent], mark_every_ns: int,
                step: Callable[[int], None] | None = None) -> int:
-        """engine.replay's loop, with the session's equity marks every mark_every_ns of market time (and at each
+        """engine.replay's loop, with the session's equity points every mark_every_ns of market time (and at each
         bar's close into the engine's own curve, as a backtest without a database keeps it) and rows flushed into
         the transaction as they pile up; step(count) after each event, if given."""
         journal = self.journal
@@ -124,7 +134,7 @@ class BacktestStore:
             if is_bar:
                 mark(ts)
             if ts >= next_mark:
-                journal.mark(engine, ts)
+                journal.equity_point(engine, ts)
                 next_mark = ts + mark_every_ns
             if journal.count >= FLUSH_ROWS:
                 self._flush()
@@ -134,7 +144,8 @@ class BacktestStore:
         return count
 
     def finish(self, engine: Engine, count: int) -> None:
-        """The last mark and the session's end, then commit: from here on the backtest is in the database."""
+        """The last mark (equity, positions, account, risk view) and the session's end, then commit: from here on the
+        backtest is in the database."""
         journal, conn = self.journal, self._conn
         assert journal is not None and conn is not None
         ts = self._last_ts
