@@ -16,10 +16,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from engine.backtest_origin import SessionOrigin, find_in_database, from_header
 from engine.backtest_store import BacktestStore
@@ -103,15 +106,14 @@ class BacktestResult:
         engine = self.engine
         account = engine.account
         equity = account.equity()
-        curve = [e for _, e in engine.equity_curve] or [account.starting_cash]
-        peak, max_dd = curve[0], 0.0
-        for value in curve:
-            peak = max(peak, value)
-            max_dd = max(max_dd, (peak - value) / peak if peak > 0 else 0.0)
+        curve = np.array([e for _, e in engine.equity_curve] or [account.starting_cash])
+        peaks = np.maximum.accumulate(curve)
+        max_dd = float(np.max((peaks - curve) / np.where(peaks > 0, peaks, np.inf)))
         out = [f"data={self.data} events={self.events}"]
+        decisions = Counter(d.strategy for d in engine.decisions)
+        orders = Counter(o.strategy for o in engine.orders.values())
         for strategy in engine.strategies.values():
-            n_dec = sum(1 for d in engine.decisions if d.strategy == strategy.name)
-            n_ord = sum(1 for o in engine.orders.values() if o.strategy == strategy.name)
+            n_dec, n_ord = decisions[strategy.name], orders[strategy.name]
             out.append(f"strategy={strategy.name} kind={strategy.kind} status={strategy.status.value} "
                        f"decisions={n_dec} orders={n_ord}" + (f" error={strategy.error!r}" if strategy.error else ""))
         out.append(f"orders={len(engine.orders)} fills={len(engine.fills)} fees={account.fees_paid:.2f} "
@@ -233,7 +235,8 @@ def _bar_plan(config: AppConfig, specs: list[DataSpec], strategy_kind: str | Non
     _gaps(files, gaps, plan)
     plan.config = _bar_config(config, strategy_kind, params, files, plan.notes)
     plan.mark_every_ns = _mark_every(plan.config)
-    plan.notes.insert(0, f"config: {config_name} (config {config_hash(config_text(plan.config))[:12]})")
+    plan.notes.insert(0, f"config: {config_name}, its strategies and instruments for this data (config "
+                         f"{config_hash(config_text(plan.config))[:12]})")
     return plan
 
 
