@@ -87,6 +87,8 @@ class Brackets:
             self.by_key[key] = Bracket(spec)
         else:
             bracket.spec = spec
+            if not self.held.get(key, 0.0):
+                bracket.extreme = None  # a new position, not an addition to one
         if spec.trailing_pct is not None:
             self.trailing.setdefault(key[1], set()).add(key)
 
@@ -161,6 +163,7 @@ class Brackets:
             if sent is None or not sent.is_open:
                 bracket.trailing_sent = None
         if held == 0.0:
+            bracket.extreme = None  # that position is gone: the next one's trailing stop starts from its own prices
             if pending == 0.0:
                 self.drop(key)  # flat and nothing on the way: the bracket is done
             else:

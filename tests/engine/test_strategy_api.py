@@ -191,3 +191,43 @@ def test_a_strategy_whose_on_start_raises_is_failed_and_the_others_trade_on():
     assert bad.status.value == "FAILED" and "RuntimeError: no config file at /nowhere" in bad.error
     replay(engine, prints())
     assert good.seen and not [d for d in engine.decisions if d.strategy == "bad"]
+
+
+# ---- a trailing stop starts from its own position's prices -----------------------------------------------------------
+
+class TrailTwice(Strategy[NoParams]):
+    """Enters with a 1% trailing stop, and again while the first trailing exit is still on its way to the venue."""
+
+    kind = "test_trail_twice"
+    Params = NoParams
+
+    def on_start(self) -> None:
+        self.prints = 0
+
+    def on_tick(self, tick: TradeTick) -> None:
+        self.prints += 1
+        if self.prints in (1, 5):
+            self.buy(tick.symbol, 1.0, trailing_stop=0.01, take_profit=200.0, stop_loss=50.0, reason="in")
+
+
+if TrailTwice.kind not in strategy_kinds():
+    register(TrailTwice)
+
+
+def test_a_new_position_s_trailing_stop_does_not_start_from_the_previous_position_s_best_price():
+    from engine.execution.fill_model import FillModel
+    from engine.model.market import BookSnapshot
+
+    events: list[Any] = []
+    for i, price in enumerate([100, 101, 110, 110, 108, 108, 108, 108, 108, 108.5, 108.4, 108.3, 108.2]):
+        ts = T0 + i * 1_000_000_000
+        events.append(BookSnapshot(ts, "BTC/USDT", ((price - 0.01, 100.0),), ((price + 0.01, 100.0),)))
+        events.append(TradeTick(ts + 1, "BTC/USDT", price, 0.001, OrderSide.BUY))
+    strategy = TrailTwice("t", ["BTC/USDT"], "1m")
+    engine = Engine(SimClock(T0), [btc(min_notional=1.0)], 1e6, [strategy],
+                    fill_model=FillModel(latency_ns=300_000_000))  # the second entry goes out before the exit fills
+    replay(engine, events)
+    trailing = [o for o in engine.orders.values() if o.reason.startswith("trailing stop")]
+    # the first position ran to 110 and trailed out at 108; the second, bought at 108.01, never got 1% off its best
+    assert [o.reason for o in trailing] == ["trailing stop: 108 is 1.00% off the best 110"]
+    assert engine.account.strategy_qty[("t", "BTC/USDT")] == 1.0
