@@ -521,6 +521,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise InputError("\n".join(_param_problem(e, cls.Params.model_fields) for e in exc.errors())) from None
     report_format = _report_format(args.report)
+    if args.db is not None:  # before the data is read: a database that cannot take the run is said first
+        from engine.store.database import check_database
+
+        check_database(args.db, thorough=False)
     from engine.backtest import plan_backtest, run_plan
 
     config_path = _config_path(args.config)

@@ -19,6 +19,7 @@ from engine.config import load_config
 from engine.data.recording import RecordingOrigin, load_recording, save_recording
 from engine.model.market import Bar
 from engine.session import PaperSession
+from engine.store.database import WriterLock
 from engine.store.sessions import config_text
 from tests.conftest import BASE_CONFIG, write_bars, write_config
 
@@ -75,6 +76,13 @@ def test_a_backtest_joins_a_database_without_ending_its_paper_session(tmp_path):
     db = tmp_path / "desk.sqlite"
     asyncio.run(PaperSession(load_config(config_path), db_path=db).run(duration=1.0))
     bars = write_bars(tmp_path / "bars.csv", 300)
+    lock = WriterLock(db)
+    lock.acquire()  # a paper session runs on it: the backtest is refused, the database left as it is
+    try:
+        busy = paperdesk("backtest", "--config", config_path, "--data", bars, "--db", db)
+    finally:
+        lock.release()
+    assert busy.returncode == 2 and "another paperdesk is running on this database" in busy.stderr
     run = paperdesk("backtest", "--config", config_path, "--data", bars, "--db", db)
     assert run.returncode == 0, run.stderr
     assert "saved as session 2" in run.stdout
