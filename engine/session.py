@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +64,8 @@ class _ResumeJournal(StoreJournal):
             raise StoppedBeforeStart(f"stopped while replaying event {self.market_seq + 1}")
         super().market(event)
 
+
+log = logging.getLogger("paperdesk.session")
 
 _FROZEN = False
 
@@ -327,8 +330,8 @@ class PaperSession:
         self._apply_command(None, OperatorCommand.HALT.value, {}, f"reconciliation: {venue.mismatch}",
                             "reconciliation")
 
-    async def _history(self) -> list[Bar]:
-        """The bars of history the strategies declared (lookback), from a venue that keeps it; none otherwise."""
+    async def _history(self) -> tuple[list[Bar], list[str]]:
+        """The bars of history the strategies declared (lookback), from a venue that keeps it, and what it lacks."""
         feed = self.feed.feed if isinstance(self.feed, RehearsedGaps) else self.feed
         wants: dict[tuple[str, str], int] = {}
         for strategy in self.engine.strategies.values():
@@ -337,18 +340,22 @@ class PaperSession:
                 for timeframe in strategy.timeframes:
                     wants[(symbol, timeframe)] = max(count, wants.get((symbol, timeframe), 0))
         if not wants or not isinstance(feed, HasHistory):
-            return []
+            return [], []
         return await feed.history(wants, self.clock.now_ns())
 
-    def _warm_up(self, history: list[Bar]) -> None:
-        if not history:
+    def _warm_up(self, history: tuple[list[Bar], list[str]]) -> None:
+        bars, notes = history
+        for note in notes:
+            self.engine.log_event(EventLevel.WARN, note)
+            log.warning("%s", note)
+        if not bars:
             return
-        self.apply(FeedBatch(self.clock.now_ns(), list(history)))
+        self.apply(FeedBatch(self.clock.now_ns(), list(bars)))
         counts: dict[str, int] = {}
-        for bar in history:
+        for bar in bars:
             key = f"{bar.symbol} {bar.timeframe}"
             counts[key] = counts.get(key, 0) + 1
-        self.engine.log_event(EventLevel.INFO, f"warmed up on {len(history)} bars of the venue's history "
+        self.engine.log_event(EventLevel.INFO, f"warmed up on {len(bars)} bars of the venue's history "
                                                f"({', '.join(f'{k}: {n}' for k, n in counts.items())}); the "
                                                "decisions on them are recorded, not traded")
 

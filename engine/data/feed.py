@@ -63,10 +63,9 @@ class Feed(Protocol):
 class HasHistory(Protocol):
     """A feed whose venue keeps history (an exchange's candles), so strategies can warm up before the first live bar."""
 
-    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> list[Bar]:
+    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> tuple[list[Bar], list[str]]:
         """For each (symbol, timeframe), its last `count` bars that ended by until_ns, as warm-up bars (warmup=True),
-        oldest first; raises ConfigError (naming the timeframe and the ones there are) for a timeframe the venue
-        lacks."""
+        oldest first; and a line for each timeframe the venue keeps no history of (those warm up on live data)."""
         ...
 
 

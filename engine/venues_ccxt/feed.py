@@ -101,8 +101,8 @@ class CcxtFeed:
                 self._symbols[symbol] = _SymbolState(self.clock.now_ns())
                 self._tasks[symbol] = asyncio.create_task(self._run(symbol), name=f"ccxt-feed-{symbol}")
 
-    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> list[Bar]:
-        """The exchange's candles before until_ns, as warm-up bars (HasHistory)."""
+    async def history(self, wants: Mapping[tuple[str, str], int], until_ns: int) -> tuple[list[Bar], list[str]]:
+        """The exchange's candles before until_ns, as warm-up bars, and what it could not give (HasHistory)."""
         return await warmup_bars(self.exchange, wants, until_ns)
 
     async def receive(self) -> FeedBatch:

@@ -15,20 +15,21 @@ NS_PER_MS = 1_000_000
 PAGE = 500  # candles per request: within every exchange's limit that ccxt knows
 
 
-async def warmup_bars(exchange: Any, wants: Mapping[tuple[str, str], int], until_ns: int) -> list[Bar]:
+async def warmup_bars(exchange: Any, wants: Mapping[tuple[str, str], int],
+                      until_ns: int) -> tuple[list[Bar], list[str]]:
     """For each (symbol, timeframe), its last `count` closed candles that ended by until_ns, as warm-up bars sorted by
-    end (a shorter timeframe first where two end together). Fewer where the exchange has fewer."""
+    end (a shorter timeframe first where two end together), fewer where the exchange has fewer; and a note for each
+    timeframe the exchange has no candles of (its bars are built from live trades as ever, so they warm up live)."""
     offered = getattr(exchange, "timeframes", None) or {}
     missing = sorted({tf for _, tf in wants if offered and tf not in offered}, key=timeframe_ns)
-    if missing:
-        raise VenueInputError(f"{exchange.id} has no {', '.join(missing)} candles to warm strategies up with (it has "
-                              f"{', '.join(sorted(offered, key=_ns_or_max))}); use one of those timeframes")
+    notes = [f"{exchange.id} has no {tf} candles (it has {', '.join(sorted(offered, key=_ns_or_max))}): strategies "
+             f"on {tf} bars warm up on live data" for tf in missing]
     bars: list[Bar] = []
     for (symbol, timeframe), count in sorted(wants.items()):
-        if count > 0:
+        if count > 0 and timeframe not in missing:
             bars += await _candles(exchange, symbol, timeframe, count, until_ns)
     bars.sort(key=lambda b: (b.end, b.end - b.ts, b.symbol))
-    return bars
+    return bars, notes
 
 
 async def _candles(exchange: Any, symbol: str, timeframe: str, count: int, until_ns: int) -> list[Bar]:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from engine.config import parse_config
 from engine.core import WARMUP_MARK
 from engine.session import PaperSession
 from engine.validation.validate import validate
-from engine.venues_ccxt.markets import VenueInputError
 from tests.fakes.binance import FakeBinance
 from tests.venues.test_ccxt_paper_session import ccxt_config, query, tape
 
@@ -71,10 +68,13 @@ async def test_a_strategy_is_warmed_up_on_the_exchange_s_candles_and_trades_none
     await again.feed.close()
 
 
-async def test_a_timeframe_the_exchange_has_no_candles_of_is_one_message_before_anything_starts(fake, tmp_path):
+async def test_a_timeframe_the_exchange_has_no_candles_of_warms_up_on_live_data_and_says_so(fake, tmp_path):
+    await history(fake, 10)
     db = tmp_path / "desk.sqlite"
     session = PaperSession(sma_config(fake, timeframe="7m"), db_path=db)
-    with pytest.raises(VenueInputError, match="binance has no 7m candles to warm strategies up with \\(it has 1s, "
-                                              "1m, 3m, .*\\); use one of those timeframes"):
-        await session.open()
-    assert not db.exists()
+    await session.open()  # bars are built from trades whatever the exchange's candles: it only cannot warm up
+    said = [m for _, level, m in session.engine.events if level == "WARN" and "binance has no 7m candles" in m]
+    assert len(said) == 1 and "it has 1s, 1m, 3m" in said[0] and "warm up on live data" in said[0]
+    assert not [d for d in session.engine.decisions if d.reason.startswith(WARMUP_MARK)]
+    await session.close()
+    await session.feed.close()
