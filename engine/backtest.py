@@ -427,8 +427,8 @@ def _tail_text(path: Path, what: str, session_id: int | None, db: Path | None, f
     return (f"{path} holds only the tail of {session}: the {what} starts at the session's market event {first_seq}"
             f"{after}, so the {before} market events before it are not replayed, and the backtest starts flat where "
             "the session held positions, orders and indicator history. To backtest the whole session: paperdesk "
-            f"export --db {where} --session {sid} --what market_data --out session-{sid}.csv, then paperdesk "
-            f"backtest --data session-{sid}.csv --session-db {where}")
+            f"export --db {where} --session {sid} --what market_data --format parquet --out session-{sid}.parquet, "
+            f"then paperdesk backtest --data session-{sid}.parquet --session-db {where}")
 
 
 def _one_strategy(config: AppConfig, kind: str, params: dict[str, Any] | None, symbol: str, timeframe: str,

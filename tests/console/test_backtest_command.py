@@ -200,13 +200,14 @@ def test_a_recording_of_only_the_sessions_tail_is_said_loudly(recorded, tmp_path
     assert run.returncode == 0, run.stderr
     assert f"paperdesk: warning: {tail} holds only the tail of session 1 of {db}: the recording starts at the " \
            f"session's market event {cut + 1}, so the {cut} market events before it are not replayed" in run.stderr
-    advice = f"paperdesk export --db {db} --session 1 --what market_data --out session-1.csv, then paperdesk " \
-             f"backtest --data session-1.csv --session-db {db}"
+    advice = f"paperdesk export --db {db} --session 1 --what market_data --format parquet --out " \
+             f"session-1.parquet, then paperdesk backtest --data session-1.parquet --session-db {db}"
     assert advice in run.stderr
 
     # the advice, followed: the whole session, replayed with its own config, as the paper session traded
-    whole = tmp_path / "session-1.csv"
-    exported = paperdesk("export", "--db", db, "--session", "1", "--what", "market_data", "--out", whole)
+    whole = tmp_path / "session-1.parquet"
+    exported = paperdesk("export", "--db", db, "--session", "1", "--what", "market_data", "--format", "parquet",
+                         "--out", whole)
     assert exported.returncode == 0, exported.stderr
     replay = paperdesk("backtest", "--config", changed_config(tmp_path / "changed.toml"), "--data", whole,
                        "--session-db", db)
