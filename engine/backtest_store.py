@@ -50,6 +50,7 @@ class BacktestStore:
         self.config = config
         self.data = data
         self.market_start_ns = market_start_ns
+        self.text = config_text(config)  # the config as the session stores it
         self.session_id = 0
         self.journal: BacktestJournal | None = None
         self._created = not path.exists()
@@ -90,21 +91,17 @@ class BacktestStore:
         engine.journal = journal
         for strategy in engine.strategies.values():
             journal.strategy(strategy)
-        journal.state_event("session", "STARTED", f"backtest of {self.data}, config {config_hash(self._text)[:12]}",
+        journal.state_event("session", "STARTED", f"backtest of {self.data}, config {config_hash(self.text)[:12]}",
                             self.market_start_ns)
         return self.session_id
-
-    @property
-    def _text(self) -> str:
-        return config_text(self.config)
 
     def _insert_session(self, conn: sqlite3.Connection) -> int:
         config = self.config
         cur = conn.execute(
             "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
-            "starting_cash, pid, stop_reason) VALUES (?,?,?,?,?,?,?,?,?)",
-            (ENDED, wall_ns(), self.market_start_ns, VENUE, self._text, config_hash(self._text),
-             config.session.starting_cash, os.getpid(), f"backtest of {self.data}: running"))
+            "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
+            (ENDED, wall_ns(), self.market_start_ns, VENUE, self.text, config_hash(self.text),
+             config.session.starting_cash, os.getpid()))
         session_id = cur.lastrowid
         assert session_id is not None  # every INSERT into a rowid table sets it
         for i in config.instruments:
