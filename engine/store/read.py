@@ -200,13 +200,16 @@ def export_chunks(conn: sqlite3.Connection, what: str, session_id: int,
     import pandas as pd  # here, not at the top: `status` and the operator commands should start fast
 
     table, order = EXPORTS[what]
-    sql = f"SELECT * FROM {table} WHERE session_id = ? ORDER BY {order}"
+    declared = {name: kind.upper() for _, name, kind, *_ in conn.execute(f"PRAGMA table_info({table})")}
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE session_id = ? ORDER BY {order}", (session_id,))
+    columns = [d[0] for d in cursor.description]
     empty = True
-    for chunk in pd.read_sql_query(sql, conn, params=(session_id,), chunksize=chunksize):
+    while rows := cursor.fetchmany(chunksize):
         empty = False
-        yield chunk
+        # a nanosecond time in a column with gaps (end_ts: bars only) must stay a whole number, not become a float
+        yield pd.DataFrame({name: pd.array(list(values), dtype="Int64") if declared.get(name) == "INTEGER"
+                            else list(values) for name, values in zip(columns, zip(*rows, strict=True), strict=True)})
     if empty:
-        columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
         yield pd.DataFrame(columns=columns)
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pandas as pd
+
 from engine.config import parse_config
 from engine.core import WARMUP_MARK
 from engine.session import PaperSession
 from engine.validation.validate import validate
 from tests.fakes.binance import FakeBinance
-from tests.venues.test_ccxt_paper_session import ccxt_config, query, tape
+from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, query, tape
 
 MINUTE_MS = 60_000
 
@@ -56,6 +58,11 @@ async def test_a_strategy_is_warmed_up_on_the_exchange_s_candles_and_trades_none
     assert ends == sorted(ends) and {b - a for a, b in zip(ends, ends[1:], strict=False)} == {MINUTE_MS * 1_000_000}
     stored = query(db, "SELECT reason FROM decisions ORDER BY seq")
     assert sum(reason.startswith(WARMUP_MARK) for (reason,) in stored) == 6
+
+    exported = tmp_path / "market-data.csv"  # warm-up bars among trades and books: their ends stay exact
+    code, _, err = await paperdesk("export", "--what", "market_data", "--db", str(db), "--out", str(exported))
+    assert code == 0, err
+    assert [int(v) for v in pd.read_csv(exported, dtype=str)["end_ts"].dropna()] == ends
 
     report = validate(db)  # the twin replays the same history and marks the same decisions
     assert report.score.paper_decisions == report.score.twin_decisions and not report.differences
