@@ -399,6 +399,7 @@ class Engine:
         self.guard.evaluate(fill.ts)
         strategy = self.strategies.get(order.strategy)
         if strategy is not None and strategy.status is StrategyStatus.RUNNING:
+            strategy._ts = fill.ts  # what it decides on a fill is stamped with the fill's time
             started = monotonic_s() if self.budget_s is not None else 0.0
             try:
                 strategy.on_fill(fill)

@@ -180,10 +180,11 @@ class Brackets:
         side = OrderSide.SELL if long else OrderSide.BUY
         entry = self.policy.entry_price(key)
         spec = bracket.spec
-        stop = spec.stop_loss
+        # a strategy's own exit prices go on the tick grid too, as the percentages do: off it, the venue refuses them
+        stop = None if spec.stop_loss is None else instrument.round_price(spec.stop_loss)
         if stop is None and spec.stop_pct is not None:
             stop = instrument.round_price(entry * (1 - spec.stop_pct if long else 1 + spec.stop_pct))
-        take = spec.take_profit
+        take = None if spec.take_profit is None else instrument.round_price(spec.take_profit)
         if take is None and spec.take_profit_pct is not None:
             take = instrument.round_price(entry * (1 + spec.take_profit_pct if long else 1 - spec.take_profit_pct))
         bracket.stop_id = self._place(bracket.stop_id, key, side, qty, OrderType.STOP, None, stop)

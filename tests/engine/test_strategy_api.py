@@ -231,3 +231,40 @@ def test_a_new_position_s_trailing_stop_does_not_start_from_the_previous_positio
     # the first position ran to 110 and trailed out at 108; the second, bought at 108.01, never got 1% off its best
     assert [o.reason for o in trailing] == ["trailing stop: 108 is 1.00% off the best 110"]
     assert engine.account.strategy_qty[("t", "BTC/USDT")] == 1.0
+
+
+class OffGrid(Strategy[NoParams]):
+    """Buys on the first print with exits a strategy computed (off the 0.01 grid), and holds on its fill."""
+
+    kind = "test_off_grid_exits"
+    Params = NoParams
+
+    def on_start(self) -> None:
+        self.fill_decision_ts: int | None = None
+
+    def on_tick(self, tick: TradeTick) -> None:
+        if not self.position(tick.symbol) and not self.open_orders(tick.symbol) and self.fill_decision_ts is None:
+            self.buy(tick.symbol, 1.0, stop_loss=tick.price * 0.98765, take_profit=tick.price * 1.01234)
+
+    def on_fill(self, fill: Any) -> None:
+        self.hold(fill.symbol, reason="filled")
+        self.fill_decision_ts = fill.ts
+
+
+if OffGrid.kind not in strategy_kinds():
+    register(OffGrid)
+
+
+def test_a_strategy_s_own_exit_prices_go_on_the_grid_and_a_decision_on_a_fill_has_the_fill_s_time():
+    from engine.model.market import BookSnapshot
+
+    strategy = OffGrid("g", ["BTC/USDT"], "1m")
+    engine = engine_with(strategy)
+    replay(engine, [BookSnapshot(T0, "BTC/USDT", ((99.99, 100.0),), ((100.01, 100.0),)),
+                    TradeTick(T0 + 5, "BTC/USDT", 100.0, 0.001, OrderSide.BUY),
+                    BookSnapshot(T0 + 10, "BTC/USDT", ((99.99, 100.0),), ((100.01, 100.0),))])
+    exits = sorted((o.type.value, o.price or o.stop_price) for o in engine.open_orders())
+    assert exits == [("LIMIT", 101.23), ("STOP", 98.76)]  # 101.234 and 98.7649.. on the 0.01 grid, not refused
+    [fill] = engine.fills
+    [on_fill] = [d for d in engine.decisions if d.reason == "filled"]
+    assert on_fill.ts == fill.ts == strategy.fill_decision_ts
