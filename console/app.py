@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import signal
 import time
 from pathlib import Path
@@ -16,10 +17,13 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.theme import Theme
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from console.commands_palette import TradingCommands
 from console.headless import stop_signals
+from console.screens.help import HelpScreen
 from engine.config import AppConfig
 from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
@@ -29,6 +33,26 @@ if TYPE_CHECKING:
 
 THEMES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
 MAX_FILL_ROWS = 200
+THEME_VARIABLE = "PAPERDESK_THEME"
+DEFAULT_THEME = "textual-dark"
+EMERGENCY_LABEL = "!! EMERGENCY STOPPED !!"  # words and a marker: under NO_COLOR the colour says nothing
+
+# Pure black and white with saturated accents, for low-vision use and washed-out projectors.
+HIGH_CONTRAST = Theme(
+    name="paperdesk-high-contrast",
+    primary="#FFFF00",
+    secondary="#00FFFF",
+    accent="#FF00FF",
+    warning="#FFA500",
+    error="#FF3030",
+    success="#00FF00",
+    foreground="#FFFFFF",
+    background="#000000",
+    surface="#000000",
+    panel="#101010",
+    dark=True,
+    text_alpha=1.0,
+)
 
 
 def _num(value: float, decimals: int = 2, signed: bool = False) -> Text:
@@ -37,21 +61,25 @@ def _num(value: float, decimals: int = 2, signed: bool = False) -> Text:
 
 
 class PaperdeskApp(App[int]):
-    """Watches a PaperSession; q quits (and stops the session); h/p/r halt, pause, resume; ! twice emergency-stops.
+    """Watches a PaperSession; q quits (and stops the session); h/p/r halt, pause, resume; ! twice emergency-stops;
+    ? or F1 lists the keys.
 
     The trading keys are App-level priority bindings, so no focused widget can swallow them; they
     go through the session like a command from another shell (saved, audited, replayed on restart).
+    The command palette offers the same actions through the same bindings.
     """
 
     CSS_PATH = THEMES / "paperdesk.tcss"
     TITLE = "paperdesk"
+    COMMANDS = App.COMMANDS | {TradingCommands}
     BINDINGS = [
-        Binding("q", "quit_session", "Quit", priority=True),
         Binding("h", "operator('halt')", "Halt", priority=True),
         Binding("p", "operator('pause')", "Pause", priority=True),
         Binding("r", "operator('resume')", "Resume", priority=True),
         Binding("exclamation_mark", "emergency_stop", "Emergency stop (press twice)", priority=True,
                 id="emergency-stop"),
+        Binding("question_mark,f1", "help", "Help (keys)"),
+        Binding("q", "quit_session", "Quit", priority=True),
     ]
     REFRESH_SECONDS = 0.5
     CHART_SECONDS = 1.0
@@ -64,6 +92,12 @@ class PaperdeskApp(App[int]):
         self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
         self._armed: dict[str, float] = {}  # action -> when its first press was, for press-twice confirmation
         self._source = f"console {getpass.getuser()}"
+        self.register_theme(HIGH_CONTRAST)
+        self._start_theme = os.environ.get(THEME_VARIABLE) or DEFAULT_THEME
+
+    def key_bindings(self) -> list[Binding]:
+        """Every key the app answers to: Textual's own first, then these BINDINGS, then the palette's."""
+        return [binding for _key, binding in self._bindings]
 
     def compose(self) -> ComposeResult:
         yield Static(id="status", markup=False)
@@ -77,7 +111,12 @@ class PaperdeskApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.theme = "textual-dark"
+        if self._start_theme in self.available_themes:
+            self.theme = self._start_theme
+        else:
+            self.theme = DEFAULT_THEME
+            self.notify(f"{THEME_VARIABLE}={self._start_theme}: no such theme; using {DEFAULT_THEME}",
+                        severity="warning", timeout=10)
         positions = self.query_one("#positions", DataTable)
         positions.border_title = "Positions"
         positions.add_columns("symbol", "qty", "avg price", "mark", "unrealised", "realised")
@@ -95,6 +134,9 @@ class PaperdeskApp(App[int]):
         self.refresh_view()
         self.set_interval(self.REFRESH_SECONDS, self.refresh_view)
         self.set_interval(self.CHART_SECONDS, self.refresh_chart)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_bindings()))
 
     def action_quit_session(self) -> None:
         self.session.stop("operator pressed q")
@@ -159,14 +201,16 @@ class PaperdeskApp(App[int]):
         if failed:
             line2 += f"  FAILED: {', '.join(failed)}"
         risk = snap.risk
-        line0 = f"TRADING {snap.trading_state}"
+        state = snap.trading_state
+        emergency = state == "EMERGENCY_STOPPED"
+        line0 = f"TRADING {EMERGENCY_LABEL if emergency else state}"
         for scope in risk.get("scopes", ()):
             left = "" if scope["until"] is None else f", {max(0, scope['until'] - snap.ts) / 60e9:.0f} min left"
             why = f"({scope['source']}: {scope['cause']}{left})"
             line0 += f" {why}" if scope["scope"] == "portfolio" else f"  {scope['scope']} {scope['state']} {why}"
         if risk.get("flattening"):
             line0 += f"  closing {risk['flattening']} position(s)"
-        line0 += "   keys: h halt  p pause  r resume  ! ! emergency stop  q quit"
+        line0 += "   keys: h halt  p pause  r resume  ! ! emergency stop  q quit  ? help"
         if snap.session_id is not None:
             line1 += (f"  session {snap.session_id}" + (f" (restart {snap.restarts})" if snap.restarts else "")
                       + f"  saved {snap.store_committed:,} rows  backlog {snap.store_backlog:,}")
@@ -181,10 +225,12 @@ class PaperdeskApp(App[int]):
             # its own line, cut to the width (78 before the first layout: 80 columns less the padding)
             lines.insert(1, health.header(status.content_size.width or 78))
             status.styles.height = len(lines) + 1  # and the border
-        status.update("\n".join(lines))
+        content = Text("\n".join(lines))
+        if emergency:  # reversed too: under NO_COLOR the state still stands out by more than its words
+            content.stylize("bold reverse", len("TRADING "), len("TRADING ") + len(EMERGENCY_LABEL))
+        status.update(content)
         status.set_class(bool(failed or snap.store_error), "-failed")
-        state = snap.trading_state
-        status.set_class(state == "EMERGENCY_STOPPED", "-emergency")
+        status.set_class(emergency, "-emergency")
         status.set_class(state not in ("ACTIVE", "EMERGENCY_STOPPED"), "-restricted")
 
     def _show_positions(self, snap: EngineSnapshot) -> None:

@@ -1,0 +1,1 @@
+"""The console's screens beyond the main one."""
