@@ -170,12 +170,18 @@ class PaperdeskApp(App[int]):
         self.refresh_view()
 
     def refresh_view(self) -> None:
+        if not self._showing():
+            return
         snap = self._snapshot = self.session.snapshot()
         self._show_status(snap)
         self._show_positions(snap)
         self._show_strategies(snap)
         self._show_fills(snap)
         self._show_breakers(snap)
+
+    def _showing(self) -> bool:
+        """The tables are there to fill: a refresh timer can still tick while the app exits and they are removed."""
+        return self.is_running and bool(self.default_screen.query("#status"))
 
     def _show_breakers(self, snap: EngineSnapshot) -> None:
         table = self.query_one("#breakers", DataTable)
@@ -276,7 +282,7 @@ class PaperdeskApp(App[int]):
             table.add_row(*cells, key=key)
 
     def refresh_chart(self) -> None:
-        if self._snapshot is None:
+        if self._snapshot is None or not self._showing():
             return
         series = self._snapshot.equity_series
         plot = self.query_one("#equity", PlotextPlot)

@@ -199,3 +199,13 @@ async def test_halt_and_resume_keys_cannot_talk_the_console_out_of_an_emergency_
         await pilot.press("p")
         assert states.state("portfolio").value == "EMERGENCY_STOPPED"
         assert any("REFUSED" in line and "halt" in line for _, _, line in session.engine.events)
+
+
+async def test_a_refresh_while_the_tables_are_being_removed_is_skipped_not_a_crash():
+    # the refresh timers can tick once more while the app exits and its widgets go: CI saw NoMatches('#status')
+    async with console_over_session(make_config()) as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: app._snapshot is not None)
+        await app.query_one("#status").remove()
+        app.refresh_view()
+        app.refresh_chart()
+        assert app.is_running
