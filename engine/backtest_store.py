@@ -9,7 +9,6 @@ its state events and venue line say what data it replayed.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,7 +24,7 @@ from engine.store.audit import chain_hash, chain_head
 from engine.store.database import StoreError, WriterLock, check_database, configure, migrate
 from engine.store.journal import OPS, StoreJournal
 from engine.store.rows import canonical_json
-from engine.store.sessions import ENDED, config_hash, config_text
+from engine.store.sessions import ENDED, config_hash, config_text, insert_session
 from engine.store.writer import SQL
 
 VENUE = "backtest"  # the sessions.venue of a backtest: a paper session's is its config's venue kind
@@ -96,20 +95,7 @@ class BacktestStore:
         return self.session_id
 
     def _insert_session(self, conn: sqlite3.Connection) -> int:
-        config = self.config
-        cur = conn.execute(
-            "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
-            "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
-            (ENDED, wall_ns(), self.market_start_ns, VENUE, self.text, config_hash(self.text),
-             config.session.starting_cash, os.getpid()))
-        session_id = cur.lastrowid
-        assert session_id is not None  # every INSERT into a rowid table sets it
-        for i in config.instruments:
-            base, quote = i.symbol.split("/")
-            conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         (session_id, i.symbol, base, quote, i.tick_size, i.lot_size, i.min_qty, i.min_notional,
-                          i.maker_fee, i.taker_fee))
-        return session_id
+        return insert_session(conn, self.config, self.text, ENDED, VENUE, self.market_start_ns)
 
     def replay(self, engine: Engine, events: Iterable[MarketEvent], mark_every_ns: int,
                step: Callable[[int], None] | None = None) -> int:

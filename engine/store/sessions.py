@@ -111,6 +111,24 @@ def open_session(path: Path, lock: WriterLock, config: AppConfig, new_session: b
         raise
 
 
+def insert_session(conn: sqlite3.Connection, config: AppConfig, text: str, status: str, venue: str,
+                   market_start_ns: int) -> int:
+    """A session's row and its instruments' rows (inside the caller's transaction); returns the session id."""
+    cur = conn.execute(
+        "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
+        "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
+        (status, wall_ns(), market_start_ns, venue, text, config_hash(text), config.session.starting_cash,
+         os.getpid()))
+    session_id = cur.lastrowid
+    assert session_id is not None  # every INSERT into a rowid table sets it
+    for i in config.instruments:
+        base, quote = i.symbol.split("/")
+        conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     (session_id, i.symbol, base, quote, i.tick_size, i.lot_size, i.min_qty, i.min_notional,
+                      i.maker_fee, i.taker_fee))
+    return session_id
+
+
 def mark_resumed(path: Path, record: SessionRecord) -> None:
     """Record a recovered session as running again: RUNNING, this process, restarts counted, its end cleared.
 
@@ -170,18 +188,7 @@ def _open(conn: sqlite3.Connection, path: Path, config: AppConfig, new_session: 
             conn.execute("UPDATE sessions SET status = ?, ended_wall_ns = COALESCE(ended_wall_ns, ?), "
                          "stop_reason = COALESCE(stop_reason || '; ', '') || 'ended by --new-session' WHERE id = ?",
                          (ENDED, wall_ns(), latest[0]))
-        cur = conn.execute(
-            "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
-            "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
-            (RUNNING, wall_ns(), market_start_ns, config.venue.kind, text, digest,
-             config.session.starting_cash, os.getpid()))
-        session_id = cur.lastrowid
-        assert session_id is not None  # every INSERT into a rowid table sets it
-        for i in config.instruments:
-            base, quote = i.symbol.split("/")
-            conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         (session_id, i.symbol, base, quote, i.tick_size, i.lot_size, i.min_qty, i.min_notional,
-                          i.maker_fee, i.taker_fee))
+        session_id = insert_session(conn, config, text, RUNNING, config.venue.kind, market_start_ns)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
