@@ -23,39 +23,13 @@ from engine.brokers.transcript import Transcribed
 from engine.clock import Clock
 from engine.config import AppConfig
 from engine.model.instrument import Instrument
-from engine.model.market import TradeTick
 from engine.model.order import OrderStatus
 from engine.session import PaperSession
-from engine.strategy.base import Strategy
-from engine.strategy.registry import register, strategy_kinds
 from engine.venues import CcxtVenue
 from tests.fakes.binance import FakeBinance
 from tests.store.helpers import crash, query
-from tests.venues.test_ccxt_paper_session import FirstTickParams
-from tests.venues.test_ccxt_resume import market, trade_until
+from tests.venues.test_ccxt_resume import LIMIT, TakeAndRest, market, trade_until
 from tests.venues.test_ccxt_sandbox import sandbox_config
-
-LIMIT = 49900.0  # under the fake's best bid: the order rests until a print trades through it
-
-
-class BuyAndRest(Strategy):
-    """On the first print: a market buy (filled before the crash) and a resting limit buy."""
-
-    kind = "test_sandbox_buy_and_rest"
-    Params = FirstTickParams
-
-    def on_start(self) -> None:
-        self.bought = False
-
-    def on_tick(self, tick: TradeTick) -> None:
-        if not self.bought:
-            self.bought = True
-            self.buy(tick.symbol, self.params.size, reason="take")
-            self.buy(tick.symbol, self.params.size, price=LIMIT, reason="rest")
-
-
-if BuyAndRest.kind not in strategy_kinds():
-    register(BuyAndRest)
 
 
 class ShortWindow(CcxtVenue):
@@ -69,7 +43,7 @@ class ShortWindow(CcxtVenue):
 
 
 def config_for(fake: FakeBinance) -> AppConfig:
-    return sandbox_config(fake, {"name": "rest", "kind": BuyAndRest.kind, "symbols": ["BTC/USDT"],
+    return sandbox_config(fake, {"name": "rest", "kind": TakeAndRest.kind, "symbols": ["BTC/USDT"],
                                  "params": {"size": 0.01}})
 
 
