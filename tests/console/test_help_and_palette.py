@@ -81,6 +81,7 @@ async def test_the_palette_offers_the_trading_actions_and_halt_halts_the_portfol
 
 async def test_the_palettes_emergency_stop_asks_for_the_same_confirmation_as_the_key(tmp_path):
     async with console_over_session(make_config(), tmp_path / "desk.sqlite") as (session, app, pilot, trading):
+        app.CONFIRM_SECONDS = 60.0  # closing the palette can take over 3 s on a busy machine; the window is not tested
         await run_palette_command(pilot, "emergency", "Emergency stop (press twice)")
         assert portfolio_state(session) == "ACTIVE"       # it only asked
         await pilot.press("exclamation_mark")             # and the key's second press is the confirmation
