@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from engine.breakers.guard import TradingGuard
-from engine.breakers.trading_state import StateChange
+from engine.breakers.trading_state import PORTFOLIO, StateChange, TradingState
 from engine.brokers.broker import Broker
 from engine.brokers.paper import PaperBroker
 from engine.clock import Clock, monotonic_s
@@ -37,7 +37,7 @@ from engine.model.fill import Fill
 from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, Heartbeat, MarketEvent, TradeTick
 from engine.model.order import Denial, DenialRule, Order, OrderOrigin, OrderSide, OrderType, TimeInForce
-from engine.model.venue_event import VenueEventKind
+from engine.model.venue_event import VenueEvent, VenueEventKind
 from engine.portfolio.account import Account
 from engine.portfolio.returns import ReturnHistory
 from engine.risk.checks import is_reducing
@@ -87,7 +87,15 @@ class Engine:
         self.fills: list[Fill] = []
         self.equity_curve: list[tuple[int, float]] = []
         self.recording: list[MarketEvent] | None = None  # set to a list to record what the engine saw
-        self.events: deque[tuple[int, str, str]] = deque(maxlen=500)  # operator-facing log lines
+        # operator-facing log lines and each venue report applied (the order flow), numbered in one sequence so a
+        # watcher of these bounded logs knows which entries are new
+        self.log_seq = 0
+        self.events: deque[tuple[int, str, str]] = deque(maxlen=500)  # (ts, level, message)
+        self.event_seqs: deque[int] = deque(maxlen=500)  # each line's number in that sequence
+        self.order_flow: deque[tuple[int, VenueEvent]] = deque(maxlen=1000)
+        self.books: dict[str, BookSnapshot] = {}  # the latest book per symbol, for the market watch
+        self.last_trades: dict[str, TradeTick] = {}
+        self.markers: list[tuple[int, str]] = []  # portfolio halts and emergency stops, for the equity chart
         self.fill_listeners: list[FillListener] = []
         self._journal: Journal | None = None
         self._bar_subs: dict[tuple[str, str], list[Strategy]] = {}
@@ -113,6 +121,7 @@ class Engine:
         sampling = any(x is not None for x in (r.correlation_limit, r.var_limit, b.correlation, b.volatility_spike))
         self.guard = TradingGuard(clock, self.account, self.instruments, b, self.history, sampling, self.oms,
                                   self.log_event)
+        self.guard.listeners.append(self._mark_state)
         self.risk = RiskManager(rules, self.account, self.instruments,
                                 {s.name: Subscription(tuple(s.symbols), s.timeframe) for s in self.strategies.values()},
                                 self.history, self.guard, self.oms)
@@ -244,11 +253,13 @@ class Engine:
 
     def on_book(self, book: BookSnapshot) -> None:
         self.broker.on_book(book)
+        self.books[book.symbol] = book
         if book.bids and book.asks:
             self.account.marks[book.symbol] = book.mid
 
     def on_trade(self, tick: TradeTick) -> None:
         self.broker.on_trade(tick)
+        self.last_trades[tick.symbol] = tick
         if self._venue_events:
             self._drain()  # a resting order's fill lands before strategies see the trade that filled it
         for builder in self._builders.get(tick.symbol, ()):
@@ -375,6 +386,8 @@ class Engine:
             order = apply(event)
             if order is None:
                 continue
+            self.log_seq += 1
+            self.order_flow.append((self.log_seq, event))
             kind = event.kind
             if kind is K.FILLED:
                 assert event.fill is not None
@@ -564,6 +577,12 @@ class Engine:
         """Trading-state changes so far, so a watcher knows when to look again."""
         return self.guard.changes
 
+    def _mark_state(self, change: StateChange) -> None:
+        if change.scope == PORTFOLIO and change.state in (TradingState.HALTED, TradingState.EMERGENCY_STOPPED):
+            self.markers.append((change.ts, change.state.value))
+
     def log_event(self, level: EventLevel | str, message: str) -> None:
         """A line for the operator (console and headless), stamped with engine time."""
+        self.log_seq += 1
         self.events.append((self.clock.now_ns(), str(level), message))
+        self.event_seqs.append(self.log_seq)

@@ -181,7 +181,11 @@ class PaperSession:
         return venue_health(self.config.venue, self.engine.broker, self.feed.health(), self.wall_clock)
 
     def snapshot(self) -> EngineSnapshot:
-        snap = replace(take_snapshot(self.engine), venue=self.venue_health())
+        snap = take_snapshot(self.engine)
+        markers = snap.markers
+        if self.recovered is not None and self.recovered.restarts:  # where this run picked the session up
+            markers = tuple(sorted(((self.recovered.last_ts, f"restart {self.recovered.restarts}"), *markers)))
+        snap = replace(snap, venue=self.venue_health(), speed=self.wall_clock.speed, markers=markers)
         writer = self.writer
         if writer is None:
             return replace(snap, feed=self.feed.health())

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # `paperdesk status` formats a saved VenueHealth: importing t
     from engine.config import VenueConfig
     from engine.core import Engine
     from engine.model.fill import Fill
+    from engine.model.order import Order
+    from engine.model.venue_event import VenueEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +32,63 @@ class PositionView:
 class StrategyView:
     name: str
     kind: str
-    status: str
+    status: str        # RUNNING, FAILED, ... (the strategy's code)
     error: str
+    state: str = "ACTIVE"  # its effective trading state: its own restriction or the portfolio's, the tighter
+    positions: tuple[tuple[str, float], ...] = ()  # (symbol, qty) it holds, flat ones left out
+    pnl: float = 0.0   # closed trades net of fees, plus its open positions marked
+    trades: int = 0    # closed round trips
+    wins: int = 0
+    phase: int | None = None  # its progressive risk phase, when phases are defined
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.trades if self.trades else None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An open order as the operator sees it; prices None where its type has none."""
+
+    client_id: str
+    strategy: str
+    symbol: str
+    side: str          # BUY | SELL
+    type: str
+    qty: float
+    filled: float
+    price: float | None
+    stop_price: float | None
+    created_ns: int    # market time
+    status: str
+    origin: str        # strategy | exit (a bracket child) | flatten (a close-out)
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteView:
+    """A symbol's market: best bid and ask, last trade, and when (market time) the data last changed."""
+
+    symbol: str
+    bid: float | None
+    ask: float | None
+    last: float | None
+    ts: int | None
+
+    @property
+    def spread(self) -> float | None:
+        return None if self.bid is None or self.ask is None else self.ask - self.bid
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One line of the event log: seq grows by one per line ever logged, so a watcher appends only new ones."""
+
+    seq: int
+    ts: int            # market time
+    kind: str          # order | fill | engine (states, breakers, refusals, commands, warnings)
+    level: str         # INFO | WARN | ERROR
+    text: str
 
 
 @runtime_checkable
@@ -189,6 +246,12 @@ class EngineSnapshot:
     risk: dict[str, Any] = field(default_factory=dict)  # Engine.risk_view(): states, gauges, phases
     feed: FeedHealth | None = None  # what the session's feed says about itself
     venue: VenueHealth | None = None  # the venue, its connection, data ages, order latency, reconciliation
+    open_order_list: tuple[OrderView, ...] = ()
+    quotes: tuple[QuoteView, ...] = ()
+    event_log: tuple[EventView, ...] = ()  # engine lines and order flow, oldest first
+    equity_ts: tuple[int, ...] = ()        # market time of each equity_series point
+    markers: tuple[tuple[int, str], ...] = ()  # (market ts, what): restarts, portfolio halts, emergency stops
+    speed: float = 1.0                     # market seconds per wall second (120 on the fast simulated venue)
 
     @property
     def trading_state(self) -> str:
@@ -223,17 +286,80 @@ class EngineSnapshot:
         return text
 
 
-def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_events: int = 50) -> EngineSnapshot:
+def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_events: int = 300) -> EngineSnapshot:
     account = engine.account
     positions = tuple(
         PositionView(symbol, p.qty, p.avg_price, account.marks.get(symbol, p.avg_price),
                      p.unrealised(account.marks.get(symbol, p.avg_price)), p.realised_pnl)
         for symbol, p in sorted(account.positions.items()))
-    strategies = tuple(StrategyView(s.name, s.kind, s.status.value, s.error) for s in engine.strategies.values())
+    risk = engine.risk_view()
+    curve = engine.equity_curve[-n_equity:]
     return EngineSnapshot(
         ts=engine.clock.now_ns(), equity=account.equity(), cash=account.cash, starting_cash=account.starting_cash,
         realised=account.realised_pnl(), unrealised=account.unrealised_pnl(), fees=account.fees_paid,
         positions=positions, recent_fills=tuple(engine.fills[-n_fills:]),
-        equity_series=tuple(e for _, e in engine.equity_curve[-n_equity:]), strategies=strategies,
+        equity_series=tuple(e for _, e in curve), strategies=_strategies(engine, risk),
         orders=len(engine.orders), open_orders=len(engine.open_orders()), fills=len(engine.fills),
-        decisions=len(engine.decisions), events=tuple(list(engine.events)[-n_events:]), risk=engine.risk_view())
+        decisions=len(engine.decisions), events=tuple(engine.events),
+        risk=risk, open_order_list=tuple(_order_view(o) for o in engine.open_orders()), quotes=_quotes(engine),
+        event_log=_event_log(engine, n_events), equity_ts=tuple(ts for ts, _ in curve),
+        markers=tuple(engine.markers[-50:]))
+
+
+def _strategies(engine: Engine, risk: Mapping[str, Any]) -> tuple[StrategyView, ...]:
+    from engine.breakers.trading_state import SEVERITY, TradingState
+
+    states = {scope["scope"]: scope["state"] for scope in risk.get("scopes", ())}
+    portfolio = TradingState(risk.get("state", "ACTIVE"))
+    trips, marks, held = engine.risk.trips, engine.account.marks, engine.account.strategy_qty
+    views = []
+    for s in engine.strategies.values():
+        own = TradingState(states.get(s.name, "ACTIVE"))
+        stats = trips.of(s.name)
+        views.append(StrategyView(
+            s.name, s.kind, s.status.value, s.error, max(own, portfolio, key=SEVERITY.__getitem__).value,
+            tuple((symbol, qty) for (name, symbol), qty in sorted(held.items()) if name == s.name and qty),
+            trips.marked_pnl(s.name, marks), stats.trades, stats.wins, engine.risk.phases.get(s.name)))
+    return tuple(views)
+
+
+def _order_view(order: Order) -> OrderView:
+    return OrderView(order.client_id, order.strategy, order.symbol, order.side.name, order.type.value, order.qty,
+                     order.filled_qty, order.price, order.stop_price, order.created_ns, order.status.value,
+                     order.origin.value, order.reason)
+
+
+def _quotes(engine: Engine) -> tuple[QuoteView, ...]:
+    views = []
+    for symbol in engine.instruments:
+        book, trade = engine.books.get(symbol), engine.last_trades.get(symbol)
+        bid = book.bids[0][0] if book is not None and book.bids else None
+        ask = book.asks[0][0] if book is not None and book.asks else None
+        stamps = [x.ts for x in (book, trade) if x is not None]
+        views.append(QuoteView(symbol, bid, ask, trade.price if trade is not None else None,
+                               max(stamps) if stamps else None))
+    return tuple(views)
+
+
+def _event_log(engine: Engine, n: int) -> tuple[EventView, ...]:
+    """The last n lines of the engine's log and its order flow, merged in the order they happened."""
+    lines = [EventView(seq, ts, "engine", level, text)
+             for seq, (ts, level, text) in list(zip(engine.event_seqs, engine.events, strict=True))[-n:]]
+    for seq, event in list(engine.order_flow)[-n:]:
+        order = engine.orders.get(event.client_id)
+        lines.append(_flow_line(seq, event, order))
+    lines.sort(key=lambda line: line.seq)
+    return tuple(lines[-n:])
+
+
+def _flow_line(seq: int, event: VenueEvent, order: Order | None) -> EventView:
+    what = ("" if order is None
+            else f" {order.strategy} {order.side.name} {order.qty:g} {order.symbol} {order.type.value}")
+    fill = event.fill
+    if fill is not None:
+        text = (f"fill {fill.fill_id} of {event.client_id}{what}: {fill.qty:g} @ {fill.price:g} fee {fill.fee:.4f} "
+                f"{fill.liquidity.value} slip {fill.slippage_bps:+.1f} bp")
+        return EventView(seq, event.ts, "fill", "INFO", text)
+    level = "WARN" if event.kind.name in ("REJECTED", "EXPIRED") else "INFO"
+    text = f"order {event.client_id}{what} {event.kind.name}" + (f": {event.reason}" if event.reason else "")
+    return EventView(seq, event.ts, "order", level, text)

@@ -76,5 +76,16 @@ class RoundTrips:
         position = self._positions.get((strategy, symbol))
         return position.avg_price if position is not None and position.qty else None
 
+    def marked_pnl(self, strategy: str, marks: dict[str, float]) -> float:
+        """The strategy's closed trades net of fees, plus its open trades so far (fees in) marked at marks."""
+        stats = self.of(strategy)
+        total = stats.win_total - stats.loss_total
+        for (name, symbol), position in self._positions.items():
+            if name == strategy:
+                total += self._open_pnl.get((name, symbol), 0.0)
+                if position.qty:
+                    total += position.unrealised(marks.get(symbol, position.avg_price))
+        return total
+
     def of(self, strategy: str) -> TradeStats:
         return self.stats.get(strategy) or TradeStats()

@@ -1,0 +1,66 @@
+"""What the console watches and commands: a desk.
+
+A session running in this process (LocalDesk), or one another process runs on the same database
+(console/attach.py). The console only ever reads snapshots from it and sends it commands; anything
+deeper (an order's history, a strategy's decisions, the behaviour score's differences) it reads from
+the desk's database, off the event loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.session import PaperSession
+from engine.snapshot import EngineSnapshot
+
+
+class Desk(Protocol):
+    @property
+    def attached(self) -> bool:
+        """True when another process runs the session (the header says ATTACHED)."""
+        ...
+
+    @property
+    def db_path(self) -> Path | None: ...
+
+    @property
+    def session_id(self) -> int | None: ...
+
+    def snapshot(self) -> EngineSnapshot:
+        """The latest picture; cheap, called several times a second on the event loop."""
+        ...
+
+    def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        """Apply (or queue) an operator command (engine/commands.py); (ok, what happened) for a toast."""
+        ...
+
+    def stop(self, reason: str) -> None:
+        """The console is quitting: a local session stops; an attached one keeps trading."""
+        ...
+
+
+class LocalDesk:
+    """The session this process runs."""
+
+    attached = False
+
+    def __init__(self, session: PaperSession) -> None:
+        self.session = session
+
+    @property
+    def db_path(self) -> Path | None:
+        return self.session.db_path if self.session.session_id is not None else None
+
+    @property
+    def session_id(self) -> int | None:
+        return self.session.session_id
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.session.snapshot()
+
+    def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        return self.session.operator_command(command, args, reason, source)
+
+    def stop(self, reason: str) -> None:
+        self.session.stop(reason)
