@@ -31,6 +31,15 @@ class Desk(Protocol):
         """The latest picture; cheap, called several times a second on the event loop."""
         ...
 
+    def link(self) -> str | None:
+        """For the header: None for a session in this process; else ATTACHED and how fresh the data is, or that no
+        session runs on the database (read-only)."""
+        ...
+
+    def confirm_first(self, command: str) -> str | None:
+        """A question to put to the operator before sending command (None: send it at once)."""
+        ...
+
     def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
         """Apply (or queue) an operator command (engine/commands.py); (ok, what happened) for a toast."""
         ...
@@ -58,6 +67,12 @@ class LocalDesk:
 
     def snapshot(self) -> EngineSnapshot:
         return self.session.snapshot()
+
+    def link(self) -> str | None:
+        return None
+
+    def confirm_first(self, command: str) -> str | None:
+        return None
 
     def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
         return self.session.operator_command(command, args, reason, source)
