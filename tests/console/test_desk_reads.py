@@ -1,0 +1,180 @@
+"""console/desk_reads.py against a real session's database: an order's history and fills, a strategy as it ran, a
+breaker's trips, the journal's pages and the twin's decision beside each, the behaviour differences in order."""
+
+import asyncio
+import json
+
+import pytest
+
+from console import desk_reads
+from engine.runtime import ideal_venue
+from engine.store.database import StoreError
+from engine.strategy.registry import strategy_class
+from tests.conftest import BASE_CONFIG, make_config
+from tests.store.helpers import STEP_NS, query, stepped_session
+from tests.validation.helpers import FAULT_BREAKERS_OFF
+
+ACTS_ONCE = '''
+from engine.model.market import Bar
+from engine.strategy.base import Strategy
+
+
+class ActsOnceInPaper(Strategy):
+    """Buys at its fifth bar while `paper` is set. A test clears it once the session is over, so the twin holds where
+    the session bought: a difference nothing the session recorded explains."""
+
+    paper = True
+
+    def on_start(self) -> None:
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        if self.bars == 5 and type(self).paper:
+            self.buy(bar.symbol, 1.0, reason="fifth bar")
+        else:
+            self.hold(bar.symbol, reason="waiting")
+'''
+
+
+def desk_config(strategy_file):
+    """Two built-in strategies and ActsOnceInPaper on a venue slower than a bar (differences the latency explains),
+    one losing trade in a row pausing a strategy (breaker trips)."""
+    strategies = [s for s in BASE_CONFIG["strategies"] if s["name"] in ("sma_btc", "rsi_eth")]
+    strategies.append({"name": "once_sol", "kind": f"{strategy_file}:ActsOnceInPaper", "symbols": ["SOL/USDT"],
+                       "timeframe": "1m"})
+    config = ideal_venue(make_config(breakers={**FAULT_BREAKERS_OFF, "consecutive_losses": 1},
+                                     strategies=strategies))
+    return config.model_copy(update={"venue": config.venue.model_copy(update={"latency_ms": 90_000.0})})
+
+
+async def scored_session(db, config):
+    """A stepped session that scores itself twice (as it does at its live interval), then stops."""
+    session = await stepped_session(db, config, steps=800, close=False)
+    try:
+        for extra in range(2):
+            if extra:
+                now = session.clock.now_ns()
+                for i in range(1, 101):
+                    session.step(now + i * STEP_NS)
+            assert await session.writer.flush()
+            await session._score()
+    finally:
+        await session.close()
+    return session
+
+
+@pytest.fixture(scope="module")
+def desk_session(tmp_path_factory):
+    """(database, the stopped PaperSession, its config) with the once_sol strategy's paper flag cleared."""
+    folder = tmp_path_factory.mktemp("desk")
+    strategy = folder / "acts_once.py"
+    strategy.write_text(ACTS_ONCE)
+    db = folder / "desk.sqlite"
+    config = desk_config(strategy)
+    session = asyncio.run(scored_session(db, config))
+    strategy_class(f"{strategy}:ActsOnceInPaper").paper = False
+    return db, session, config
+
+
+def test_an_order_shows_its_decision_its_states_in_order_and_its_fills_with_their_assumptions(desk_session):
+    db, session, _ = desk_session
+    sid = session.session_id
+    client_id = query(db, "SELECT client_id FROM fills WHERE strategy = 'sma_btc' ORDER BY ts LIMIT 1")[0][0]
+    order = desk_reads.order_detail(db, sid, client_id)
+    stored = query(db, "SELECT ts, status, filled_qty FROM order_events WHERE client_id = ? ORDER BY n", (client_id,))
+    assert [(s.ts, s.status, s.filled_qty) for s in order.states] == stored
+    assert order.states[0].status == "SUBMITTED" and order.states[-1].status == order.status == "FILLED"
+    fills = query(db, "SELECT fill_id, liquidity, basis, depth, latency_ns, slippage_bps FROM fills "
+                      "WHERE client_id = ? ORDER BY ts", (client_id,))
+    assert [(f.fill_id, f.liquidity, f.basis, f.depth, f.latency_ns, f.slippage_bps) for f in order.fills] == fills
+    assert all(f.latency_ns == 90_000 * 1_000_000 for f in order.fills)  # the venue's configured latency
+    assert order.decision is not None and order.decision.order_id == client_id
+    assert order.made_by.startswith(f"decision #{order.decision.seq}: {order.decision.signal}")
+    assert order.decision.indicators, "the inputs the strategy decided on"
+    with pytest.raises(StoreError, match="order NOPE: session 1 has no such order"):
+        desk_reads.order_detail(db, sid, "NOPE")
+
+
+def test_a_strategy_shows_its_config_its_last_decision_and_the_round_trips_the_engine_counted(desk_session):
+    db, session, config = desk_session
+    view = {s.name: s for s in session.snapshot().strategies}["sma_btc"]
+    detail = desk_reads.strategy_detail(db, session.session_id, "sma_btc")
+    configured = next(s for s in config.strategies if s.name == "sma_btc")
+    assert detail.kind == configured.kind and detail.symbols == configured.symbols
+    assert detail.params == configured.params and detail.timeframes == [configured.timeframe]
+    assert detail.settings["sizing"]["mode"] == configured.sizing.mode
+    seq, reason = query(db, "SELECT seq, reason FROM decisions WHERE strategy = 'sma_btc' ORDER BY seq DESC")[0]
+    assert detail.last_decision is not None and (detail.last_decision.seq, detail.last_decision.reason) == (seq, reason)
+    assert detail.decisions == query(db, "SELECT COUNT(*) FROM decisions WHERE strategy = 'sma_btc'")[0][0]
+    assert view.trades > 0 and (len(detail.trades), detail.metrics.wins) == (view.trades, view.wins)
+    with pytest.raises(StoreError, match="strategy nope: session 1 did not run it"):
+        desk_reads.strategy_detail(db, session.session_id, "nope")
+
+
+def test_a_breaker_shows_its_settings_and_every_trip_it_caused(desk_session):
+    db, session, config = desk_session
+    tripped = query(db, "SELECT DISTINCT scope FROM state_events WHERE detail LIKE '%(consecutive_losses: %'")
+    assert tripped, "one losing trade should have paused a strategy"
+    scope = tripped[0][0]
+    detail = desk_reads.breaker_detail(db, session.session_id, "consecutive_losses", scope)
+    assert detail.settings == {"consecutive_losses": 1, "losses_cooldown_hours": config.breakers.losses_cooldown_hours,
+                               "evaluate_seconds": config.breakers.evaluate_seconds,
+                               "warn_at": config.breakers.warn_at}
+    assert detail.events and all(e.scope == scope and "(consecutive_losses: " in e.detail for e in detail.events)
+    assert any(e.kind == "COOLDOWN" for e in detail.events)
+    quiet = desk_reads.breaker_detail(db, session.session_id, "drawdown", "portfolio")
+    assert quiet.events == [] and quiet.settings["drawdown"] is None  # switched off in this config
+
+
+def test_journal_pages_run_newest_first_through_every_decision_holds_included(desk_session):
+    db, session, _ = desk_session
+    sid = session.session_id
+    assert desk_reads.strategy_names(db, sid) == ["sma_btc", "rsi_eth", "once_sol"]
+    seen, before = [], None
+    while page := desk_reads.decision_page(db, sid, "rsi_eth", before, limit=7):
+        assert [d.seq for d in page] == sorted((d.seq for d in page), reverse=True)
+        seen += page
+        before = page[-1].seq
+    stored = query(db, "SELECT seq, signal FROM decisions WHERE strategy = 'rsi_eth' ORDER BY seq DESC")
+    assert [(d.seq, d.signal) for d in seen] == stored
+    assert {"HOLD", "LONG"} <= {d.signal for d in seen}
+
+
+def test_the_twin_beside_each_paper_decision_and_the_differences_unexplained_first(desk_session):
+    db, session, _ = desk_session
+    sid = session.session_id
+    view = desk_reads.behaviour(db, sid)
+    explained = [d.explained for d in view.differences]
+    assert False in explained and True in explained, "the session needs both kinds for the order to mean anything"
+    assert explained == sorted(explained), "unexplained (False) first"
+    lone = [d for d in view.differences if not d.explained]
+    assert [(d.kind, d.strategy, d.paper.signal if d.paper else None) for d in lone] == [
+        ("paper only", "once_sol", "BUY")]
+    twin = desk_reads.TwinBeside(view.report)
+    rows = desk_reads.decision_page(db, sid, "once_sol", limit=1000)
+    sides = {row.signal: twin.beside(row) for row in rows}
+    assert sides["BUY"] is not None and not sides["BUY"].agrees and sides["BUY"].how.startswith("paper only")
+    assert sides["HOLD"] is not None and sides["HOLD"].agrees  # the last hold: neither side acted
+    pairs = view.report.matching.pairs
+    sma = desk_reads.decision_page(db, sid, "sma_btc", limit=1000)
+    matched = [twin.beside(row) for row in sma if row.signal != "HOLD"]
+    assert sum(1 for side in matched if side is not None and side.how == "matched") == sum(
+        1 for p in pairs if p.paper.strategy == "sma_btc")
+
+
+def test_the_trend_is_the_live_scores_the_session_recorded(desk_session):
+    db, session, _ = desk_session
+    stored = query(db, "SELECT market_ts, score FROM behaviour_scores ORDER BY wall_ns")
+    assert len(stored) == 2 and all(score is not None for _, score in stored)
+    assert desk_reads.behaviour_trend(db, session.session_id) == stored
+    assert json.loads(query(db, "SELECT summary FROM behaviour_scores")[0][0])["components"]
+
+
+def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no such database"):
+        desk_reads.order_detail(tmp_path / "none.sqlite", 1, "O1")
+    other = tmp_path / "notes.sqlite"
+    other.write_text("not a database")
+    with pytest.raises(StoreError, match=str(other)):
+        desk_reads.decision_page(other, 1, "sma_btc")
