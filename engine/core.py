@@ -22,6 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from engine.breakers.breakers import (
+    ConsecutiveLosses,
+    CorrelationBreach,
+    DailyLoss,
+    Drawdown,
+    OrderLatency,
+    VolatilitySpike,
+)
 from engine.breakers.guard import TradingGuard
 from engine.breakers.trading_state import PORTFOLIO, StateChange, TradingState
 from engine.brokers.broker import Broker
@@ -31,7 +39,7 @@ from engine.commands import apply_command
 from engine.data.bars import BarAggregator, BarBuilder
 from engine.execution.fill_model import FillModel
 from engine.execution.order_manager import OrderManager
-from engine.model.decision import Decision, Signal
+from engine.model.decision import Decision, Signal, engine_exit_reason
 from engine.model.event_log import EventLevel
 from engine.model.fill import Fill
 from engine.model.instrument import Instrument
@@ -51,6 +59,8 @@ WARMUP_MARK = "warm-up, not traded: "  # the start of every decision made on his
 
 FillListener = Callable[[Fill], None]
 K = VenueEventKind
+BREAKERS = frozenset(b.name for b in (DailyLoss, Drawdown, OrderLatency, ConsecutiveLosses, CorrelationBreach,
+                                      VolatilitySpike))
 
 
 class Journal(Protocol):
@@ -62,6 +72,18 @@ class Journal(Protocol):
     def fill(self, fill: Fill) -> None: ...
     def strategy(self, strategy: Strategy) -> None: ...
     def trading_state(self, change: StateChange) -> None: ...
+
+
+def _close_out_origin(why: str) -> str:
+    """A close-out's origin from what the guard or a trailing stop said when ordering it."""
+    head = why.partition(":")[0].strip()
+    if head == "trailing stop":
+        return head
+    if head == "emergency stop":
+        return "emergency stop close"
+    if head in BREAKERS:
+        return f"breaker {head} close"
+    return "operator flatten"
 
 
 class Engine:
@@ -400,6 +422,9 @@ class Engine:
                 self.guard.close_out_refused(order, event.reason)
 
     def _filled(self, order: Order, fill: Fill) -> None:
+        if order.origin is OrderOrigin.EXIT and order.filled_qty == fill.qty:  # a bracket child's first fill
+            what = "bracket stop-loss" if order.type is OrderType.STOP else "bracket take-profit"
+            self._engine_exit(order, fill.ts, what, f"{order.client_id} filled {fill.qty:g} at {fill.price:g}")
         self.account.apply_fill(fill)
         self.fills.append(fill)
         if self._journal is not None:
@@ -523,8 +548,21 @@ class Engine:
         return self.risk.check(order)
 
     def submitted(self, order: Order) -> None:
-        """An order went out: risk counts it."""
+        """An order went out: risk counts it; a close-out the engine made is its strategy's decision."""
         self.risk.submitted(order)
+        if order.origin is OrderOrigin.FLATTEN:
+            self._engine_exit(order, order.created_ns, _close_out_origin(order.reason),
+                              f"{order.client_id} {order.side.name} {order.qty:g} at market: {order.reason}")
+
+    def _engine_exit(self, order: Order, ts: int, origin: str, detail: str) -> None:
+        """Record an exit the engine ordered as a FLAT decision of the strategy whose position it closes, in paper and
+        in a replay alike, so the behaviour score compares it as it compares the strategy's own."""
+        held = self.account.strategy_qty.get((order.strategy, order.symbol), 0.0)
+        decision = Decision(ts, order.strategy, order.symbol, Signal.FLAT, 1.0, engine_exit_reason(origin, detail),
+                            target=held + order.side * order.qty)
+        self.decisions.append(decision)
+        if self._journal is not None:
+            self._journal.decision(decision, order)
 
     def exits_allowed(self, key: tuple[str, str]) -> bool:
         """Brackets ask: may exits be placed for this position now (the guard says)."""

@@ -1,7 +1,9 @@
 """Matching paper decisions to the twin backtest's, and the behaviour score built from the matches.
 
 Only actionable decisions (entries, exits, flips: every signal but HOLD) are matched and scored;
-holds would inflate agreement, so they are compared separately, bar by bar.
+holds would inflate agreement, so they are compared separately, bar by bar. Exits the engine made
+for a strategy (a bracket's fill, a trailing stop, a breaker's or the emergency stop's close-out) are
+its decisions too, with their origin: two decisions agree when their signals and origins do.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from engine.model.decision import decision_origin
 
 MINUTE_NS = 60_000_000_000
 HOLD = "HOLD"
@@ -34,6 +38,14 @@ class DecisionRecord:
     def actionable(self) -> bool:
         return self.signal != HOLD
 
+    @property
+    def origin(self) -> str:
+        """"strategy", or the origin of the exit the engine made ("bracket stop-loss", "trailing stop", ...)."""
+        return decision_origin(self.reason)
+
+    def same_as(self, other: DecisionRecord) -> bool:
+        return self.signal == other.signal and self.origin == other.origin
+
 
 @dataclass(frozen=True, slots=True)
 class Pair:
@@ -42,7 +54,7 @@ class Pair:
 
     @property
     def agrees(self) -> bool:
-        return self.paper.signal == self.twin.signal
+        return self.paper.same_as(self.twin)
 
     @property
     def dt_ns(self) -> int:
@@ -60,7 +72,7 @@ class Matching:
 def match(paper: Iterable[DecisionRecord], twin: Iterable[DecisionRecord], tolerance_ns: dict[str, int]) -> Matching:
     """One-to-one, per strategy and symbol, nearest in time within the strategy's tolerance.
 
-    Closest pairs are taken first (ties: same signal first, then earliest), and a decision is
+    Closest pairs are taken first (ties: same signal and origin first, then earliest), and a decision is
     used once, so a burst of decisions on one side cannot all claim the same one on the other.
     """
     by_key: dict[tuple[str, str], tuple[list[DecisionRecord], list[DecisionRecord]]] = {}
@@ -81,7 +93,7 @@ def match(paper: Iterable[DecisionRecord], twin: Iterable[DecisionRecord], toler
             j = j0
             while j < len(ts) and ts[j].ts <= p.ts + tolerance:
                 t = ts[j]
-                candidates.append((abs(p.ts - t.ts), p.signal != t.signal, min(p.ts, t.ts), i, j))
+                candidates.append((abs(p.ts - t.ts), not p.same_as(t), min(p.ts, t.ts), i, j))
                 j += 1
         candidates.sort()
         used_p: set[int] = set()

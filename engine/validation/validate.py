@@ -45,8 +45,9 @@ class Difference:
         def side(d: DecisionRecord | None) -> dict[str, Any] | None:
             if d is None:
                 return None
-            return {"ts": d.ts, "time": utc_text(d.ts), "signal": d.signal, "confidence": d.confidence,
-                    "reason": d.reason, "order_id": d.order_id, "denied_rule": d.denied_rule}
+            return {"ts": d.ts, "time": utc_text(d.ts), "signal": d.signal, "origin": d.origin,
+                    "confidence": d.confidence, "reason": d.reason, "order_id": d.order_id,
+                    "denied_rule": d.denied_rule}
         return {"kind": self.kind, "strategy": self.strategy, "symbol": self.symbol, "paper": side(self.paper),
                 "twin": side(self.twin), "differing_indicators": {k: list(v) for k, v in self.indicators.items()},
                 "causes": [c.as_dict() for c in self.causes] or "unexplained"}
@@ -143,7 +144,8 @@ def _difference_lines(d: Difference) -> list[str]:
         if r is None:
             return f"{name}: no decision at that bar"
         refused = f", refused by {r.denied_rule}" if r.denied_rule else ""
-        return f"{name}: {r.signal} at {utc_text(r.ts)} (confidence {r.confidence:.2f}{refused})"
+        origin = "" if r.origin == "strategy" else f" [{r.origin}]"
+        return f"{name}: {r.signal}{origin} at {utc_text(r.ts)} (confidence {r.confidence:.2f}{refused})"
     out = [f"- {d.kind}: {d.strategy} {d.symbol} | {side('paper', d.paper)} | {side('twin', d.twin)}"]
     if d.indicators:
         out.append("    indicators differ: " + ", ".join(f"{k} paper {_num(a)} twin {_num(b)}"
