@@ -1,10 +1,10 @@
 """Operator commands through the database: another shell queues them, the running engine applies them.
 
-A command row is written by `paperdesk halt|pause|resume|emergency-stop|phase` and picked up by the
-session's poller within a quarter second; the engine records when and after which market event it
-applied it, and with what result. On a restart recovery re-applies each command after the same
-market event, so the replay reaches the same state; a command queued while nothing runs applies
-when the session resumes.
+A command row is written by `paperdesk halt|pause|resume|emergency-stop|phase` or an attached console
+(`paperdesk console`), and picked up by the session's poller within a quarter second; the engine records
+when and after which market event it applied it, and with what result. On a restart recovery re-applies
+each command after the same market event, so the replay reaches the same state; a command queued while
+nothing runs applies when the session resumes.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class CommandRefused(Exception):
 
 
 EMERGENCY_STOPPED = "EMERGENCY_STOPPED"  # engine.breakers.trading_state.TradingState's value, as the store keeps it
+# engine.model.order.OrderStatus's values an order never leaves
+FINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED", "DENIED")
 
 
 def check_command(conn: sqlite3.Connection, session_id: int, command: str, args: dict[str, Any],
@@ -82,12 +84,19 @@ def check_command(conn: sqlite3.Connection, session_id: int, command: str, args:
         if strategy is not None and strategy not in names:
             raise BadCommand(f"--strategy {strategy}: session {session_id} has no strategy by that name "
                              f"(its strategies: {', '.join(names) or 'none'}). Nothing was queued")
+        if command == "flatten":
+            symbols = [i.symbol for i in config.instruments]
+            if args.get("symbol") not in symbols:
+                raise BadCommand(f"symbol {args.get('symbol')}: session {session_id} does not trade it (its "
+                                 f"instruments: {', '.join(symbols)}). Nothing was queued")
         if command == "phase":
             phases = sorted(p.phase for p in config.phases)
             if args.get("phase") not in phases:
                 defined = ", ".join(map(str, phases)) if phases else "none ([[phases]] in its config defines them)"
                 raise BadCommand(f"--to {args.get('phase')}: session {session_id} has no such risk phase (defined: "
                                  f"{defined}). Nothing was queued")
+    if command == "cancel":
+        _check_cancel(conn, session_id, args.get("order"), strategy)
     halting = command in ("halt", "pause")
     bare_resume = command == "resume" and strategy is None and not reason.strip()
     if (halting or bare_resume) and _emergency_stopped(conn, session_id):
@@ -98,6 +107,20 @@ def check_command(conn: sqlite3.Connection, session_id: int, command: str, args:
                                  "Nothing was queued")
         raise CommandRefused(f"session {session_id} is EMERGENCY_STOPPED: resuming from it needs a reason "
                              "(paperdesk resume --reason \"...\"). Nothing was queued")
+
+
+def _check_cancel(conn: sqlite3.Connection, session_id: int, order: object, strategy: str | None) -> None:
+    """A cancel names an order of the session that is still open, or a strategy (checked with the others)."""
+    if order is None:
+        if strategy is None:
+            raise BadCommand("cancel needs an order id or a strategy. Nothing was queued")
+        return
+    row = conn.execute("SELECT status FROM orders WHERE session_id = ? AND client_id = ?",
+                       (session_id, order)).fetchone()
+    if row is None:
+        raise BadCommand(f"order {order}: session {session_id} has no order by that id. Nothing was queued")
+    if row[0] in FINAL_ORDER_STATUSES:
+        raise CommandRefused(f"order {order} is {row[0]}: nothing to cancel. Nothing was queued")
 
 
 def _emergency_stopped(conn: sqlite3.Connection, session_id: int) -> bool:
@@ -120,11 +143,12 @@ def _emergency_stopped(conn: sqlite3.Connection, session_id: int) -> bool:
 
 
 def queue_command(path: Path, command: str, args: dict[str, Any], reason: str,
-                  check: bool = False) -> tuple[int, int]:
+                  check: bool = False, source: str | None = None) -> tuple[int, int]:
     """Queue a command for the database's current session; returns (command id, session id).
 
     check: first refuse (BadCommand, CommandRefused; nothing written) what check_command can tell will fail,
-    in the same transaction as the insert, so the session checked is the session commanded.
+    in the same transaction as the insert, so the session checked is the session commanded. source: who sent it, for
+    the audit (default: this shell, command_source()).
     """
     if not path.exists():
         raise StoreError(f"{path}: no such database (paperdesk run --db {path} creates it)")
@@ -148,7 +172,7 @@ def queue_command(path: Path, command: str, args: dict[str, Any], reason: str,
                 raise
         cur = conn.execute("INSERT INTO commands (session_id, wall_ns, command, args, reason, source) "
                            "VALUES (?,?,?,?,?,?)", (row[0], wall_ns(), command, json.dumps(args), reason,
-                                                    command_source()))
+                                                    source or command_source()))
         conn.execute("COMMIT")
         assert cur.lastrowid is not None  # every INSERT into a rowid table sets it
         return cur.lastrowid, row[0]
