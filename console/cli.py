@@ -189,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--session", type=int, help="session id (default: the latest)")
     validate.add_argument("--strategy", help="one strategy only (default: all the session ran)")
     validate.add_argument("--json", action="store_true", help="print JSON for machines")
+    validate.add_argument("--allow-drift", action="store_true",
+                          help="validate a session whose strategy code or stored config changed since it ran, "
+                               "counting every difference unexplained (refused without it)")
     validate.set_defaults(func=_cmd_validate)
 
     evaluate = sub.add_parser("evaluate", help="the promotion report: is a strategy ready to leave paper?")
@@ -415,7 +418,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from console.reports import print_validation
 
     thresholds = _config(args.config).validation if args.config is not None else None
-    return print_validation(_db_path(args), args.session, args.strategy, args.json, thresholds)
+    return print_validation(_db_path(args), args.session, args.strategy, args.json, thresholds, args.allow_drift)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -15,11 +15,11 @@ from engine.store.read import reads_store
 
 @reads_store
 def print_validation(path: Path, session_id: int | None, strategy: str | None, as_json: bool,
-                     thresholds: ValidationConfig | None) -> int:
+                     thresholds: ValidationConfig | None, allow_drift: bool = False) -> int:
     """Validate a session and print the report; exit 0 when every check passes, 1 when one fails."""
     from engine.validation.validate import validate
 
-    report = validate(path, session_id, strategy, thresholds)
+    report = validate(path, session_id, strategy, thresholds, allow_drift)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -246,10 +246,11 @@ class ValidationConfig(_Section):
 
     tolerance_bars: float = Field(1.0, ge=0, le=1000)          # match window, in bars of the strategy's timeframe
     live_interval_seconds: float | None = Field(60.0, ge=1, le=DAY_SECONDS)  # wall seconds between live scores
-    min_score: float = Field(85.0, ge=0, le=100)               # the behaviour score must exceed these
+    min_score: float = Field(85.0, ge=0, le=100)               # the behaviour score must reach these (>=)
     min_signal_agreement: float = Field(90.0, ge=0, le=100)    # percent of matched decisions
-    max_timing_seconds: float = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # average absolute time difference below
+    max_timing_seconds: float = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # average absolute time difference, at most
     min_trade_matching: float = Field(95.0, ge=0, le=100)      # percent of decisions matched one-to-one
+    max_unexplained: int = Field(0, ge=0, le=MAX_COUNT)        # differences with no cause, at most
 
 
 class PromotionConfig(_Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from engine.clock import utc_text
 from engine.config import ValidationConfig
 from engine.data.bars import timeframe_ns
 from engine.validation.causes import Cause, Explainer
+from engine.validation.drift import DriftError, refusal, session_drift
 from engine.validation.matching import (
     DecisionRecord,
     HoldAgreement,
@@ -180,13 +181,15 @@ def _execution_lines(e: dict[str, Any]) -> list[str]:
 
 
 def validate(path: Path, session_id: int | None = None, strategy: str | None = None,
-             thresholds: ValidationConfig | None = None) -> ValidationReport:
-    """Load a session, run its twin and compare; ValidationInputError when there is nothing to compare."""
-    return validate_records(load_session(path, session_id), strategy, thresholds)
+             thresholds: ValidationConfig | None = None, allow_drift: bool = False) -> ValidationReport:
+    """Load a session, run its twin and compare; ValidationInputError when there is nothing to compare, DriftError
+    when the twin would not run the strategy code and config the session ran (unless allow_drift)."""
+    return validate_records(load_session(path, session_id), strategy, thresholds, allow_drift)
 
 
 def validate_records(records: SessionRecords, strategy: str | None = None,
-                     thresholds: ValidationConfig | None = None) -> ValidationReport:
+                     thresholds: ValidationConfig | None = None, allow_drift: bool = False) -> ValidationReport:
+    """allow_drift: validate a drifted session anyway, every difference unexplained (its cause may be the change)."""
     config = records.config
     names = [s.name for s in config.strategies]
     if strategy is not None and strategy not in names:
@@ -198,6 +201,9 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
             f"session {records.session_id} ({state}) has no decisions yet: its strategies decide at each closed bar "
             "once warmed up, so there is nothing to compare. Let it run longer, then validate again")
     thresholds = thresholds or config.validation
+    drift = session_drift(records.path, records.session_id, config)
+    if drift.changes and not allow_drift:
+        raise DriftError(refusal(records.session_id, drift))
     twin = run_twin(records)
     wanted = set(names) if strategy is None else {strategy}
     paper = [d for d in records.decisions if d.strategy in wanted]
@@ -215,7 +221,8 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
     fills = [f for f in records.fills if f.strategy in wanted]
     execution = execution_realism(matching.pairs, records.orders, fills, twin_fills,
                                   [d.order_id for d in paper if d.order_id is not None], config.venue.limit_fill.value)
-    notes = []
+    notes = [f"drift (--allow-drift: every difference counted unexplained): {change}" for change in drift.changes]
+    notes += [f"drift not checked: {line}" for line in drift.unchecked]
     if records.running:
         notes.append(f"session {records.session_id} is still running: this covers what it recorded so far "
                      "(its live score is in `paperdesk status`)")
@@ -227,22 +234,27 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
         lost = sum(g.end_ts - g.start_ts for g in outages) / 1e9
         notes.append(f"the live feed lost data {len(outages)} time(s), {lost:.3g} s in all (reconnects, book resyncs): "
                      "the twin replays what the session received, so it saw the same silence")
+    differences = _differences(matching, explainer)
+    if drift.changes:  # the twin is not the session's: a change may be the cause of any difference
+        differences = [replace(d, causes=[]) for d in differences]
     return ValidationReport(records.session_id, records.status, records.running, strategy, twin.events,
-                            records.last_ts, total, _checks(total, thresholds), per_strategy,
-                            hold_agreement(paper, twin_decisions), _differences(matching, explainer), execution, notes,
-                            matching)
+                            records.last_ts, total, _checks(total, differences, thresholds), per_strategy,
+                            hold_agreement(paper, twin_decisions), differences, execution, notes, matching)
 
 
-def _checks(s: Score, t: ValidationConfig) -> list[Check]:
+def _checks(s: Score, differences: list[Difference], t: ValidationConfig) -> list[Check]:
+    """One rule for every threshold: a value at the threshold passes (>= a minimum, <= a maximum)."""
+    unexplained = sum(1 for d in differences if not d.explained)
     return [
-        Check("behaviour score", s.score, f"> {t.min_score:g}", s.score is not None and s.score > t.min_score),
-        Check("signal agreement %", s.signal_agreement, f"> {t.min_signal_agreement:g}",
-              s.signal_agreement is not None and s.signal_agreement > t.min_signal_agreement),
+        Check("behaviour score", s.score, f">= {t.min_score:g}", s.score is not None and s.score >= t.min_score),
+        Check("signal agreement %", s.signal_agreement, f">= {t.min_signal_agreement:g}",
+              s.signal_agreement is not None and s.signal_agreement >= t.min_signal_agreement),
         Check("average timing difference s", None if s.avg_time_diff_s is None else round(s.avg_time_diff_s, 3),
-              f"< {t.max_timing_seconds:g}",
-              s.avg_time_diff_s is not None and s.avg_time_diff_s < t.max_timing_seconds),
-        Check("trade matching %", s.matched_share, f"> {t.min_trade_matching:g}",
-              s.matched_share is not None and s.matched_share > t.min_trade_matching),
+              f"<= {t.max_timing_seconds:g}",
+              s.avg_time_diff_s is not None and s.avg_time_diff_s <= t.max_timing_seconds),
+        Check("trade matching %", s.matched_share, f">= {t.min_trade_matching:g}",
+              s.matched_share is not None and s.matched_share >= t.min_trade_matching),
+        Check("unexplained differences", unexplained, f"<= {t.max_unexplained}", unexplained <= t.max_unexplained),
     ]
 
 
