@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.analytics.trades import ClosedTrade, TradeMetrics, closed_trades, trade_metrics
-from engine.store.database import StoreError
+from engine.store.database import StoreError, connect_readonly
 from engine.store.read import behaviour_scores, open_reader, unreadable
 from engine.store.rows import FILL_COLUMNS, fill_from_row
 from engine.validation.matching import HOLD, DecisionRecord
@@ -36,10 +36,16 @@ SHARED_SETTINGS = ("evaluate_seconds", "warn_at")  # every breaker's
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[sqlite3.Connection]:
+def reading(path: Path, check: bool = True) -> Iterator[sqlite3.Connection]:
     """A read-only connection in one read transaction (a running session's writer cannot move the cut); damage or a
-    busy file met while reading becomes one StoreError naming the file."""
-    conn = open_reader(path)
+    busy file met while reading becomes one StoreError naming the file. check=False skips open_reader's scan of every
+    page, for a read repeated on a file already checked (a journal's next page)."""
+    if check:
+        conn = open_reader(path)
+    elif not path.exists():
+        raise StoreError(f"{path}: no such database (a session creates it: paperdesk run --db {path})")
+    else:
+        conn = connect_readonly(path)
     try:
         conn.execute("BEGIN")
         yield conn
@@ -272,8 +278,11 @@ def strategy_names(path: Path, session_id: int) -> list[str]:
 
 def decision_page(path: Path, session_id: int, strategy: str, before_seq: int | None = None,
                   limit: int = 200) -> list[DecisionRow]:
-    """A strategy's decisions (holds included), newest first: the `limit` before decision number before_seq."""
-    with reading(path) as conn:
+    """A strategy's decisions (holds included), newest first: the `limit` before decision number before_seq.
+
+    Read without the file's full scan (strategy_names does it once): a page turn on a database of gigabytes must not
+    wait seconds for it."""
+    with reading(path, check=False) as conn:
         return [_decision(r) for r in conn.execute(
             f"SELECT {DECISION_COLUMNS} FROM decisions WHERE session_id = ? AND strategy = ? AND seq < ? "
             "ORDER BY seq DESC LIMIT ?", (session_id, strategy, 2**62 if before_seq is None else before_seq, limit))]
