@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.analytics.trades import ClosedTrade, TradeMetrics, closed_trades, trade_metrics
+from engine.model.fill import Fill
 from engine.store.database import StoreError, connect_readonly
 from engine.store.read import behaviour_scores, open_reader, unreadable
 from engine.store.rows import FILL_COLUMNS, fill_from_row
@@ -127,6 +128,12 @@ class FillRow:
     latency_ns: int
     mid_at_decision: float
     slippage_bps: float
+
+    @classmethod
+    def of(cls, f: Fill) -> FillRow:
+        """A fill the engine holds (a session not saved shows its recent ones)."""
+        return cls(f.fill_id, f.ts, f.side.name, f.qty, f.price, f.fee, f.liquidity.value, f.basis.value, f.depth,
+                   f.latency_ns, f.mid_at_decision, f.slippage_bps)
 
 
 @dataclass(frozen=True, slots=True)

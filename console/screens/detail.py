@@ -23,6 +23,7 @@ from console.desk import Desk
 from console.desk_reads import (
     BreakerDetail,
     DecisionRow,
+    FillRow,
     OrderDetail,
     StrategyDetail,
     breaker_detail,
@@ -143,6 +144,16 @@ def table(id: str, title: str, *columns: str) -> DataTable:
 
 # ---- an order --------------------------------------------------------------------------------------------------
 
+def order_line(type_: str, side: str, qty: float, symbol: str, price: float | None, stop: float | None) -> str:
+    return (f"{type_} {side} {qty:g} {symbol}" + (f" limit {price:g}" if price is not None else "")
+            + (f" stop {stop:g}" if stop is not None else ""))
+
+
+def fill_cells(f: FillRow) -> tuple[str, ...]:
+    return (market_time(f.ts), f.fill_id, f"{f.qty:g}", f"{f.price:,.6g}", f"{f.fee:.4f}", f.liquidity, f.basis,
+            f"{f.depth:g}", f"{f.slippage_bps:+.2f}", f"{f.latency_ns / 1e6:g}", f"{f.mid_at_decision:,.6g}")
+
+
 class OrderDetailScreen(DeskScreen):
     """An order, the decision that made it, its state history and its fills with the simulator's assumptions."""
 
@@ -164,8 +175,7 @@ class OrderDetailScreen(DeskScreen):
 
     def show(self, o: OrderDetail) -> None:
         rows: list[tuple[str, Any]] = [
-            ("order", f"{o.type} {o.side} {o.qty:g} {o.symbol}" + (f" limit {o.price:g}" if o.price is not None else "")
-             + (f" stop {o.stop_price:g}" if o.stop_price is not None else "")),
+            ("order", order_line(o.type, o.side, o.qty, o.symbol, o.price, o.stop_price)),
             ("time in force", o.tif + (", reduce only" if o.reduce_only else "")),
             ("strategy", o.strategy), ("created", market_time(o.created_ns)),
             ("status", o.status + (f" ({o.reason})" if o.reason else "")),
@@ -184,9 +194,7 @@ class OrderDetailScreen(DeskScreen):
         fills = self.query_one("#fills", DataTable)
         fills.clear()
         for f in o.fills:
-            fills.add_row(market_time(f.ts), f.fill_id, f"{f.qty:g}", f"{f.price:,.6g}", f"{f.fee:.4f}", f.liquidity,
-                          f.basis, f"{f.depth:g}", f"{f.slippage_bps:+.2f}", f"{f.latency_ns / 1e6:g}",
-                          f"{f.mid_at_decision:,.6g}")
+            fills.add_row(*fill_cells(f))
         if not o.fills:
             self.say("No fills.")
 
@@ -200,9 +208,7 @@ class OrderDetailScreen(DeskScreen):
         message = NOT_SAVED
         if view is not None:
             rows: list[tuple[str, Any]] = [
-                ("order", f"{view.type} {view.side} {view.qty:g} {view.symbol}"
-                 + (f" limit {view.price:g}" if view.price is not None else "")
-                 + (f" stop {view.stop_price:g}" if view.stop_price is not None else "")),
+                ("order", order_line(view.type, view.side, view.qty, view.symbol, view.price, view.stop_price)),
                 ("strategy", view.strategy), ("created", market_time(view.created_ns)),
                 ("status", view.status), ("filled", f"{view.filled:g} of {view.qty:g}"),
                 ("origin", view.origin + (f" ({view.reason})" if view.reason else ""))]
@@ -218,9 +224,7 @@ class OrderDetailScreen(DeskScreen):
         fills = self.query_one("#fills", DataTable)
         for f in snap.recent_fills:
             if f.client_id == self.client_id:
-                fills.add_row(market_time(f.ts), f.fill_id, f"{f.qty:g}", f"{f.price:,.6g}", f"{f.fee:.4f}",
-                              f.liquidity.value, f.basis.value, f"{f.depth:g}", f"{f.slippage_bps:+.2f}",
-                              f"{f.latency_ns / 1e6:g}", f"{f.mid_at_decision:,.6g}")
+                fills.add_row(*fill_cells(FillRow.of(f)))
 
 
 # ---- a strategy ------------------------------------------------------------------------------------------------
