@@ -1,5 +1,9 @@
 """Return-series metrics: return, volatility, Sharpe, Sortino, Calmar, drawdown, VaR and CVaR.
 
+Drawdown is given twice: from every equity mark (marked_drawdown; open positions at their marks), the
+figure the promotion criterion and the reports lead with, and from the period-end equity the return
+series is made of (ReturnMetrics.max_drawdown, empyrical's), labelled as such where it is shown.
+
 Conventions (the ones empyrical uses, so its figures and ours agree):
 - returns are simple, one per period, from the equity at each period's end;
 - annualisation uses periods_per_year: 365 days for 24/7 crypto, 252 for exchange days
@@ -19,6 +23,8 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+
+from engine.clock import utc_text
 
 DAY_NS = 86_400 * 1_000_000_000
 CRYPTO_DAYS = 365
@@ -114,3 +120,40 @@ def _drawdown(growth: np.ndarray) -> tuple[float, int]:
         run = run + 1 if below else 0
         longest = max(longest, run)
     return float(drawdowns.min()), longest
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedDrawdown:
+    """The worst fall from a running peak over every equity mark; the starting equity counts as the first peak."""
+
+    max_drawdown: float    # negative: -0.12 is a 12% fall from the peak
+    peak_ts: int | None    # None when equity never fell below a peak
+    trough_ts: int | None
+    marks: int             # equity points it was measured over, the start included
+
+
+def marked_drawdown(points: list[tuple[int, float]]) -> MarkedDrawdown:
+    """From (ts, equity) points in time order, the first being the starting equity."""
+    if not points:
+        return MarkedDrawdown(0.0, None, None, 0)
+    equity = np.fromiter((e for _, e in points), float, len(points))
+    peaks = np.maximum.accumulate(equity)
+    drawdowns = (equity - peaks) / peaks
+    trough = int(np.argmin(drawdowns))
+    if drawdowns[trough] >= 0.0:
+        return MarkedDrawdown(0.0, None, None, len(points))
+    peak = int(np.argmax(equity[:trough + 1]))  # the first time the peak it fell from was reached
+    return MarkedDrawdown(float(drawdowns[trough]), points[peak][0], points[trough][0], len(points))
+
+
+def equity_metrics(points: list[tuple[int, float]], period_ns: int, periods_per_year: float,
+                   risk_free_annual: float) -> dict[str, Any]:
+    """Every metric of an equity curve: drawdown from every mark first, then the period-return metrics, whose
+    period-end drawdown is renamed period_end_max_drawdown so the two are never taken for each other."""
+    marked = marked_drawdown(points)
+    periodic = return_metrics(period_returns(points, period_ns), periods_per_year, risk_free_annual).as_dict()
+    return {"max_drawdown": marked.max_drawdown,
+            "max_drawdown_peak": None if marked.peak_ts is None else utc_text(marked.peak_ts),
+            "max_drawdown_trough": None if marked.trough_ts is None else utc_text(marked.trough_ts),
+            "equity_marks": marked.marks,
+            **{("period_end_" + k if k.startswith("max_drawdown") else k): v for k, v in periodic.items()}}

@@ -1,27 +1,36 @@
 """`paperdesk evaluate`: is a strategy ready to leave paper? Every session in the database that ran it.
 
-Criteria come from [promotion]. The strategy's returns are its closed-trade P&L (net of fees) on
-the first session's starting cash, as daily returns over market time (periods_per_year from the
-config: 365 for 24/7 crypto, 252 for exchange days); its behaviour score pools the decision
-matching of every session, so a long clean session outweighs a short bad one.
+Criteria come from [promotion]. The strategy's equity is its marked P&L (realised and open, net of
+fees; engine/analytics/strategy_equity.py) at every equity mark, on the first session's starting
+cash, the sessions chained in the order they ran (a session starts where the one before it ended).
+Its max drawdown is measured over every mark, so an open losing position counts; Sharpe uses daily
+returns of that equity over market time (periods_per_year from the config: 365 for 24/7 crypto, 252
+for exchange days). Its behaviour score pools the decision matching of every session, so a long
+clean session outweighs a short bad one, and at least one session must pass `validate` (every
+check, unexplained differences included, with the session's own [validation]); the report says
+which did and why each other did not.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.analytics.returns import DAY_NS, period_returns, return_metrics
+from engine.analytics.returns import DAY_NS, equity_metrics
+from engine.analytics.strategy_equity import strategy_equity
 from engine.analytics.trades import closed_trades, trade_metrics
 from engine.clock import utc_text
 from engine.config import PromotionConfig
-from engine.store.database import StoreError
+from engine.model.market import Bar, BookSnapshot
+from engine.store.database import StoreError, connect_readonly
 from engine.store.read import behaviour_scores, open_reader
+from engine.store.rows import MARKET_COLUMNS, market_event
 from engine.validation.matching import Matching, score
-from engine.validation.records import ValidationInputError, load_session
+from engine.validation.records import SessionRecords, ValidationInputError, load_session
 from engine.validation.validate import validate_records
 
 BREAKER_STATES = {"PAUSED", "REDUCING", "COOLDOWN", "HALTED", "EMERGENCY_STOPPED"}
@@ -75,10 +84,10 @@ class PromotionReport:
         out = [f"# Promotion report: {self.strategy}", "", f"**Recommendation: {self.recommendation}**", "",
                "| criterion | value | needs | verdict |", "|---|---|---|---|"]
         out += [f"| {c.name} | {_fmt(c.value)} | {c.threshold} | {c.verdict.upper()} |" for c in self.criteria]
-        out += ["", "## Sessions", "", "| session | status | days | trades | behaviour score | restarts |",
-                "|---|---|---|---|---|---|"]
+        out += ["", "## Sessions", "", "| session | status | days | trades | behaviour score | restarts | validation |",
+                "|---|---|---|---|---|---|---|"]
         out += [f"| {s['id']} | {s['status']} | {s['days']:.2f} | {s['trades']} | {_fmt(s['score'])} | "
-                f"{s['restarts']} |" for s in self.sessions]
+                f"{s['restarts']} | {_cell(s['validation'])} |" for s in self.sessions]
         out += ["", "## Behaviour score trend (live, whole session)", ""]
         out += [f"- session {t['session']} {t['time']}: {_fmt(t['score'])}" for t in self.trend] or ["- none recorded"]
         out += ["", "## Breakers tripped", ""]
@@ -104,10 +113,12 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
         known = sorted({s["name"] for _, cfg in sessions for s in cfg.get("strategies", [])})
         raise StoreError(f"--strategy {strategy}: no session in {path} ran it; strategies run there: "
                          f"{', '.join(known) or 'none'}")
-    rows, notes, trades, breakers = [], [], [], []
+    rows, notes, trades, breakers, validated = [], [], [], [], []
+    curve: list[tuple[int, float]] = []  # the strategy's marked P&L at every equity mark
     pooled = Matching([], [], [])
     days = 0.0
     restarts = 0
+    carried = 0.0  # the strategy's marked P&L at the end of the sessions before
     capital = first_ts = None
     for sid in ran:
         try:
@@ -119,6 +130,10 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
         if capital is None:
             capital, first_ts = records.starting_cash, records.market_start_ns
         session_trades = [t for t in closed_trades(records.trade_fills) if t.strategy == strategy]
+        pnl = strategy_equity(0.0, [f for f in records.trade_fills if f.strategy == strategy], mark_prices(records),
+                              [ts for ts, _ in records.equity])
+        curve += [(ts, carried + p) for ts, p in pnl]
+        carried += pnl[-1][1] if pnl else 0.0
         trades += session_trades
         span = ((records.last_ts or records.market_start_ns) - records.market_start_ns) / DAY_NS
         days += span
@@ -127,15 +142,23 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
                      if s.kind in BREAKER_STATES and s.scope in ("portfolio", strategy)
                      and "(operator:" not in s.detail]
         session_score = None
-        if records.decisions:
+        try:
             report = validate_records(records, strategy)
+        except ValidationInputError as exc:  # nothing decided yet, or drift: the twin is not this session's
+            verdict = f"not validated: {exc}"
+        else:
             session_score = report.score.score
             m = report.matching
             assert m is not None
             pooled = Matching(pooled.pairs + m.pairs, pooled.unmatched_paper + m.unmatched_paper,
                               pooled.unmatched_twin + m.unmatched_twin)
+            failed = [f"{c.name} = {c.value} (needs {c.threshold})" for c in report.checks if not c.passed]
+            verdict = "validated: every check passed" if report.passed else "not validated: " + (
+                "; ".join(failed) or "no entry or exit to score")
+            if report.passed:
+                validated.append(sid)
         rows.append({"id": sid, "status": records.status, "days": span, "trades": len(session_trades),
-                     "score": session_score, "restarts": records.restarts})
+                     "score": session_score, "restarts": records.restarts, "validation": verdict})
     if criteria is None or capital is None or first_ts is None:
         left_out = "".join(f"\n{note}" for note in notes)  # why each session that ran it could not be used
         raise ValidationInputError(f"--strategy {strategy}: no session that ran it could be evaluated{left_out}"
@@ -143,30 +166,53 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
                                    "recorded yet")
     behaviour = score(pooled).score
     trades.sort(key=lambda t: t.closed_ts)
-    points = [(first_ts, capital)]
-    total = capital
-    for t in trades:
-        total += t.pnl
-        points.append((t.closed_ts, total))
-    metrics = return_metrics(period_returns(points), criteria.periods_per_year, criteria.risk_free_annual)
+    equity = [(first_ts, capital)] + [(ts, capital + p) for ts, p in curve]
+    metrics = equity_metrics(equity, DAY_NS, criteria.periods_per_year, criteria.risk_free_annual)
     tm = trade_metrics(trades)
-    drawdown = abs(metrics.max_drawdown)  # metrics keep it negative; abs, not negation: no "-0" when there was none
-    sharpe = None if math.isnan(metrics.sharpe) else metrics.sharpe
+    drawdown = abs(metrics["max_drawdown"])  # kept negative; abs, not negation: no "-0" when there was none
+    sharpe = None if math.isnan(metrics["sharpe"]) else metrics["sharpe"]
     c = criteria
     checks = [
+        Criterion("validated sessions", len(validated), ">= 1", _verdict(bool(validated))),
         Criterion("closed trades", len(trades), f">= {c.min_trades}", _verdict(len(trades) >= c.min_trades)),
         Criterion("days of paper trading", round(days, 3), f">= {c.min_days:g}", _verdict(days >= c.min_days)),
         Criterion("behaviour score", behaviour, f">= {c.min_score:g}",
                   _verdict(behaviour is not None and behaviour >= c.min_score)),
-        Criterion("max drawdown", round(drawdown, 6), f"<= {c.max_drawdown:g}", _verdict(drawdown <= c.max_drawdown)),
+        Criterion("max drawdown (every equity mark)", drawdown, f"<= {c.max_drawdown:g}",
+                  _verdict(drawdown <= c.max_drawdown)),
         Criterion("sharpe", sharpe, f">= {c.min_sharpe:g}", _verdict(sharpe is not None and sharpe >= c.min_sharpe)),
     ]
     if c.manual_review:
         checks.append(Criterion("manual review", None, "a person signs off", "required"))
     if sharpe is None:
         notes.append("Sharpe needs at least two days of returns")
+    if not validated:
+        notes.append(f"no session of {strategy} passed validation: " + "; ".join(
+            f"session {r['id']} {r['validation']}" for r in rows))
     return PromotionReport(strategy, checks, rows, trend, breakers, restarts,
-                           {**metrics.as_dict(), **{f"trade_{k}": v for k, v in tm.as_dict().items()}}, notes)
+                           {**metrics, **{f"trade_{k}": v for k, v in tm.as_dict().items()}}, notes)
+
+
+def mark_prices(records: SessionRecords) -> Iterator[tuple[int, str, float]]:
+    """The prices the session's account marked positions at, in the order it saw them: each two-sided book's mid,
+    each bar's close (a warm-up bar marks nothing; what a feed gap kept from the engine it never saw)."""
+    conn = connect_readonly(records.path)
+    try:
+        for row in conn.execute(f"SELECT {MARKET_COLUMNS} FROM market_data WHERE session_id = ? AND seq <= ? "
+                                "AND kind IN ('book', 'bar') ORDER BY seq", (records.session_id, records.last_seq)):
+            event = market_event(row)
+            if isinstance(event, BookSnapshot):
+                if event.bids and event.asks:
+                    yield event.ts, event.symbol, event.mid
+            elif isinstance(event, Bar):
+                yield event.end, event.symbol, event.close
+    finally:
+        conn.close()
+
+
+def _cell(text: str) -> str:
+    """text in one Markdown table cell: a refusal's lines joined, a pipe escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _verdict(ok: bool) -> str:

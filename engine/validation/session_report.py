@@ -1,8 +1,10 @@
 """`paperdesk report`: one session's performance, behaviour against its twin backtest, and execution.
 
-Returns are the session's equity marks per period: hours for a session shorter than a week of
-market time (a few days give too few daily returns to mean anything), days otherwise; the period
-and its annualisation are stated in the report.
+Max drawdown is measured over every equity mark the session saved (open positions at their marks,
+the starting cash as the first peak). Returns are the session's equity per period: hours for a
+session shorter than a week of market time (a few days give too few daily returns to mean
+anything), days otherwise; the period and its annualisation are stated in the report, and the
+drawdown of those period ends stays beside the marked one as period_end_max_drawdown.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.analytics.returns import DAY_NS, period_returns, return_metrics
+from engine.analytics.returns import DAY_NS, equity_metrics
 from engine.analytics.trades import attribution, closed_trades, trade_metrics
 from engine.clock import utc_text
 from engine.store.database import StoreError
@@ -32,8 +34,7 @@ def session_report(path: Path, session_id: int | None = None) -> dict[str, Any]:
     weekly = end - start >= 7 * DAY_NS
     period, ppy = ("day", ppy_days) if weekly else ("hour", ppy_days * 24)
     points = [(start, records.starting_cash)] + list(records.equity)
-    metrics = return_metrics(period_returns(points, DAY_NS if weekly else HOUR_NS), ppy,
-                             config.promotion.risk_free_annual)
+    metrics = equity_metrics(points, DAY_NS if weekly else HOUR_NS, ppy, config.promotion.risk_free_annual)
     trades = closed_trades(records.trade_fills)
     final = records.equity[-1][1] if records.equity else records.starting_cash
     doc: dict[str, Any] = {
@@ -45,7 +46,7 @@ def session_report(path: Path, session_id: int | None = None) -> dict[str, Any]:
                     "P&L": final - records.starting_cash, "fills": len(records.fills),
                     "decisions": len(records.decisions)},
         "returns": {"period": period, "periods per year": ppy, "risk-free (annual)": config.promotion.risk_free_annual,
-                    **metrics.as_dict()},
+                    **metrics},
         "trades": trade_metrics(trades).as_dict(),
         "attribution": attribution(trades),
         "breakers tripped": [f"{utc_text(s.market_ts)} {s.detail}" for s in records.states

@@ -30,14 +30,16 @@ def test_a_strategy_meeting_every_automatic_criterion_is_ready_for_manual_review
     assert result.returncode == 0, result.stdout + result.stderr
     out = json.loads(result.stdout)
     verdicts = {c["name"]: c["verdict"] for c in out["criteria"]}
-    assert verdicts == {"closed trades": "pass", "days of paper trading": "pass", "behaviour score": "pass",
-                        "max drawdown": "pass", "sharpe": "pass", "manual review": "required"}
+    assert verdicts == {"validated sessions": "pass", "closed trades": "pass", "days of paper trading": "pass",
+                        "behaviour score": "pass", "max drawdown (every equity mark)": "pass", "sharpe": "pass",
+                        "manual review": "required"}
     assert out["ready"] and out["recommendation"].startswith("ready for manual review")
     values = {c["name"]: c["value"] for c in out["criteria"]}
     records = load_session(two_days)
     assert values["closed trades"] == len([t for t in closed_trades(records.trade_fills) if t.strategy == "bb_sol"])
     assert values["behaviour score"] == 100.0 and 2.0 < values["days of paper trading"] < 2.2
     assert out["sessions"][0]["score"] == 100.0 and out["restarts"] == 0
+    assert values["validated sessions"] == 1 and out["sessions"][0]["validation"] == "validated: every check passed"
 
 
 def test_the_default_criteria_say_continue_and_name_each_one_not_met(two_days):

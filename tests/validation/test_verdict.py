@@ -1,13 +1,20 @@
-"""The verdict around the behaviour score: one threshold rule (>=), unexplained differences fail, drift is refused."""
+"""The verdict around the behaviour score: one threshold rule (>=), unexplained differences fail, drift is refused,
+and drawdown is measured over every equity mark (open positions marked) in report, evaluate and promotion."""
 
 import asyncio
+import csv
 import dataclasses
+import io
+import json
+import sqlite3
 
 import pytest
 
+from engine.analytics.strategy_equity import strategy_equity
 from engine.config import ValidationConfig
 from engine.runtime import ideal_venue
 from engine.validation.drift import DriftError
+from engine.validation.promotion import evaluate, mark_prices
 from engine.validation.records import load_session
 from engine.validation.validate import validate, validate_records
 from tests.conftest import BASE_CONFIG, make_config, write_config
@@ -52,6 +59,17 @@ def late(tmp_path_factory):
     """A session on a venue slower than a bar: differences, every one caused by the latency."""
     db = tmp_path_factory.mktemp("late") / "late.sqlite"
     asyncio.run(stepped_session(db, venue_config(latency_ms=90_000.0)))
+    return db
+
+
+@pytest.fixture(scope="module")
+def holding(tmp_path_factory):
+    """A strategy that buys BTC at its first bar and ends the session holding it at a loss."""
+    folder = tmp_path_factory.mktemp("hold")
+    strategy = folder / "buy_and_hold.py"
+    strategy.write_text(BUY_AND_HOLD)
+    db = folder / "hold.sqlite"
+    asyncio.run(stepped_session(db, hold_config(strategy)))
     return db
 
 
@@ -143,3 +161,66 @@ async def test_changed_strategy_code_is_refused_naming_the_strategy(tmp_path):
     refused = paperdesk("validate", "--db", str(db))
     assert refused.returncode == 2
     assert "strategy hold_btc: its code (" in refused.stderr and "changed since the session ran" in refused.stderr
+
+
+# ---- drawdown from every equity mark --------------------------------------------------------------------------
+
+def exported_drawdown(db, starting_cash):
+    """Max drawdown from `paperdesk export --what equity`, in plain Python: the start is the first peak."""
+    result = paperdesk("export", "--db", str(db), "--what", "equity")
+    assert result.returncode == 0, result.stderr
+    peak, worst = starting_cash, 0.0
+    for row in csv.DictReader(io.StringIO(result.stdout)):
+        equity = float(row["equity"])
+        peak = max(peak, equity)
+        worst = min(worst, (equity - peak) / peak)
+    return worst
+
+
+def test_report_and_evaluate_measure_drawdown_over_every_mark_with_the_open_loss(holding, tmp_path):
+    with sqlite3.connect(holding) as conn:
+        (qty, unrealised), = conn.execute("SELECT qty, unrealised FROM positions").fetchall()
+        cash, = conn.execute("SELECT starting_cash FROM sessions").fetchone()
+    assert qty > 0 and unrealised < 0, "the session must end holding a losing position"
+    expected = exported_drawdown(holding, cash)
+    assert expected < 0
+    report = json.loads(paperdesk("report", "--db", str(holding), "--format", "json").stdout)
+    assert abs(report["returns"]["max_drawdown"] - expected) <= 1e-9
+    # the hourly period ends saw less of it: the figure the report used to lead with
+    assert report["returns"]["period_end_max_drawdown"] > expected
+    lenient = dict(BASE_CONFIG, promotion={"min_trades": 0, "min_days": 0.0, "max_drawdown": 1.0,
+                                           "min_sharpe": -1e6})
+    result = paperdesk("evaluate", "--db", str(holding), "--strategy", "hold_btc", "--json",
+                       "--config", str(write_config(tmp_path / "lenient.toml", lenient)))
+    out = json.loads(result.stdout)
+    criterion = next(c for c in out["criteria"] if c["name"] == "max drawdown (every equity mark)")
+    assert abs(criterion["value"] + expected) <= 1e-9 and abs(out["metrics"]["max_drawdown"] - expected) <= 1e-9
+    assert out["metrics"]["trade_trades"] == 0  # no trade closed: closed-trade P&L would have shown no drawdown
+    strict = evaluate(holding, "hold_btc", make_config(promotion={"max_drawdown": -expected * 0.99}).promotion)
+    assert "max drawdown (every equity mark)" in strict.failed
+
+
+async def test_each_strategys_marked_equity_adds_up_to_the_portfolios_at_every_mark(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    await stepped_session(db, venue_config(latency_ms=90_000.0))  # three strategies, positions open at marks
+    records = load_session(db)
+    marks = [ts for ts, _ in records.equity]
+    names = {f.strategy for f in records.trade_fills}
+    assert len(names) == 3
+    pnl = [strategy_equity(0.0, [f for f in records.trade_fills if f.strategy == name], mark_prices(records),
+                           marks) for name in names]
+    for i, (ts, equity) in enumerate(records.equity):
+        assert abs(records.starting_cash + sum(curve[i][1] for curve in pnl) - equity) <= 1e-6, ts
+
+
+# ---- promotion requires a validated session -------------------------------------------------------------------
+
+def test_evaluate_names_the_validated_session_or_why_none_was(late, holding):
+    held = evaluate(holding, "hold_btc")
+    assert next(c for c in held.criteria if c.name == "validated sessions").verdict == "pass"
+    assert held.sessions[0]["validation"] == "validated: every check passed"
+    report = evaluate(late, "sma_btc")
+    session = report.sessions[0]
+    assert "validated sessions" in report.failed and session["validation"].startswith("not validated: ")
+    assert validate(late, strategy="sma_btc").passed is False
+    assert any(n.startswith("no session of sma_btc passed validation: session 1 not validated") for n in report.notes)
