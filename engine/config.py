@@ -253,6 +253,15 @@ class ValidationConfig(_Section):
     max_unexplained: int = Field(0, ge=0, le=MAX_COUNT)        # differences with no cause, at most
 
 
+class ConsoleConfig(_Section):
+    """The operator console: its theme, keys remapped by action id (the console refuses an unknown id, naming the
+    valid ones) and whether its alerts ring the terminal bell. It changes nothing that trades."""
+
+    theme: str | None = None
+    keys: dict[str, str] = Field(default_factory=dict)  # e.g. emergency-stop = "ctrl+e"
+    bell: bool = False
+
+
 class PromotionConfig(_Section):
     """When a strategy may leave paper (`paperdesk evaluate`). Days are market time."""
 
@@ -401,6 +410,7 @@ class AppConfig(_Section):
     breakers: BreakersConfig = BreakersConfig()
     validation: ValidationConfig = ValidationConfig()
     promotion: PromotionConfig = PromotionConfig()
+    console: ConsoleConfig = ConsoleConfig()
     phases: list[PhaseConfig] = Field(default_factory=list)
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategies: list[StrategyConfig] = Field(default_factory=list)

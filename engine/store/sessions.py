@@ -29,8 +29,8 @@ _LISTED = re.compile(r"^instruments\[\d+\]\.(tick_size|lot_size|min_qty|min_noti
 
 
 def config_text(config: AppConfig) -> str:
-    """The config as the session stores it; [store] is left out, it does not change what trades."""
-    return canonical_json(config.model_dump(mode="json", exclude={"store"}))
+    """The config as the session stores it; [store] and [console] are left out, they do not change what trades."""
+    return canonical_json(config.model_dump(mode="json", exclude={"store", "console"}))
 
 
 def config_hash(text: str) -> str:
