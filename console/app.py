@@ -1,113 +1,184 @@
-"""The operator console: live equity, positions, strategies and fills over one paper session.
+"""The operator console over a desk (a session in this process, or one another process runs): a one-line header,
+positions, open orders, the event log, strategies, breakers, market watch and the equity chart.
 
-It reads snapshots at a fixed rate and never computes trading state itself.
+It reads snapshots at a fixed rate and never computes trading state itself; every key that changes trading goes
+through the desk as an operator command (saved, audited, replayed on restart, like one from another shell).
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
-import os
+import re
 import signal
+import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.theme import Theme
-from textual.widgets import DataTable, Footer, Static
-from textual_plotext import PlotextPlot
+from textual.containers import Container
+from textual.notifications import SeverityLevel
+from textual.theme import BUILTIN_THEMES
+from textual.widgets import DataTable, Footer, Input
+from textual.worker import Worker, WorkerState
 
 from console.commands_palette import TradingCommands
+from console.desk import Desk, LocalDesk
 from console.headless import stop_signals
+from console.screens.confirm import ConfirmScreen
 from console.screens.help import HelpScreen
-from engine.config import AppConfig
+from console.theme_store import DEFAULT_THEME, THEMES, save_theme, start_theme, theme_name
+from console.widgets.breakers import BreakersTable
+from console.widgets.equity import EquityChart
+from console.widgets.events import EventLog
+from console.widgets.header import EMERGENCY_LABEL, DeskHeader, HeaderFacts
+from console.widgets.market import MarketWatch
+from console.widgets.orders import OrdersTable
+from console.widgets.positions import PositionsTable
+from console.widgets.strategies import StrategiesTable
+from engine.config import AppConfig, ConfigError, ConsoleConfig
 from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
+from engine.store.read import behaviour_scores, open_reader
 
 if TYPE_CHECKING:
     from console.cli import StopSignals
 
-THEMES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
-MAX_FILL_ROWS = 200
-THEME_VARIABLE = "PAPERDESK_THEME"
-DEFAULT_THEME = "textual-dark"
-EMERGENCY_LABEL = "!! EMERGENCY STOPPED !!"  # words and a marker: under NO_COLOR the colour says nothing
+__all__ = ["EMERGENCY_LABEL", "PaperdeskApp", "run_console"]
 
-# Pure black and white with saturated accents, for low-vision use and washed-out projectors.
-HIGH_CONTRAST = Theme(
-    name="paperdesk-high-contrast",
-    primary="#FFFF00",
-    secondary="#00FFFF",
-    accent="#FF00FF",
-    warning="#FFA500",
-    error="#FF3030",
-    success="#00FF00",
-    foreground="#FFFFFF",
-    background="#000000",
-    surface="#000000",
-    panel="#101010",
-    dark=True,
-    text_alpha=1.0,
-)
+STYLES = Path(__file__).resolve().parent / "themes"  # package data: in a checkout, a link to the repo's themes/
+COMPACT_CYCLE = ("events", "strategies", "breakers", "market", "equity")  # the third panel of the compact layout
+PANELS = ("positions", "orders", *COMPACT_CYCLE)
+# an engine line for an operator command: "command 12 halt from cli alice (reason): result"
+COMMAND_LINE = re.compile(r"^command (?:\d+ )?(?P<command>\S+) from (?P<source>.+?)(?: \(.*\))?: (?P<result>.*)$")
+HISTORY_POINTS = 40  # live behaviour scores read for the strategies' trends
 
 
-def _num(value: float, decimals: int = 2, signed: bool = False) -> Text:
-    """Right-aligned number as Text, so cells are never parsed as markup."""
-    return Text(f"{value:+,.{decimals}f}" if signed else f"{value:,.{decimals}f}", justify="right")
+def read_behaviour_history(db: Path, session_id: int) -> tuple[list[float], dict[str, list[float]]]:
+    """The live behaviour scores, oldest first, from the saved ones (run in a worker thread): the portfolio's, and
+    each strategy's where a score carries them."""
+    conn = open_reader(db)
+    try:
+        rows = behaviour_scores(conn, session_id, HISTORY_POINTS)
+    finally:
+        conn.close()
+    portfolio = [row["score"] for row in rows if row["score"] is not None]
+    strategies: dict[str, list[float]] = {}
+    for row in rows:
+        for name, score in row["summary"].get("strategies", {}).items():
+            if score.get("score") is not None:
+                strategies.setdefault(name, []).append(score["score"])
+    return portfolio, strategies
+
+
+class FilterInput(Input):
+    """The event log's filter: typing filters, Enter keeps the filter and goes back to the log, Escape clears it."""
+
+    BINDINGS = [Binding("escape", "clear", "Clear the filter", show=False)]
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.post_message(self.Submitted(self, ""))
 
 
 class PaperdeskApp(App[int]):
-    """Watches a PaperSession; q quits (and stops the session); h/p/r halt, pause, resume; ! twice emergency-stops;
-    ? or F1 lists the keys.
+    """Watches a desk. Trading keys (halt, pause, resume, emergency stop, quit) are App-level priority bindings, so
+    no focused table or modal swallows them (a focused text input keeps its letters: Textual gives it the keys it
+    types). Every action has a binding id ([console.keys] remaps it) and is in the command palette."""
 
-    The trading keys are App-level priority bindings, so no focused widget can swallow them; they
-    go through the session like a command from another shell (saved, audited, replayed on restart).
-    The command palette offers the same actions through the same bindings.
-    """
-
-    CSS_PATH = THEMES / "paperdesk.tcss"
+    CSS_PATH = [STYLES / "paperdesk.tcss", STYLES / "high-contrast.tcss"]
     TITLE = "paperdesk"
     COMMANDS = App.COMMANDS | {TradingCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
-        Binding("h", "operator('halt')", "Halt", priority=True),
-        Binding("p", "operator('pause')", "Pause", priority=True),
-        Binding("r", "operator('resume')", "Resume", priority=True),
-        Binding("exclamation_mark", "emergency_stop", "Emergency stop (press twice)", priority=True,
-                id="emergency-stop"),
-        Binding("question_mark,f1", "help", "Help (keys)"),
-        Binding("q", "quit_session", "Quit", priority=True),
+        Binding("h", "operator('halt')", "Halt", priority=True, id="halt",
+                tooltip="Halt: no new orders (the selected strategy when Strategies has the focus, else all)"),
+        Binding("p", "operator('pause')", "Pause", priority=True, id="pause",
+                tooltip="Pause: no new entries (the selected strategy when Strategies has the focus, else all)"),
+        Binding("r", "operator('resume')", "Resume", priority=True, id="resume",
+                tooltip="Resume trading (the selected strategy when Strategies has the focus; asks when the "
+                        "portfolio is latched)"),
+        Binding("exclamation_mark", "emergency_stop", "E-STOP", priority=True, id="emergency-stop",
+                tooltip="Emergency stop: cancel every order, close every position (asks; ! twice is the fast "
+                        "path)"),
+        Binding("x", "flatten", "Flatten", id="flatten", tooltip="Flatten the selected position (asks)"),
+        Binding("c", "cancel_order", "Cancel", id="cancel-order", tooltip="Cancel the selected open order"),
+        Binding("C", "cancel_strategy", "Cancel all", id="cancel-strategy", show=False,
+                tooltip="Cancel every open order of the selected order's strategy"),
+        Binding("enter", "detail", "Details", id="detail", show=False,
+                tooltip="Details of the selected order, fill, strategy or breaker"),
+        Binding("b", "behaviour", "Behaviour", id="behaviour", show=False,
+                tooltip="Behaviour screen: the score against the backtest, its components and differences"),
+        Binding("j", "journal", "Journal", id="journal", show=False,
+                tooltip="Decision journal (of the selected strategy when Strategies has the focus)"),
+        Binding("slash", "filter_events", "Filter", id="filter-events", show=False,
+                tooltip="Filter the event log"),
+        Binding("z", "toggle_maximize", "Max", id="maximize", tooltip="Maximise the focused panel, or restore it"),
+        Binding("n", "next_panel", "Next panel", id="next-panel", show=False,
+                tooltip="Focus the next panel (the compact layout shows it third)"),
+        Binding("t", "next_theme", "Theme", id="theme", show=False,
+                tooltip="Next theme: dark, light, high contrast (remembered for the next start)"),
+        Binding("question_mark,f1", "help", "Help", id="help", tooltip="Help: keys, trading states, panels"),
+        Binding("q", "quit_session", "Quit", priority=True, id="quit",
+                tooltip="Quit (asks when positions or orders are open)"),
     ]
+    # what [console.keys] may remap and the palette offers
+    ACTION_IDS = frozenset(b.id for b in BINDINGS if isinstance(b, Binding) and b.id)
     REFRESH_SECONDS = 0.5
     CHART_SECONDS = 1.0
-    CONFIRM_SECONDS = 3.0
+    HISTORY_SECONDS = 5.0
+    CONFIRM_SECONDS = 3.0  # wall seconds between the two presses of the fast emergency stop
 
-    def __init__(self, session: PaperSession) -> None:
+    def __init__(self, desk: Desk, config: AppConfig | None = None, theme: str | None = None) -> None:
         super().__init__()
-        self.session = session
-        self._fill_keys: list[str] = []
+        self.desk = desk
+        self.config = config
+        self.settings = config.console if config is not None else ConsoleConfig()
+        check_keys(self.settings.keys)
+        self.set_keymap(self.settings.keys)
+        self._facts_venue = "simulated venue" if config is None or config.venue.kind == "simulated" \
+            else config.venue.kind
+        self._threshold = config.validation.min_score if config is not None else 85.0
         self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
-        self._armed: dict[str, float] = {}  # action -> when its first press was, for press-twice confirmation
+        self._armed: dict[str, int] = {}  # action -> wall ns of its first press, for the fast emergency stop
         self._source = f"console {getpass.getuser()}"
-        self.register_theme(HIGH_CONTRAST)
-        self._start_theme = os.environ.get(THEME_VARIABLE) or DEFAULT_THEME
+        self._seen_seq = 0
+        self._states: dict[str, str] | None = None  # scope -> trading state at the last refresh (None: not yet)
+        self._failed: set[str] = set()
+        self._picked = COMPACT_CYCLE[0]
+        for palette in THEMES:
+            self.register_theme(palette)
+        self._start_theme, self._theme_source = start_theme(theme, self.settings.theme)
+
+    def wall_now(self) -> int:
+        """Epoch nanoseconds of the wall clock: the only way the console reads it (snapshot tests freeze it)."""
+        return time.time_ns()
 
     def key_bindings(self) -> list[Binding]:
-        """Every key the app answers to: Textual's own first, then these BINDINGS, then the palette's."""
-        return [binding for _key, binding in self._bindings]
+        """Every key the app answers to, as [console.keys] remapped them: Textual's own, these BINDINGS, then the
+        palette's."""
+        keymap = self._keymap
+        return [replace(b, key=keymap[b.id]) if b.id is not None and b.id in keymap else b
+                for _key, b in self._bindings]
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status", markup=False)
-        with Horizontal(id="top"):
-            yield DataTable(id="positions", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="strategies", cursor_type="row")
-        with Horizontal(id="middle"):
-            yield DataTable(id="fills", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="breakers", cursor_type="row")
-        yield PlotextPlot(id="equity")
+        yield DeskHeader()
+        with Container(id="body"):
+            yield PositionsTable()
+            yield OrdersTable()
+            yield StrategiesTable()
+            yield BreakersTable()
+            yield MarketWatch()
+            yield EventLog()
+            yield EquityChart()
+        yield FilterInput(placeholder="filter the event log (Enter keeps it, Escape clears it)", id="events-filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -115,190 +186,321 @@ class PaperdeskApp(App[int]):
             self.theme = self._start_theme
         else:
             self.theme = DEFAULT_THEME
-            self.notify(f"{THEME_VARIABLE}={self._start_theme}: no such theme; using {DEFAULT_THEME}",
+            self.notify(f"{self._theme_source}: no theme {self._start_theme!r}; using {DEFAULT_THEME}",
                         severity="warning", timeout=10)
-        positions = self.query_one("#positions", DataTable)
-        positions.border_title = "Positions"
-        positions.add_columns("symbol", "qty", "avg price", "mark", "unrealised", "realised")
-        strategies = self.query_one("#strategies", DataTable)
-        strategies.border_title = "Strategies"
-        strategies.add_columns("name", "kind", "status")
-        fills = self.query_one("#fills", DataTable)
-        fills.border_title = "Fills (newest last)"
-        fills.add_columns("time", "strategy", "symbol", "side", "qty", "price", "fee", "liq", "basis",
-                          "depth", "slip bps")
-        breakers = self.query_one("#breakers", DataTable)
-        breakers.border_title = "Breakers (distance to trip)"
-        breakers.add_columns("breaker", "scope", "used", "detail")
-        self.query_one("#equity", PlotextPlot).border_title = "Equity"
+        self._theme_classes()
+        self.theme_changed_signal.subscribe(self, self._theme_chosen)
+        self.query_one("#events").add_class("-picked")
+        self.query_one("#events-filter").display = False
+        self.query_one("#positions").focus()
         self.refresh_view()
         self.set_interval(self.REFRESH_SECONDS, self.refresh_view)
         self.set_interval(self.CHART_SECONDS, self.refresh_chart)
+        if self.desk.db_path is not None:
+            self.load_history()
+            self.set_interval(self.HISTORY_SECONDS, self.load_history)
 
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_bindings()))
+    # -- the view ---------------------------------------------------------------------------------------------
 
-    def action_quit_session(self) -> None:
-        self.session.stop("operator pressed q")
-        self.exit(0)
-
-    def _confirmed(self, action: str, prompt: str) -> bool:
-        """True on the second press within CONFIRM_SECONDS; the first only asks."""
-        now = time.monotonic()
-        if now - self._armed.pop(action, -1e9) <= self.CONFIRM_SECONDS:
-            return True
-        self._armed[action] = now
-        self.notify(prompt, severity="warning", timeout=self.CONFIRM_SECONDS)
-        return False
-
-    def action_operator(self, command: str) -> None:
-        reason = f"{command} key in the console"
-        if command == "resume" and self.session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED":
-            if not self._confirmed("resume", "EMERGENCY STOPPED: press r again within 3 s to resume trading"):
-                return
-            reason = "resumed from the console after an emergency stop"
-        self._run_command(command, reason)
-
-    def action_emergency_stop(self) -> None:
-        if self._confirmed("emergency-stop", "press ! again within 3 s to EMERGENCY STOP: cancel every order, "
-                                             "close every position"):
-            self._run_command("emergency-stop", "emergency-stop key in the console")
-
-    def _run_command(self, command: str, reason: str) -> None:
-        ok, result = self.session.operator_command(command, {}, reason, self._source)
-        self.notify(result, severity="information" if ok else "error", timeout=6)
-        self.refresh_view()
+    def _showing(self) -> bool:
+        """The panels are there to fill: a refresh timer can still tick while the app exits and they are removed."""
+        return self.is_running and bool(self.default_screen.query("#header"))
 
     def refresh_view(self) -> None:
         if not self._showing():
             return
-        snap = self._snapshot = self.session.snapshot()
-        self._show_status(snap)
-        self._show_positions(snap)
-        self._show_strategies(snap)
-        self._show_fills(snap)
-        self._show_breakers(snap)
-
-    def _showing(self) -> bool:
-        """The tables are there to fill: a refresh timer can still tick while the app exits and they are removed."""
-        return self.is_running and bool(self.default_screen.query("#status"))
-
-    def _show_breakers(self, snap: EngineSnapshot) -> None:
-        table = self.query_one("#breakers", DataTable)
-        for g in snap.risk.get("gauges", ()):
-            style = "bold red" if g["usage"] >= 1 else "yellow" if g["warn"] else ""
-            cells = (g["breaker"], g["scope"], Text(f"{g['usage']:.0%}", style=style, justify="right"), g["detail"])
-            self._upsert(table, f"{g['breaker']}:{g['scope']}", cells)
-
-    def _show_status(self, snap: EngineSnapshot) -> None:
-        venue = self.session.config.venue
-        pnl = snap.equity - snap.starting_cash
-        failed = [s.name for s in snap.strategies if s.status != "RUNNING"]
-        health = snap.venue if snap.venue is not None and not snap.venue.simulated else None
-        if health is None:
-            line1 = (f"simulated venue  speed {venue.speed:g}x  latency {venue.latency_ms:g} ms  "
-                     f"limit fills: {venue.limit_fill.value}")
-        elif self.session.engine.broker.capabilities.simulated:
-            line1 = f"fills simulated on the exchange's book  limit fills: {venue.limit_fill.value}"
-        else:
-            line1 = "orders filled by the exchange"
-        line2 = (f"equity {snap.equity:,.2f}  P&L {pnl:+,.2f}  cash {snap.cash:,.2f}  fees {snap.fees:,.2f}  "
-                 f"orders {snap.orders} (open {snap.open_orders})  fills {snap.fills}  decisions {snap.decisions}")
-        if failed:
-            line2 += f"  FAILED: {', '.join(failed)}"
-        risk = snap.risk
-        state = snap.trading_state
-        emergency = state == "EMERGENCY_STOPPED"
-        line0 = f"TRADING {EMERGENCY_LABEL if emergency else state}"
-        for scope in risk.get("scopes", ()):
-            left = "" if scope["until"] is None else f", {max(0, scope['until'] - snap.ts) / 60e9:.0f} min left"
-            why = f"({scope['source']}: {scope['cause']}{left})"
-            line0 += f" {why}" if scope["scope"] == "portfolio" else f"  {scope['scope']} {scope['state']} {why}"
-        if risk.get("flattening"):
-            line0 += f"  closing {risk['flattening']} position(s)"
-        line0 += "   keys: h halt  p pause  r resume  ! ! emergency stop  q quit  ? help"
-        if snap.session_id is not None:
-            line1 += (f"  session {snap.session_id}" + (f" (restart {snap.restarts})" if snap.restarts else "")
-                      + f"  saved {snap.store_committed:,} rows  backlog {snap.store_backlog:,}")
-            if snap.store_error:
-                line1 += f"  STORE ERROR: {snap.store_error}"
-            if snap.behaviour_score is not None:
-                line1 += (f"  behaviour {snap.behaviour_score:.2f}/100 vs backtest"
-                          + (f" ({snap.behaviour_unexplained} unexplained)" if snap.behaviour_unexplained else ""))
-        status = self.query_one("#status", Static)
-        lines = [line0, line1, line2]
-        if health is not None:
-            # its own line, cut to the width (78 before the first layout: 80 columns less the padding)
-            lines.insert(1, health.header(status.content_size.width or 78))
-            status.styles.height = len(lines) + 1  # and the border
-        content = Text("\n".join(lines))
-        if emergency:  # reversed too: under NO_COLOR the state still stands out by more than its words
-            content.stylize("bold reverse", len("TRADING "), len("TRADING ") + len(EMERGENCY_LABEL))
-        status.update(content)
-        status.set_class(bool(failed or snap.store_error), "-failed")
-        status.set_class(emergency, "-emergency")
-        status.set_class(state not in ("ACTIVE", "EMERGENCY_STOPPED"), "-restricted")
-
-    def _show_positions(self, snap: EngineSnapshot) -> None:
-        table = self.query_one("#positions", DataTable)
-        for p in snap.positions:
-            cells = (p.symbol, _num(p.qty, 4, signed=True), _num(p.avg_price), _num(p.mark),
-                     _num(p.unrealised, signed=True), _num(p.realised, signed=True))
-            self._upsert(table, p.symbol, cells)
-
-    def _show_strategies(self, snap: EngineSnapshot) -> None:
-        table = self.query_one("#strategies", DataTable)
-        for s in snap.strategies:
-            status = Text(s.status, style="bold red" if s.status != "RUNNING" else "green")
-            self._upsert(table, s.name, (s.name, s.kind, status))
-
-    def _show_fills(self, snap: EngineSnapshot) -> None:
-        table = self.query_one("#fills", DataTable)
-        known = set(self._fill_keys)
-        added = False
-        for fill in snap.recent_fills:
-            if fill.fill_id in known:
-                continue
-            cells = (time.strftime("%H:%M:%S", time.gmtime(fill.ts / 1e9)), fill.strategy, fill.symbol,
-                     Text(fill.side.name, style="green" if fill.side > 0 else "red"), _num(fill.qty, 4),
-                     _num(fill.price), _num(fill.fee, 4), fill.liquidity.value, fill.basis.value,
-                     _num(fill.depth, 4), _num(fill.slippage_bps, 1, signed=True))
-            table.add_row(*cells, key=fill.fill_id)
-            self._fill_keys.append(fill.fill_id)
-            added = True
-        if len(self._fill_keys) > MAX_FILL_ROWS:
-            for key in self._fill_keys[:-MAX_FILL_ROWS]:
-                table.remove_row(key)
-            del self._fill_keys[:-MAX_FILL_ROWS]
-        if added:
-            table.scroll_end(animate=False)
-
-    @staticmethod
-    def _upsert(table: DataTable, key: str, cells: tuple) -> None:
-        if key in table.rows:
-            for column, value in zip(table.columns, cells, strict=True):
-                table.update_cell(key, column, value)
-        else:
-            table.add_row(*cells, key=key)
+        snap = self._snapshot = self.desk.snapshot()
+        screen = self.default_screen
+        screen.query_one(DeskHeader).show(snap, HeaderFacts(self._facts_venue, self.desk.link(), self._threshold,
+                                                            self.wall_now()))
+        screen.query_one(PositionsTable).show(snap)
+        screen.query_one(OrdersTable).show(snap)
+        screen.query_one(StrategiesTable).show(snap)
+        screen.query_one(BreakersTable).show(snap)
+        screen.query_one(MarketWatch).show(snap)
+        screen.query_one(EventLog).show(snap)
+        self._alert(snap)
 
     def refresh_chart(self) -> None:
         if self._snapshot is None or not self._showing():
             return
-        series = self._snapshot.equity_series
-        plot = self.query_one("#equity", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        if len(series) >= 2:
-            plt.plot(list(series), marker="braille")
-        plot.refresh()
+        self.default_screen.query_one(EquityChart).show(self._snapshot)
+
+    def load_history(self) -> None:
+        db, session_id = self.desk.db_path, self.desk.session_id
+        if db is None or session_id is None:
+            return
+        self.run_worker(partial(read_behaviour_history, db, session_id), thread=True, group="behaviour",
+                        exclusive=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "behaviour" or not self._showing():
+            return
+        if event.state == WorkerState.SUCCESS and worker.result is not None:
+            portfolio, per_strategy = worker.result
+            self.default_screen.query_one(StrategiesTable).set_history(portfolio, per_strategy, self._threshold)
+        elif event.state == WorkerState.ERROR and not isinstance(worker.error, sqlite3.Error):
+            self.notify(f"behaviour history: {worker.error}", severity="warning", timeout=6)
+
+    # -- alerts: what changed without the operator's key --------------------------------------------------------
+
+    def _alert(self, snap: EngineSnapshot) -> None:
+        alerts: list[tuple[str, SeverityLevel]] = []
+        for line in snap.event_log:
+            if line.seq <= self._seen_seq or line.kind != "engine":
+                continue
+            match = COMMAND_LINE.match(line.text)
+            if match is not None and match["source"] != self._source and self._states is not None:
+                alerts.append((f"{match['command']} from {match['source']}: {match['result']}", "warning"))
+        if snap.event_log:
+            self._seen_seq = max(self._seen_seq, snap.event_log[-1].seq)
+        states = {"portfolio": snap.trading_state}
+        causes = {}
+        for scope in snap.risk.get("scopes", ()):
+            states[scope["scope"]] = scope["state"]
+            causes[scope["scope"]] = f" ({scope['source']}: {scope['cause']})"
+        if self._states is not None:
+            for scope in sorted(states.keys() | self._states.keys()):
+                now, before = states.get(scope, "ACTIVE"), self._states.get(scope, "ACTIVE")
+                if now != before:
+                    severity: SeverityLevel = "error" if now == "EMERGENCY_STOPPED" \
+                        else "information" if now == "ACTIVE" else "warning"
+                    alerts.append((f"{scope}: {before} -> {now}{causes.get(scope, '')}", severity))
+        self._states = states
+        failed = {s.name: s.error for s in snap.strategies if s.status != "RUNNING"}
+        for name in failed.keys() - self._failed:
+            alerts.append((f"strategy {name} FAILED and stopped: {failed[name]}", "error"))
+        self._failed = set(failed)
+        for text, severity in alerts:
+            self.notify(text, severity=severity, timeout=8, markup=False)
+        if alerts and self.settings.bell:
+            self.bell()
+
+    # -- actions ------------------------------------------------------------------------------------------------
+
+    def _focused(self) -> Any:
+        return self.screen.focused
+
+    def _send(self, command: str, args: dict[str, Any], reason: str, what: str) -> None:
+        """Send a command through the desk, after the desk's own question if it has one (no session running)."""
+        question = self.desk.confirm_first(command)
+        if question is None:
+            self._deliver(command, args, reason, what)
+        else:
+            self._ask(question, f"send {command}", lambda: self._deliver(command, args, reason, what))
+
+    def _deliver(self, command: str, args: dict[str, Any], reason: str, what: str) -> None:
+        ok, result = self.desk.command(command, args, reason, self._source)
+        self.notify(f"{what}: {result}", severity="information" if ok else "error", timeout=6, markup=False)
+        self.refresh_view()
+
+    def _ask(self, question: str, yes: str, then: Callable[[], None], purpose: str = "") -> None:
+        def answered(confirmed: bool | None) -> None:
+            self._armed.pop(purpose, None)
+            if confirmed:
+                then()
+
+        self.push_screen(ConfirmScreen(question, yes, purpose), answered)
+
+    def action_operator(self, command: str) -> None:
+        """halt, pause or resume: the selected strategy when the strategies table has the focus, else the
+        portfolio; resuming from an emergency stop asks first."""
+        focused = self._focused()
+        name = focused.selected_name() if isinstance(focused, StrategiesTable) else None
+        args = {"strategy": name} if name else {}
+        what = f"strategy {name}" if name else "portfolio"
+        reason = f"{command} key in the console"
+        if command == "resume" and not name and self._state() == "EMERGENCY_STOPPED":
+            self._ask("The portfolio is EMERGENCY STOPPED. Resume trading?", "resume trading",
+                      lambda: self._send(command, args, "resumed from the console after an emergency stop", what))
+            return
+        self._send(command, args, reason, what)
+
+    def _state(self) -> str:
+        return self.desk.snapshot().trading_state
+
+    def action_emergency_stop(self) -> None:
+        """Asks in a modal; a second press within CONFIRM_SECONDS (the modal open or not) is the fast path."""
+        now = self.wall_now()
+        first = self._armed.get("emergency-stop")
+        if first is not None and now - first <= self.CONFIRM_SECONDS * 1e9:
+            self._armed.pop("emergency-stop")
+            if isinstance(self.screen, ConfirmScreen) and self.screen.purpose == "emergency-stop":
+                self.screen.dismiss(False)
+            self._send("emergency-stop", {}, "emergency-stop key in the console", "EMERGENCY STOP")
+            return
+        self._armed["emergency-stop"] = now
+        self._ask("EMERGENCY STOP: cancel every order and close every position now? Trading stays stopped until "
+                  "you resume it. (Pressing ! again also confirms.)", "EMERGENCY STOP",
+                  lambda: self._send("emergency-stop", {}, "emergency-stop key in the console", "EMERGENCY STOP"),
+                  purpose="emergency-stop")
+
+    def action_cancel_order(self) -> None:
+        order = self.default_screen.query_one(OrdersTable).selected()
+        if order is None:
+            self.notify("no open order selected (Tab to Open orders, arrows to pick one)", severity="warning")
+            return
+        self._send("cancel", {"order": order.client_id}, "cancel key in the console", f"order {order.client_id}")
+
+    def action_cancel_strategy(self) -> None:
+        order = self.default_screen.query_one(OrdersTable).selected()
+        if order is None:
+            self.notify("no open order selected: C cancels every order of the selected order's strategy",
+                        severity="warning")
+            return
+        self._send("cancel", {"strategy": order.strategy}, "cancel-all key in the console",
+                   f"strategy {order.strategy}")
+
+    def action_flatten(self) -> None:
+        table = self.default_screen.query_one(PositionsTable)
+        symbol = table.selected_key()
+        if symbol is None:
+            self.notify("no position selected (Tab to Positions, arrows to pick one)", severity="warning")
+            return
+        qty = str(table.get_row(symbol)[1]).strip()
+        self._ask(f"Flatten {symbol}: close the position ({qty}) at market and cancel its open orders?",
+                  f"flatten {symbol}",
+                  lambda: self._send("flatten", {"symbol": symbol}, "flatten key in the console", symbol))
+
+    def action_quit_session(self) -> None:
+        snap = self.desk.snapshot()
+        held = sum(1 for p in snap.positions if p.qty)
+        if not held and not snap.open_order_list:
+            self._quit()
+            return
+        if self.desk.attached:
+            after = "The session keeps trading in its own process; only this console closes."
+        elif self.desk.db_path is not None:
+            after = (f"The session stops; its positions and orders stay saved in {self.desk.db_path} and resume "
+                     "with the next `paperdesk run` on it.")
+        else:
+            after = "The session stops; it is not saved (no database), so they end with it."
+        self._ask(f"{held} position(s) and {len(snap.open_order_list)} open order(s). Quit the console? {after}",
+                  "quit", self._quit)
+
+    def _quit(self) -> None:
+        self.desk.stop("operator pressed q")
+        self.exit(0)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_bindings()))
+
+    def action_filter_events(self) -> None:
+        box = self.query_one("#events-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#events-filter")
+    def _filter_typed(self, event: Input.Changed) -> None:
+        self.query_one(EventLog).set_filter(event.value)
+
+    @on(Input.Submitted, "#events-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        log = self.query_one(EventLog)
+        log.set_filter(event.value)
+        event.input.display = False
+        log.focus()
+
+    def action_toggle_maximize(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        focused = screen.focused
+        if focused is None or not screen.maximize(focused):
+            self.notify("focus a panel first (Tab), then z", severity="warning")
+
+    def action_next_panel(self) -> None:
+        """Focus the next panel; the compact layout shows it in its third place."""
+        focused = self._focused()
+        at = COMPACT_CYCLE.index(self._picked)
+        if focused is not None and focused.id == self._picked:
+            at += 1
+        self._picked = COMPACT_CYCLE[at % len(COMPACT_CYCLE)]
+        for name in COMPACT_CYCLE:
+            self.query_one(f"#{name}").set_class(name == self._picked, "-picked")
+        self.query_one(f"#{self._picked}").focus()
+
+    def action_next_theme(self) -> None:
+        names = [t.name for t in THEMES]
+        at = names.index(self.theme) + 1 if self.theme in names else 0
+        self.theme = names[at % len(names)]
+        self.notify(f"theme {self.theme}", timeout=3)
+
+    def _theme_chosen(self, _theme: Any) -> None:
+        self._theme_classes()
+        problem = save_theme(self.theme)
+        if problem is not None:
+            self.notify(f"theme not remembered: {problem}", severity="warning", timeout=6)
+
+    def _theme_classes(self) -> None:
+        self.set_class(self.theme == "paperdesk-high-contrast", "-high-contrast")
+
+    # -- screens ------------------------------------------------------------------------------------------------
+
+    def action_behaviour(self) -> None:
+        from console.screens.behaviour import BehaviourScreen
+
+        self.push_screen(BehaviourScreen(self.desk))
+
+    def action_journal(self) -> None:
+        from console.screens.journal import JournalScreen
+
+        focused = self._focused()
+        self.push_screen(JournalScreen(self.desk, focused.selected_name()
+                                       if isinstance(focused, StrategiesTable) else None))
+
+    def action_detail(self) -> None:
+        focused = self._focused()
+        if isinstance(focused, DataTable):
+            self._open_detail(focused)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open_detail(event.data_table)
+
+    def _open_detail(self, table: DataTable) -> None:
+        from console.screens.detail import BreakerDetailScreen, OrderDetailScreen, StrategyDetailScreen
+
+        if isinstance(table, OrdersTable) and (order := table.selected()) is not None:
+            self.push_screen(OrderDetailScreen(self.desk, order.client_id))
+        elif isinstance(table, EventLog) and (client_id := table.selected_order()) is not None:
+            self.push_screen(OrderDetailScreen(self.desk, client_id))
+        elif isinstance(table, StrategiesTable) and (name := table.selected_name()) is not None:
+            self.push_screen(StrategyDetailScreen(self.desk, name))
+        elif isinstance(table, BreakersTable) and (gauge := table.selected()) is not None:
+            self.push_screen(BreakerDetailScreen(self.desk, *gauge))
+
+
+def binding_ids() -> list[str]:
+    return sorted(PaperdeskApp.ACTION_IDS)
+
+
+def check_keys(keys: dict[str, str]) -> None:
+    """[console.keys] names binding ids; an unknown one is refused, naming the valid ones."""
+    unknown = sorted(set(keys) - set(binding_ids()))
+    if unknown:
+        raise ConfigError(f"config [console.keys]: no action {', '.join(map(repr, unknown))}; the actions are "
+                          f"{', '.join(binding_ids())}")
+
+
+def check_theme(name: str | None) -> None:
+    """--theme names a paperdesk theme (dark, light, high-contrast) or a Textual one."""
+    known = [t.name for t in THEMES] + list(BUILTIN_THEMES)
+    if name is not None and theme_name(name) not in known:
+        raise ConfigError(f"--theme {name}: no such theme; use dark, light, high-contrast or one of Textual's "
+                          f"({', '.join(sorted(BUILTIN_THEMES))})")
 
 
 async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None,
-                      db: Path | None = None, new_session: bool = False, signals: StopSignals | None = None) -> int:
+                      db: Path | None = None, new_session: bool = False, signals: StopSignals | None = None,
+                      theme: str | None = None) -> int:
     """Run the session and the console on one loop; SIGINT, SIGTERM and SIGHUP stop both cleanly (in a terminal,
     Ctrl-C is a key to Textual, not a signal).
 
     Raises StoppedBeforeStart if a signal came before the session wrote anything."""
+    check_keys(config.console.keys)  # before the session opens: a typo in a key costs nothing
+    check_theme(theme)
     session = PaperSession(config, record_to, db, new_session)
     stopped_by: list[str] = []
     app: PaperdeskApp | None = None
@@ -314,7 +516,7 @@ async def run_console(config: AppConfig, duration: float | None, record_to: Path
     with stop_signals(signals, on_signal):
         await session.open()  # a database that cannot be used is reported before the screen takes over
         try:
-            app = PaperdeskApp(session)
+            app = PaperdeskApp(LocalDesk(session), config, theme)
         except BaseException:
             await session.close()  # the writer's thread would otherwise keep the process from exiting
             raise

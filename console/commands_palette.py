@@ -1,7 +1,7 @@
-"""The trading actions in Textual's command palette (ctrl+p).
+"""Every console action in Textual's command palette (ctrl+p).
 
-Each command runs its key's own action, so a palette command and a key press take the same path: the
-emergency stop asks for the same confirmation as the `!` key, and a command is saved like any other.
+Each command runs its key's own action, so a palette command and a key press take the same path: the emergency
+stop asks in the same modal as the `!` key, and a trading command is saved like any other.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, cast
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from console.screens.help import SAFETY, describe, group_of
+from console.screens.help import describe
 
 if TYPE_CHECKING:
     from console.app import PaperdeskApp
 
 
 class TradingCommands(Provider):
-    """Halt, pause, resume, emergency stop and the help screen, read from the app's bindings."""
+    """The app's own actions (those with a binding id), read from its bindings, in their order."""
 
     def _commands(self) -> list[Binding]:
         seen: set[str] = set()
         commands = []
         for binding in cast("PaperdeskApp", self.app).key_bindings():
-            if (group_of(binding) == SAFETY or binding.action == "help") and binding.action not in seen:
+            if binding.id and binding.id in cast("PaperdeskApp", self.app).ACTION_IDS and binding.action not in seen:
                 seen.add(binding.action)
                 commands.append(binding)
         return commands

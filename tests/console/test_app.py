@@ -4,9 +4,12 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 
-from textual.widgets import DataTable, Static
+import pytest
+from textual.widgets import DataTable
 
 from console.app import PaperdeskApp
+from console.desk import LocalDesk
+from console.screens.confirm import ConfirmScreen
 from engine.model.market import Bar
 from engine.runtime import ideal_venue
 from engine.session import PaperSession
@@ -29,6 +32,14 @@ class FailsOnThirdBar(Strategy):
         self.hold(bar.symbol, reason="waiting")
 
 
+@pytest.fixture(autouse=True)
+def own_config_home(tmp_path, monkeypatch):
+    """The console remembers a theme under $XDG_CONFIG_HOME: a test's choice stays in its tmp_path, and the user's
+    own choice does not reach the test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+    monkeypatch.delenv("PAPERDESK_THEME", raising=False)
+
+
 async def wait_until(pilot, condition, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -37,14 +48,14 @@ async def wait_until(pilot, condition, timeout=20.0):
 
 
 @asynccontextmanager
-async def console_over_session(config, db=None):
+async def console_over_session(config, db=None, size=(140, 45), theme=None):
     """A real paper session trading in the background and the real app watching it."""
     session = PaperSession(config, db_path=db)
     await session.open()
-    app = PaperdeskApp(session)
+    app = PaperdeskApp(LocalDesk(session), config, theme)
     trading = asyncio.create_task(session.run())
     try:
-        async with app.run_test(size=(140, 45)) as pilot:
+        async with app.run_test(size=size) as pilot:
             yield session, app, pilot, trading
     finally:
         session.stop()
@@ -55,35 +66,40 @@ def cell_text(table: DataTable, row_key: str, column: int) -> str:
     return str(table.get_row(row_key)[column])
 
 
-async def test_console_shows_live_positions_fills_and_equity():
+def header(app) -> str:
+    return app.query_one("#header").line
+
+
+def event_texts(app) -> list[str]:
+    events = app.query_one("#events", DataTable)
+    return [str(events.get_row_at(i)[2]) for i in range(events.row_count)]
+
+
+async def test_console_shows_live_positions_order_flow_and_equity():
     async with console_over_session(make_config()) as (session, app, pilot, trading):
         await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
         session.stop()
         await trading  # freeze the engine, then let the console catch up with it
         await pilot.pause(app.REFRESH_SECONDS + 0.3)
         snap = session.snapshot()
-        fills = app.query_one("#fills", DataTable)
-        assert fills.row_count == len(session.engine.fills)
-        for fill in session.engine.fills:
-            assert cell_text(fills, fill.fill_id, 1) == fill.strategy
-            assert cell_text(fills, fill.fill_id, 2) == fill.symbol
-            # what the simulator assumed is on screen: liquidity, basis, depth, slippage
-            assert cell_text(fills, fill.fill_id, 7) == fill.liquidity.value
-            assert cell_text(fills, fill.fill_id, 9) == f"{fill.depth:,.4f}"
-            assert cell_text(fills, fill.fill_id, 10) == f"{fill.slippage_bps:+,.1f}"
+        lines = event_texts(app)
+        for fill in session.engine.fills:  # every fill is in the event log, with the simulator's assumptions
+            line = next(t for t in lines if t.startswith(f"fill {fill.fill_id} of {fill.client_id}"))
+            assert fill.strategy in line and fill.symbol in line and fill.liquidity.value in line
+            assert f"slip {fill.slippage_bps:+.1f} bp" in line
         positions = app.query_one("#positions", DataTable)
-        assert positions.row_count == len(snap.positions) > 0
-        for p in snap.positions:
+        held = [p for p in snap.positions if p.qty]
+        assert positions.row_count == len(held) > 0
+        for p in held:
             assert cell_text(positions, p.symbol, 1) == f"{p.qty:+,.4f}"
         strategies = app.query_one("#strategies", DataTable)
-        assert [str(strategies.get_row(s.name)[2]) for s in snap.strategies] == ["RUNNING"] * 3
-        status = str(app.query_one("#status", Static).render())
-        assert "simulated venue" in status and f"equity {snap.equity:,.2f}" in status
-        assert f"fills {snap.fills}" in status
+        assert [cell_text(strategies, s.name, 1) for s in snap.strategies] == ["ACTIVE"] * 3
+        assert f"equity {snap.equity:,.2f}" in header(app)
+        assert f"P&L since start {snap.equity - snap.starting_cash:+,.2f}" in header(app)
 
 
-async def test_q_stops_the_session_and_quits():
-    async with console_over_session(make_config()) as (session, app, pilot, trading):
+async def test_q_with_nothing_open_stops_the_session_and_quits():
+    async with console_over_session(make_config(strategies=[])) as (session, app, pilot, trading):
         await pilot.pause(0.3)
         assert not session.stopping
         await pilot.press("q")
@@ -93,18 +109,35 @@ async def test_q_stops_the_session_and_quits():
     await asyncio.wait_for(trading, timeout=5)
 
 
+async def test_q_with_positions_open_asks_first_and_says_what_happens_to_them(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    async with console_over_session(make_config(), db) as (session, app, pilot, trading):
+        await wait_until(pilot, lambda: any(p.qty for p in session.engine.account.positions.values()))
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "position(s)" in app.screen.question and f"stay saved in {db}" in app.screen.question
+        await pilot.press("n")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert not session.stopping and app.is_running
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: session.stopping)
+    assert app.return_code == 0
+
+
 async def test_console_updates_rows_in_place_and_keeps_the_cursor():
     async with console_over_session(make_config()) as (session, app, pilot, trading):
-        positions = app.query_one("#positions", DataTable)
-        await wait_until(pilot, lambda: positions.row_count >= 2)
-        positions.focus()
-        positions.move_cursor(row=1)
-        key_before = positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key
+        market = app.query_one("#market", DataTable)  # three symbols, always there
+        await wait_until(pilot, lambda: market.row_count == 3)
+        market.focus()
+        market.move_cursor(row=1)
+        key_before = market.coordinate_to_cell_key(market.cursor_coordinate).row_key
         marks_before = session.engine.account.marks.copy()
         await wait_until(pilot, lambda: session.engine.account.marks != marks_before)
         await pilot.pause(1.1)
-        assert positions.cursor_coordinate.row == 1
-        assert positions.coordinate_to_cell_key(positions.cursor_coordinate).row_key == key_before
+        assert market.cursor_coordinate.row == 1
+        assert market.coordinate_to_cell_key(market.cursor_coordinate).row_key == key_before
 
 
 async def test_a_failed_strategy_is_shown_and_the_others_keep_trading():
@@ -115,9 +148,9 @@ async def test_a_failed_strategy_is_shown_and_the_others_keep_trading():
         decisions_then = len(session.engine.decisions)
         await pilot.pause(1.0)
         strategies_table = app.query_one("#strategies", DataTable)
-        assert str(strategies_table.get_row("buggy")[2]) == "FAILED"
-        assert "FAILED: buggy" in str(app.query_one("#status", Static).render())
-        assert app.query_one("#status").has_class("-failed")
+        assert cell_text(strategies_table, "buggy", 1) == "FAILED"
+        assert "FAILED: buggy" in header(app)
+        assert app.query_one("#header").has_class("-failed")
         assert len(session.engine.decisions) > decisions_then  # the others go on
 
 
@@ -140,34 +173,40 @@ async def test_console_shows_the_resumed_session_and_what_the_store_saved(tmp_pa
     async with console_over_session(make_config(), db) as (session, app, pilot, trading):
         assert session.recovered is not None
         await wait_until(pilot, lambda: session.writer.rows_committed > 0)
-        await pilot.pause(app.REFRESH_SECONDS + 0.1)
-        status = str(app.query_one("#status", Static).render())
-        assert "session 1 (restart 1)" in status and "saved " in status and "backlog " in status
+        events = app.query_one("#events")
+        await wait_until(pilot, lambda: "session 1 (restart 1)" in str(events.border_subtitle))
+        assert "saved " in str(events.border_subtitle) and "backlog " in str(events.border_subtitle)
 
 
 async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_commands(tmp_path):
     db = tmp_path / "desk.sqlite"
     async with console_over_session(make_config(), db) as (session, app, pilot, trading):
         await wait_until(pilot, lambda: any(p.qty for p in session.engine.account.positions.values()))
-        app.query_one("#fills", DataTable).focus()      # a focused widget must not swallow the keys
+        app.query_one("#events", DataTable).focus()     # a focused widget must not swallow the keys
         await pilot.press("h")
         assert session.engine.guard.states.state("portfolio").value == "HALTED"
         await pilot.pause(app.REFRESH_SECONDS + 0.2)
-        status = app.query_one("#status", Static)
-        assert "TRADING HALTED (operator: halt key in the console)" in str(status.render())
-        assert status.has_class("-restricted")
+        head = app.query_one("#header")
+        assert "HALTED (operator: halt key in the console)" in header(app)
+        assert head.has_class("-restricted")
         await pilot.press("exclamation_mark")           # the first press only asks
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert session.engine.guard.states.state("portfolio").value == "HALTED"
-        await pilot.press("exclamation_mark")
+        await pilot.press("exclamation_mark")           # and the second is the fast path
         assert session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         await wait_until(pilot, lambda: not any(p.qty for p in session.engine.account.positions.values())
                          and not session.engine.open_orders())
         await pilot.press("r")                          # resuming an emergency stop asks too
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await pilot.press("escape")
         await pilot.pause(app.REFRESH_SECONDS + 0.2)
-        assert app.query_one("#status", Static).has_class("-emergency")
+        assert app.query_one("#header").has_class("-emergency")
         breakers = app.query_one("#breakers", DataTable)
         assert "daily_loss:portfolio" in breakers.rows and "drawdown:portfolio" in breakers.rows
+        assert "state:portfolio" in breakers.rows       # the restriction itself, first
+        assert breakers.coordinate_to_cell_key((0, 0)).row_key.value == "state:portfolio"
     from tests.store.helpers import query
 
     rows = query(db, "SELECT command, source, ok FROM commands ORDER BY id")
@@ -183,8 +222,13 @@ async def test_console_shows_the_live_behaviour_score_against_the_backtest(tmp_p
     config = ideal_venue(make_config(validation={"live_interval_seconds": 1.0}))
     async with console_over_session(config, tmp_path / "desk.sqlite") as (session, app, pilot, trading):
         await wait_until(pilot, lambda: session.live is not None and session.live["score"] is not None, timeout=40)
-        await wait_until(pilot, lambda: "behaviour 100.00/100 vs backtest" in
-                         str(app.query_one("#status", Static).render()))
+        await wait_until(pilot, lambda: "behaviour 100.0 ok (pass 85)" in header(app))
+        strategies = app.query_one("#strategies", DataTable)
+        # the trend, read from the saved live scores off the event loop; they are the portfolio's, and it says so
+        await wait_until(pilot, lambda: "portfolio behaviour 100.0 ok █" in str(strategies.border_subtitle),
+                         timeout=30)
+        assert "per strategy: not in the saved scores" in str(strategies.border_subtitle)
+        assert cell_text(strategies, "sma_btc", 7) == "—"
 
 
 async def test_halt_and_resume_keys_cannot_talk_the_console_out_of_an_emergency_stop(tmp_path):
@@ -193,19 +237,23 @@ async def test_halt_and_resume_keys_cannot_talk_the_console_out_of_an_emergency_
         await pilot.press("exclamation_mark")
         states = session.engine.guard.states
         assert states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         await pilot.press("h")                          # refused: halt would replace the latch
-        await pilot.press("r")                          # so resume still asks for a second press
+        await pilot.press("r")                          # so resume still asks
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
         assert states.state("portfolio").value == "EMERGENCY_STOPPED"
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         await pilot.press("p")
         assert states.state("portfolio").value == "EMERGENCY_STOPPED"
         assert any("REFUSED" in line and "halt" in line for _, _, line in session.engine.events)
 
 
-async def test_a_refresh_while_the_tables_are_being_removed_is_skipped_not_a_crash():
+async def test_a_refresh_while_the_panels_are_being_removed_is_skipped_not_a_crash():
     # the refresh timers can tick once more while the app exits and its widgets go: CI saw NoMatches('#status')
     async with console_over_session(make_config()) as (session, app, pilot, trading):
         await wait_until(pilot, lambda: app._snapshot is not None)
-        await app.query_one("#status").remove()
+        await app.query_one("#header").remove()
         app.refresh_view()
         app.refresh_chart()
         assert app.is_running

@@ -13,9 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Static
-
 from console.app import PaperdeskApp
+from console.desk import LocalDesk
 from console.store_views import print_status
 from engine.brokers.broker import VenueCapabilities
 from engine.clock import LiveClock
@@ -177,7 +176,7 @@ async def console_at(config: AppConfig, size: tuple[int, int]) -> AsyncIterator[
     """A session trading in the background and the real app watching it in a terminal of the given size."""
     session = PaperSession(config)
     await session.open()
-    app = PaperdeskApp(session)
+    app = PaperdeskApp(LocalDesk(session), config)
     trading = asyncio.create_task(session.run())
     try:
         async with app.run_test(size=size) as pilot:
@@ -195,13 +194,11 @@ async def test_the_console_header_shows_a_ccxt_venue_and_its_connection_in_80_co
     moving = asyncio.create_task(market())
     try:
         async with console_at(parse_config(ccxt_config(fake.http_url)), (80, 30)) as (app, pilot):
-            status = app.query_one("#status", Static)
-            await wait_until(pilot, lambda: "binance (paper) connected" in str(status.render()))
-            await pilot.pause(0.2)  # the taller header is laid out on the next frame
-            lines = str(status.render()).splitlines()
-            assert len(lines) == 4 and lines[1].startswith("binance (paper) connected")
-            assert len(lines[1]) <= status.content_size.width == 78
-            assert lines[2].startswith("fills simulated on the exchange's book")
-            assert status.size.height == 4 and status.outer_size.height == 5  # all four lines shown, and the border
+            header = app.query_one("#header")
+            await wait_until(pilot, lambda: "binance connected" in header.line)
+            assert len(header.line) <= header.content_size.width == 78 and header.size.height == 1
+            market = app.query_one("#market")  # the venue's own line: connection, latency, reconciliation
+            assert str(market.border_subtitle).startswith("binance (paper) connected (")
+            assert "latency " in str(market.border_subtitle)
     finally:
         moving.cancel()
