@@ -1,18 +1,24 @@
 """What the console's detail, behaviour and journal screens show, read from a session's database.
 
 Plain functions over a read-only connection (engine.store.read.open_reader) that return dataclasses; the screens
-call them in a worker thread, so the event loop never waits on the disk or on a validation run.
+call them in a worker thread, so the event loop never waits on the disk. A validation replays the whole session
+through its twin, seconds of Python: in_child runs it in a child process, as the live score does, so it never takes
+the GIL from a session trading in the console's own process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
+import os
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.analytics.trades import ClosedTrade, TradeMetrics, closed_trades, trade_metrics
 from engine.model.fill import Fill
@@ -366,3 +372,49 @@ def behaviour_trend(path: Path, session_id: int) -> list[tuple[int, float | None
     """The live behaviour score the session recorded over time (market ts, score), oldest first."""
     with reading(path) as conn:
         return [(row["market_ts"], row["score"]) for row in behaviour_scores(conn, session_id)]
+
+
+# ---- off the console's process -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+_SPAWN = multiprocessing.get_context("spawn")  # a fork would copy the console's threads (the store's writer, Textual)
+
+
+def _run_and_send(send: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # the child shares the console's terminal: a stray print or warning would draw over the screen
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    try:
+        send.send((True, fn(*args)))
+    except Exception as exc:  # raised again in the console, where the screen says it
+        send.send((False, exc))
+    finally:
+        send.close()
+
+
+def _receive(receive: Any, proc: Any) -> tuple[bool, Any]:
+    try:
+        result: tuple[bool, Any] = receive.recv()
+        return result
+    except EOFError:  # the child died before it answered (killed, out of memory)
+        proc.join()
+        return False, StoreError(f"the validation process ended with no result (exit code {proc.exitcode})")
+
+
+async def in_child(fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in a child process (fn and its result picklable); its exception is raised here. Cancelled (the
+    screen closed), the child is stopped."""
+    receive, send = _SPAWN.Pipe(duplex=False)
+    proc = _SPAWN.Process(target=_run_and_send, args=(send, fn, args), daemon=True)
+    proc.start()
+    send.close()  # the child's copy is the only writer left: its death is an EOF here
+    try:
+        ok, value = await asyncio.to_thread(_receive, receive, proc)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        await asyncio.to_thread(proc.join)
+        receive.close()
+    if not ok:
+        raise value
+    result: T = value
+    return result

@@ -1,7 +1,7 @@
 """The behaviour screen: the session validated against its twin backtest, per strategy, with the differences.
 
-The validation replays the session through the twin (seconds on a long session), so it runs in a thread behind a
-loading indicator; F5 or u runs it again (r is the app's resume key).
+The validation replays the session through the twin (seconds on a long session), so it runs in a child process
+behind a loading indicator; F5 or u runs it again (r is the app's resume key).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class BehaviourScreen(DeskScreen):
             return
         self.query_one("#validation").loading = True
         self.say("")
-        self.read(behaviour, then=self.show, group="validate")
+        self.read(behaviour, then=self.show, group="validate", child=True)
 
     def failed(self, text: str) -> None:
         self.query_one("#validation").loading = False

@@ -27,6 +27,7 @@ from console.desk_reads import (
     OrderDetail,
     StrategyDetail,
     breaker_detail,
+    in_child,
     order_detail,
     strategy_detail,
 )
@@ -109,15 +110,17 @@ class DeskScreen(ModalScreen[None]):
         self.query_one("#message", Static).update(text)
 
     def read(self, reader: Callable[..., T], *args: Any, then: Callable[[T], None],
-             otherwise: Callable[[str], None] | None = None, group: str = "read") -> Worker[None]:
-        """reader(db_path, session_id, *args) in a thread; then(its result) back on the event loop, or its error given
-        to otherwise (default: said on the screen): a damaged or busy database, a session that cannot be validated."""
+             otherwise: Callable[[str], None] | None = None, group: str = "read", child: bool = False) -> Worker[None]:
+        """reader(db_path, session_id, *args) in a thread (child: in a child process, for a validation's replay);
+        then(its result) back on the event loop, or its error given to otherwise (default: said on the screen): a
+        damaged or busy database, a session that cannot be validated."""
         path, session_id = self.desk.db_path, self.desk.session_id
         assert path is not None and session_id is not None
+        call = in_child if child else asyncio.to_thread
 
         async def work() -> None:
             try:
-                result = await asyncio.to_thread(reader, path, session_id, *args)
+                result = await call(reader, path, session_id, *args)
             except StoreError as exc:
                 (otherwise or self.failed)(str(exc))
                 return

@@ -76,7 +76,7 @@ class JournalScreen(DeskScreen):
         self.twin = None
         self.twin_note = "the twin's side: validating..."
         self._load_page()
-        self.read(validate, then=self._got_twin, otherwise=self._no_twin, group="validate")
+        self.read(validate, then=self._got_twin, otherwise=self._no_twin, group="validate", child=True)
 
     def action_strategy(self, step: int) -> None:
         if not self.strategies or self.strategy is None:

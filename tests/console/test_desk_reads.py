@@ -3,34 +3,38 @@ breaker's trips, the journal's pages and the twin's decision beside each, the be
 
 import asyncio
 import json
+import multiprocessing
+import os
+import time
 
 import pytest
 
 from console import desk_reads
 from engine.runtime import ideal_venue
 from engine.store.database import StoreError
-from engine.strategy.registry import strategy_class
 from tests.conftest import BASE_CONFIG, make_config
 from tests.store.helpers import STEP_NS, query, stepped_session
 from tests.validation.helpers import FAULT_BREAKERS_OFF
 
+PAPER_ONLY = "PAPERDESK_TEST_PAPER_ONLY"
 ACTS_ONCE = '''
+import os
+
 from engine.model.market import Bar
 from engine.strategy.base import Strategy
 
 
 class ActsOnceInPaper(Strategy):
-    """Buys at its fifth bar while `paper` is set. A test clears it once the session is over, so the twin holds where
-    the session bought: a difference nothing the session recorded explains."""
-
-    paper = True
+    """Buys at its fifth bar while PAPERDESK_TEST_PAPER_ONLY is set. A test sets it only while the session runs, so
+    the twin of a later validation holds where the session bought: a difference nothing the session recorded
+    explains."""
 
     def on_start(self) -> None:
         self.bars = 0
 
     def on_bar(self, bar: Bar) -> None:
         self.bars += 1
-        if self.bars == 5 and type(self).paper:
+        if self.bars == 5 and os.environ.get("PAPERDESK_TEST_PAPER_ONLY") == "1":
             self.buy(bar.symbol, 1.0, reason="fifth bar")
         else:
             self.hold(bar.symbol, reason="waiting")
@@ -66,14 +70,17 @@ async def scored_session(db, config):
 
 @pytest.fixture(scope="module")
 def desk_session(tmp_path_factory):
-    """(database, the stopped PaperSession, its config) with the once_sol strategy's paper flag cleared."""
+    """(database, the stopped PaperSession, its config); once_sol bought at its fifth bar, its twin will not."""
     folder = tmp_path_factory.mktemp("desk")
     strategy = folder / "acts_once.py"
     strategy.write_text(ACTS_ONCE)
     db = folder / "desk.sqlite"
     config = desk_config(strategy)
-    session = asyncio.run(scored_session(db, config))
-    strategy_class(f"{strategy}:ActsOnceInPaper").paper = False
+    os.environ[PAPER_ONLY] = "1"
+    try:
+        session = asyncio.run(scored_session(db, config))
+    finally:
+        del os.environ[PAPER_ONLY]
     return db, session, config
 
 
@@ -177,3 +184,27 @@ def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
     other.write_text("not a database")
     with pytest.raises(StoreError, match=str(other)):
         desk_reads.decision_page(other, 1, "sma_btc")
+
+
+async def test_a_validation_in_a_child_process_is_the_one_in_process_and_its_errors_come_back(desk_session):
+    db, session, _ = desk_session
+    sid = session.session_id
+    here, there = desk_reads.behaviour(db, sid), await desk_reads.in_child(desk_reads.behaviour, db, sid)
+    assert there.report.as_dict() == here.report.as_dict() and there.trend == here.trend
+    assert [d.as_dict() for d in there.differences] == [d.as_dict() for d in here.differences]
+    with pytest.raises(StoreError, match="order NOPE: session 1 has no such order"):
+        await desk_reads.in_child(desk_reads.order_detail, db, sid, "NOPE")
+
+
+async def test_a_validation_cancelled_stops_its_child_process(desk_session):
+    db, session, _ = desk_session
+    before = set(multiprocessing.active_children())
+    task = asyncio.create_task(desk_reads.in_child(desk_reads.behaviour, db, session.session_id))
+    deadline = time.monotonic() + 60
+    while not (started := set(multiprocessing.active_children()) - before):
+        assert time.monotonic() < deadline, "the child process never started"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not any(child.is_alive() for child in started)
