@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import os
+import pickle
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from engine.analytics.trades import ClosedTrade, TradeMetrics, closed_trades, trade_metrics
 from engine.model.fill import Fill
@@ -377,44 +376,47 @@ def behaviour_trend(path: Path, session_id: int) -> list[tuple[int, float | None
 # ---- off the console's process -----------------------------------------------------------------------------------
 
 T = TypeVar("T")
-_SPAWN = multiprocessing.get_context("spawn")  # a fork would copy the console's threads (the store's writer, Textual)
-
-
-def _run_and_send(send: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    # the child shares the console's terminal: a stray print or warning would draw over the screen
-    sys.stdout = sys.stderr = open(os.devnull, "w")
-    try:
-        send.send((True, fn(*args)))
-    except Exception as exc:  # raised again in the console, where the screen says it
-        send.send((False, exc))
-    finally:
-        send.close()
-
-
-def _receive(receive: Any, proc: Any) -> tuple[bool, Any]:
-    try:
-        result: tuple[bool, Any] = receive.recv()
-        return result
-    except EOFError:  # the child died before it answered (killed, out of memory)
-        proc.join()
-        return False, StoreError(f"the validation process ended with no result (exit code {proc.exitcode})")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where `python -m console.desk_reads` finds it in a checkout
 
 
 async def in_child(fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args) in a child process (fn and its result picklable); its exception is raised here. Cancelled (the
-    screen closed), the child is stopped."""
-    receive, send = _SPAWN.Pipe(duplex=False)
-    proc = _SPAWN.Process(target=_run_and_send, args=(send, fn, args), daemon=True)
-    proc.start()
-    send.close()  # the child's copy is the only writer left: its death is an EOF here
+    """fn(*args) in a child process (fn, its arguments and its result picklable); its exception is raised here.
+    Cancelled (the screen closed), the child is killed.
+
+    A plain subprocess with its own pipes, not multiprocessing: under Textual, standard error is the app's capture,
+    which multiprocessing's start-up cannot hand to a child."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.desk_reads", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, cwd=PACKAGE_ROOT)  # its errors come back pickled, never onto the screen
     try:
-        ok, value = await asyncio.to_thread(_receive, receive, proc)
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-        await asyncio.to_thread(proc.join)
-        receive.close()
+        out, _ = await proc.communicate(pickle.dumps((fn, args)))
+    except asyncio.CancelledError:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0 or not out:
+        raise StoreError(f"the validation process ended with no result (exit code {proc.returncode})")
+    ok, value = await asyncio.to_thread(pickle.loads, out)  # a long session's report: not on the event loop
     if not ok:
         raise value
     result: T = value
     return result
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """The child's side of in_child: a pickled (fn, args) in, a pickled (True, result) or (False, exception) out."""
+    fn, args = pickle.load(stdin)
+    try:
+        answer: tuple[bool, Any] = (True, fn(*args))
+    except Exception as exc:  # raised again in the console, where the screen says it
+        answer = (False, exc)
+    pickle.dump(answer, stdout)
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    answers = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a print on the way must not break the pickled answer
+    sys.exit(_serve(sys.stdin.buffer, answers))

@@ -6,6 +6,7 @@ import time
 from textual.app import App
 from textual.widgets import DataTable, Static
 
+from console.app import PaperdeskApp
 from console.desk import LocalDesk
 from console.screens import journal
 from console.screens.behaviour import BehaviourScreen
@@ -192,3 +193,39 @@ async def test_a_session_that_is_not_saved_says_so_and_shows_the_engine_picture(
         screen = await open_screen(app, pilot, StrategyDetailScreen(desk, "sma_btc"))
         assert "trading state" in text_of(screen, "#now")
 
+
+
+async def test_the_console_opens_each_screen_from_its_keys_over_a_stopped_session(desk_session):  # noqa: F811
+    db, session, config = desk_session
+    app = PaperdeskApp(LocalDesk(session), config)
+    async with app.run_test(size=(200, 60)) as pilot:
+        strategies = app.query_one("#strategies", DataTable)
+        await wait_until(pilot, lambda: strategies.row_count == len(config.strategies), "the strategies table")
+        strategies.focus()
+        strategies.move_cursor(row=[str(k.value) for k in strategies.rows].index("rsi_eth"))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, StrategyDetailScreen), "the strategy's detail")
+        await wait_until(pilot, lambda: "As the session runs it" in text_of(app.screen, "#strategy"), "its config")
+        assert "Strategy rsi_eth now" in text_of(app.screen, "#now")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, StrategyDetailScreen), "escape")
+        await pilot.press("j")
+        await wait_until(pilot, lambda: isinstance(app.screen, JournalScreen), "the journal")
+        await wait_until(pilot, lambda: app.screen.query_one("#journal", DataTable).row_count, "its decisions")
+        assert "Decision journal of rsi_eth" in text_of(app.screen, "#heading")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, JournalScreen), "escape")
+        breakers = app.query_one("#breakers", DataTable)
+        tripped = query(db, "SELECT scope FROM state_events WHERE detail LIKE '%(consecutive_losses: %'")[0][0]
+        keys = [str(k.value) for k in breakers.rows]
+        gauge = next(i for i, key in enumerate(keys) if "consecutive_losses" in key and tripped in key)
+        breakers.focus()
+        breakers.move_cursor(row=gauge)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, BreakerDetailScreen), "the breaker's detail")
+        await wait_until(pilot, lambda: app.screen.query_one("#trips", DataTable).row_count, "its trips")
+        await pilot.press("escape")
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BehaviourScreen), "the behaviour screen")
+        await wait_until(pilot, lambda: app.screen.query_one("#differences", DataTable).row_count, "its differences")
+        assert str(app.screen.query_one("#differences", DataTable).get_row_at(0)[0]) == "UNEXPLAINED"
