@@ -8,19 +8,25 @@ same database is followed, never crashed on.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from console.headless import stop_signals
 from console.store_snapshot import SessionReader, SessionRow, latest_session
 from engine.clock import utc_text, wall_ns
 from engine.model.event_log import EventLevel
 from engine.snapshot import EngineSnapshot
 from engine.store.commands import CommandRefused, command_source, queue_command
 from engine.store.database import StoreError, connect_readonly, writer_running
-from engine.store.read import open_reader, pick_session, reads_store, session_state
+from engine.store.read import INTERRUPTED, open_reader, pick_session, reads_store, session_state
 from engine.store.sessions import ENDED
+
+if TYPE_CHECKING:
+    from console.cli import StopSignals
+    from engine.config import AppConfig
 
 POLL_SECONDS = 0.5
 
@@ -127,9 +133,14 @@ class AttachedDesk:
                             f"session {sid} started on {self._path}: now showing it (session {before.session_id} "
                             "ended)")
         row, snapshot = reader.poll(conn)
+        running, word = session_state(row.status, writer)
+        if self._running and not running and word == INTERRUPTED and reader is self._reader:
+            # killed: no STOPPED line comes from the session; this one shows in the next poll's snapshot
+            reader.note(row.market_ts, EventLevel.ERROR, f"session {sid}: no process runs it any more (crashed or "
+                        f"killed); shown read-only until `paperdesk run --db {self._path}` resumes it")
         self._reader, self._row, self._snapshot = reader, row, snapshot
         self._current = None if current is None else current[0]
-        self._running = session_state(row.status, writer)[0]
+        self._running = running
 
     def _watch(self) -> None:
         while not self._stop.wait(self._poll_seconds):
@@ -157,3 +168,33 @@ def attach(db_path: Path, session_id: int | None = None, poll_seconds: float = P
     return desk
 
 
+
+def stored_config(db_path: Path, session_id: int) -> AppConfig | None:
+    """The config the session runs with, as it stored it (its [console] keys and theme, venue, score threshold for
+    the attached console); None when this paperdesk cannot read it (the console's defaults then)."""
+    from engine.config import ConfigError, parse_config
+
+    conn = connect_readonly(db_path)
+    try:
+        row = conn.execute("SELECT config_json FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    finally:
+        conn.close()
+    try:
+        return parse_config(json.loads(row[0]), f"session {session_id}'s stored config", stored=True)
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+async def run_attached(desk: AttachedDesk, signals: StopSignals | None = None, theme: str | None = None) -> int:
+    """The console on the desk until q, SIGINT, SIGTERM or SIGHUP (a dropped SSH session): each only detaches.
+    theme: a name console.app.check_theme accepted."""
+    from console.app import PaperdeskApp
+
+    assert desk.session_id is not None, "attach() polls once before the desk is handed out"
+    app = PaperdeskApp(desk, stored_config(desk.db_path, desk.session_id), theme)
+    try:
+        with stop_signals(signals, lambda _sig: app.exit(0)):
+            await app.run_async()
+    finally:
+        desk.stop("detached")
+    return app.return_code or 0

@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.func is not _cmd_run:
-        _SIGNALS.listen(_stop_now)  # only run has a session to close: the others end where they are
+    if args.func not in (_cmd_run, _cmd_console):
+        _SIGNALS.listen(_stop_now)  # run closes its session and console detaches: the others end where they are
     try:
         try:
             code: int = args.func(args)
@@ -213,6 +213,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--session", type=int, help="session id (default: the latest)")
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.set_defaults(func=_cmd_status)
+
+    console = sub.add_parser("console", help="the console on a session another process runs (paperdesk run --no-ui "
+                                             "--db ...): watch it and send it commands; q detaches, it trades on")
+    _db_option(console)
+    console.add_argument("--session", type=int, help="session id (default: the latest, followed when a new one starts)")
+    console.add_argument("--theme", help="the console's theme: dark, light, high-contrast or a Textual theme's name "
+                                         "(else PAPERDESK_THEME, the session's [console] theme, the one last chosen "
+                                         "in the console, dark)")
+    console.set_defaults(func=_cmd_console)
 
     sessions = sub.add_parser("sessions", help="every session in the database with its config hash and P&L")
     _db_option(sessions)
@@ -384,6 +393,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from console.store_views import print_status
 
     return print_status(_db_path(args), args.session, args.json)
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from console.app import check_theme
+    from console.attach import attach, run_attached
+
+    check_theme(args.theme)  # before the session is read: a typo costs nothing
+    desk = attach(_db_path(args), args.session)
+    if _SIGNALS.received:  # while it read the session: nothing to leave yet
+        desk.stop("stopped before the console started")
+        raise Stopped(_SIGNALS.received[0], f"stopped ({_SIGNALS.received[0].name})")
+    return asyncio.run(run_attached(desk, _SIGNALS, args.theme))
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:

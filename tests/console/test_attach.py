@@ -1,16 +1,23 @@
 """`paperdesk console --db`: the console attached to a session another process runs, through its database."""
 
 import copy
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from console.attach import AttachedDesk, attach
+from console.app import PaperdeskApp
+from console.attach import AttachedDesk, attach, stored_config
+from console.screens.confirm import ConfirmScreen
 from engine.store.commands import BadCommand, CommandRefused, queue_command
+from engine.store.database import StoreError, migrate
+from engine.store.schema import SCHEMA_VERSION
 from tests.conftest import BASE_CONFIG, write_config
-from tests.console.test_operator_commands import REPO, start, status, wait_for
+from tests.console.test_app import event_texts, header, own_config_home, wait_until  # noqa: F401 (a fixture)
+from tests.console.test_operator_commands import REPO, paperdesk, start, status, wait_for
 from tests.store.helpers import query
 
 # rests a buy far under the market on every bar: orders that stay open for the attached console to see and cancel
@@ -147,6 +154,16 @@ def test_a_new_session_on_the_database_is_followed_and_an_ended_one_takes_no_com
         ok, text = pinned.command("halt", {}, "", "console tester")
         assert not ok and "session 1 has ended (session 2 is the database's current one)" in text
         assert query(db, "SELECT COUNT(*) FROM commands")[0][0] == 0
+        # a run killed while attached: the desk says so (no STOPPED line will come) and shows it read-only
+        proc = start(config, db, tmp_path / "run3.txt")
+        try:
+            wait_for(lambda: desk.running and desk.snapshot().restarts == 1, "the resumed run seen", timeout=120)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        killed = wait_for(lambda: logged(desk, "session 2: no process runs it any more (crashed or killed)"),
+                          "the kill said")
+        assert "shown read-only until `paperdesk run --db" in killed[0] and desk.link().startswith("NOT RUNNING")
     finally:
         desk.stop("test over")
         pinned.stop("test over")
@@ -173,3 +190,98 @@ def test_commands_that_cannot_apply_are_refused_before_they_are_queued(tmp_path)
     queue_command(db, "flatten", {"symbol": "ETH/USDT"}, "", check=True, source="console tester")
     assert query(db, "SELECT command, source FROM commands ORDER BY id")[1] == ("flatten", "console tester")
 
+
+def test_what_status_refuses_the_console_refuses_with_the_same_words(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE prices (ts INTEGER)")
+    newer = tmp_path / "newer.sqlite"
+    migrate(newer)
+    with sqlite3.connect(newer) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for db, words in ((text, "not an SQLite file"), (other, "not a paperdesk one"), (newer, "a newer paperdesk")):
+        console = paperdesk("console", "--db", str(db))
+        assert console.returncode == 2 and words in console.stderr, console.stderr
+        assert console.stderr == paperdesk("status", "--db", str(db)).stderr
+        with pytest.raises(StoreError, match=words):
+            attach(db)
+    empty = tmp_path / "empty.sqlite"
+    migrate(empty)
+    console = paperdesk("console", "--db", str(empty))
+    assert console.returncode == 2
+    assert console.stderr.strip() == f"paperdesk: {empty}: no sessions yet (paperdesk run --db {empty} starts one)"
+
+
+async def test_the_real_console_attached_to_a_headless_session_commands_it_and_detaches_leaving_it_trading(tmp_path):
+    config = resting_config(tmp_path)
+    db = tmp_path / "desk.sqlite"
+    proc = start(config, db, tmp_path / "run.txt")
+    try:
+        wait_for(lambda: db.exists() and query(db, "SELECT name FROM sqlite_master WHERE name = 'risk_state'")
+                 and query(db, "SELECT COUNT(*) FROM positions WHERE qty != 0")[0][0] >= 1, "a position", timeout=120)
+        config_seen = stored_config(db, 1)
+        assert config_seen is not None and [s.name for s in config_seen.strategies][-1] == "far_btc"
+        app = PaperdeskApp(attach(db, poll_seconds=0.2), config_seen)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_until(pilot, lambda: "ATTACHED" in header(app), timeout=60)
+            await pilot.press("h")
+            def answered() -> list[str]:
+                return [t for t in event_texts(app) if " halt from console " in t and ", attached from " in t]
+
+            await wait_until(pilot, answered, timeout=60)
+            assert "ACTIVE -> HALTED" in answered()[0]
+            def toasts() -> list[str]:
+                return [n.message for n in app._notifications if "halt from console" in n.message]
+
+            await wait_until(pilot, toasts, timeout=20)  # the engine's answer, from the other process, as a toast
+            await wait_until(pilot, lambda: "HALTED" in header(app), timeout=60)
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "keeps trading in its own process" in app.screen.question
+            await pilot.press("y")
+        assert app.return_code == 0
+        assert proc.poll() is None and status(db)["running"]  # detached: the session trades on
+    finally:
+        stop(proc)
+
+
+TMUX = shutil.which("tmux")
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed: the terminal test needs it")
+def test_paperdesk_console_in_a_terminal_attaches_halts_and_detaches_leaving_the_session_trading(tmp_path):
+    config = write_config(tmp_path / "c.toml")
+    db = tmp_path / "desk.sqlite"
+    socket, done = tmp_path / "tmux.sock", tmp_path / "exit.txt"
+
+    def tmux(*args: str) -> str:  # its own server: the user's tmux is never touched
+        result = subprocess.run([str(TMUX), "-S", str(socket), *args], capture_output=True, text=True, timeout=30,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    proc = start(config, db, tmp_path / "run.txt")
+    try:
+        wait_for(lambda: db.exists() and query(db, "SELECT name FROM sqlite_master WHERE name = 'risk_state'")
+                 and query(db, "SELECT COUNT(*) FROM risk_state")[0][0], "the session's risk state", timeout=120)
+        tmux("new-session", "-d", "-x", "160", "-y", "45", "-c", str(REPO),
+             f"env XDG_CONFIG_HOME={tmp_path / 'home'} {sys.executable} -m console.cli console --db {db}; "
+             f"echo $? > {done}")
+        wait_for(lambda: "ATTACHED" in tmux("capture-pane", "-p"), "the console on screen", timeout=60)
+        tmux("send-keys", "h")
+        wait_for(lambda: status(db)["risk"]["state"] == "HALTED", "the other process halted", timeout=60)
+        wait_for(lambda: " HALTED " in tmux("capture-pane", "-p").splitlines()[0] + " ",
+                 "the header showing what the other process did", timeout=60)
+        tmux("send-keys", "q")
+        wait_for(lambda: done.exists() or "Quit the console?" in tmux("capture-pane", "-p"), "q answered")
+        if not done.exists():  # positions or orders open: it asks first
+            assert "keeps trading in its own process" in " ".join(tmux("capture-pane", "-p").split())
+            tmux("send-keys", "y")
+        wait_for(lambda: done.exists() and done.read_text().strip(), "the console's exit", timeout=60)
+        assert done.read_text().strip() == "0"
+        assert proc.poll() is None and status(db)["running"]  # detached: the session trades on
+    finally:
+        subprocess.run([str(TMUX), "-S", str(socket), "kill-server"], capture_output=True, timeout=30)
+        stop(proc)
