@@ -122,6 +122,8 @@ def _main(argv: list[str] | None) -> int:
         _SIGNALS.listen(_stop_now)  # run closes its session and console detaches: the others end where they are
     try:
         try:
+            if getattr(args, "ignore_audit", None) is not None and _audit_refused(args):
+                return 1
             code: int = args.func(args)
             sys.stdout.flush()  # here, not at exit: a reader that went away is met while it can still be handled
             return code
@@ -133,6 +135,16 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"paperdesk: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _audit_refused(args: argparse.Namespace) -> bool:
+    """validate, evaluate and report read a database whose audit chain is intact, or say so on their first line:
+    refused, or (--ignore-audit) read anyway. JSON for machines on standard output keeps that line off it."""
+    from console.store_views import refuse_broken_chain
+
+    as_json = getattr(args, "json", False) or getattr(args, "format", None) == "json"
+    machine = as_json and getattr(args, "out", None) is None
+    return refuse_broken_chain(_db_path(args), args.command, args.ignore_audit, sys.stderr if machine else sys.stdout)
 
 
 def _stop_now(sig: signal.Signals) -> None:
@@ -207,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="md", choices=("md", "json", "html"))
     report.add_argument("--out", type=Path, help="write to this new file instead of standard output")
     report.set_defaults(func=_cmd_report)
+    for reader in (validate, evaluate, report):
+        reader.add_argument("--ignore-audit", action="store_true",
+                            help="read the database even though its audit chain is broken (the first line says so)")
 
     status = sub.add_parser("status", help="the running (or last) session: state, equity, positions, orders, fills")
     _db_option(status)

@@ -1,4 +1,5 @@
-"""`paperdesk status | sessions | export | audit verify`: the database, read while a session writes.
+"""`paperdesk status | sessions | export | audit verify`: the database, read while a session writes; the audit check
+before validate, evaluate and report.
 
 Plain text for people, --json for machines. Never imports textual; never writes to the database.
 """
@@ -14,7 +15,7 @@ from typing import IO, Any, TextIO
 
 from engine.clock import utc_text
 from engine.snapshot import VenueHealth
-from engine.store.audit import verify_chain
+from engine.store.audit import ChainReport, verify_chain
 from engine.store.read import export_chunks, open_reader, parquet_schema, pick_session, reads_store, sessions, status
 
 
@@ -212,13 +213,33 @@ def write_new(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> N
         raise
 
 
+def _chain(db: Path) -> ChainReport:
+    conn = open_reader(db)
+    try:
+        return verify_chain(conn)
+    finally:
+        conn.close()
+
+
 @reads_store
 def verify_audit(db: Path, out: TextIO | None = None) -> int:
     out = sys.stdout if out is None else out  # looked up per call: a caller may have replaced sys.stdout
-    conn = open_reader(db)
-    try:
-        report = verify_chain(conn)
-    finally:
-        conn.close()
+    report = _chain(db)
     print(report.line(), file=out)
     return 0 if report.intact else 1
+
+
+@reads_store
+def refuse_broken_chain(db: Path, command: str, ignore: bool, out: TextIO) -> bool:
+    """Before `command` (validate, evaluate, report) reads db: True, refused and said on the first line, when its audit
+    chain is broken; with ignore, the first line says it is broken and ignored, and the command goes on."""
+    report = _chain(db)
+    if report.intact:
+        return False
+    if ignore:
+        print(f"{report.line()}; ignored (--ignore-audit): what follows reads rows that may have been altered",
+              file=out)
+        return False
+    print(f"{command} refused: {report.line()}. Nothing was read past the audit check; pass --ignore-audit to "
+          f"{command} it anyway", file=out)
+    return True

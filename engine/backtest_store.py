@@ -13,19 +13,17 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from engine.clock import SimClock, wall_ns
 from engine.config import AppConfig
 from engine.core import Engine
 from engine.model.market import Bar, MarketEvent
 from engine.snapshot import VenueHealth
-from engine.store.audit import chain_hash, chain_head
+from engine.store.audit import chain_head
 from engine.store.database import StoreError, WriterLock, check_database, configure, migrate
-from engine.store.journal import OPS, StoreJournal
-from engine.store.rows import canonical_json
+from engine.store.journal import StoreJournal
 from engine.store.sessions import ENDED, config_hash, config_text, insert_session
-from engine.store.writer import SQL
+from engine.store.writer import write_batch
 
 VENUE = "backtest"  # the sessions.venue of a backtest: a paper session's is its config's venue kind
 FLUSH_ROWS = 50_000  # journal rows held in memory before they go into the open transaction
@@ -166,18 +164,6 @@ class BacktestStore:
         journal, conn = self.journal, self._conn
         assert journal is not None and conn is not None
         batch, audit, count = journal.take()
-        for op in OPS:
-            if batch[op]:
-                conn.executemany(SQL[op], batch[op])
-        seq, prev = self._audit
-        rows: list[tuple[Any, ...]] = []
-        for stamp, kind, ref, payload in audit:
-            seq += 1
-            text = canonical_json(payload)
-            digest = chain_hash(prev, seq, stamp, self.session_id, kind, ref, text)
-            rows.append((seq, stamp, self.session_id, kind, ref, text, prev, digest))
-            prev = digest
-        conn.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)", rows)
-        self._audit = (seq, prev)
+        self._audit = write_batch(conn, self.session_id, batch, audit, self._audit)
         self._rows += count
         conn.execute("UPDATE sessions SET rows_committed = ? WHERE id = ?", (self._rows, self.session_id))

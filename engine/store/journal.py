@@ -20,13 +20,48 @@ from engine.model.decision import Decision
 from engine.model.fill import Fill
 from engine.model.market import MarketEvent
 from engine.model.order import Denial, Order, OrderStatus
+from engine.store.audit import MARK_COLUMNS, RowsRead, read_appended, reads_by_key
 from engine.store.rows import canonical_json, fill_row, market_row, order_row
 from engine.strategy.base import Strategy
 from engine.strategy.loader import strategy_fingerprint
 
 # table operations, in the order a batch applies them
 OPS = ("market", "missed", "decision", "order", "order_event", "fill", "venue_event", "strategy", "venue_state",
-       "equity", "position", "mark", "state_event", "risk_state", "command", "command_new", "score")
+       "equity", "position", "mark", "state_event", "risk_state", "command", "command_new", "score", "behaviour")
+# where an operation's rows land, to read them back for the audit chain: (table, where its key is in the row)
+KEYED: dict[str, tuple[str, tuple[int, ...]]] = {
+    "decision": ("decisions", (0, 1)),
+    "order": ("orders", (0, 1)), "order_event": ("order_events", (0, 1, 2)), "fill": ("fills", (0, 1)),
+    "venue_event": ("venue_events", (0, 1)), "strategy": ("strategies", (0, 1)), "venue_state": ("venue_state", (0,)),
+    "equity": ("equity", (0, 1)), "position": ("positions", (0, 1)), "risk_state": ("risk_state", (0,)),
+    "command": ("commands", (5,)), "score": ("behaviour_scores", (0, 1)), "mark": ("sessions", (7,)),
+}
+# operations whose rows are chained as written (market data: inserted once, stored as built, most of the rows)
+WRITTEN = {"market": "market_data", "missed": "missed_market_data"}
+# operations appending to a table whose key SQLite assigns: their rows are those past the table's last rowid
+APPENDED = {"state_event": "state_events", "command_new": "commands", "behaviour": "behaviour_series"}
+
+
+def appended_tables(batch: dict[str, list[tuple[Any, ...]]]) -> list[str]:
+    """The rowid tables a batch appends to, whose last rowids are taken before it is applied."""
+    return list(dict.fromkeys(table for op, table in APPENDED.items() if batch[op]))
+
+
+def batch_reads(batch: dict[str, list[tuple[Any, ...]]], last_rowids: dict[str, int],
+                columns: dict[str, tuple[str, ...]]) -> list[RowsRead]:
+    """The statements that read a batch's rows back once applied (last_rowids: as appended_tables' were before;
+    columns: every table's)."""
+    reads = [read_appended(table, columns[table], rowid) for table, rowid in last_rowids.items()]
+    for op, (table, at) in KEYED.items():
+        rows = batch[op]
+        if rows:
+            keys = (tuple(row[i] for i in at) for row in rows)
+            reads += reads_by_key(table, MARK_COLUMNS if op == "mark" else columns[table], keys)
+    return reads
+
+
+# the behaviour score's components, as the series stores them
+COMPONENTS = ("signal_agreement", "timing", "count_ratio", "matched_share")
 
 
 class StoreJournal:
@@ -124,8 +159,13 @@ class StoreJournal:
         self._add("missed", (*market_row(self.session_id, self.missed_seq, event), self.market_seq))
 
     def behaviour_score(self, market_ts: int, market_seq: int, score: float | None, summary: dict[str, Any]) -> None:
-        """A live behaviour score over the session up to market event market_seq."""
-        self._add("score", (self.session_id, wall_ns(), market_ts, market_seq, score, json.dumps(summary)))
+        """A live behaviour score over the session up to market event market_seq, and its point of the behaviour
+        series (the whole portfolio's: strategy NULL)."""
+        wall = wall_ns()
+        self._add("score", (self.session_id, wall, market_ts, market_seq, score, json.dumps(summary)))
+        parts = summary.get("components") or {}
+        self._add("behaviour", (self.session_id, wall, market_ts, market_seq, None, score,
+                                *(parts.get(name) for name in COMPONENTS), summary.get("unexplained")))
 
     def risk_view(self, ts: int, view: dict[str, Any]) -> None:
         """The risk manager's picture (states, gauges, phases) and the venue's health for `paperdesk status`."""

@@ -18,16 +18,18 @@ MARKET_COLUMNS = "kind, ts, symbol, price, size, side, bids, asks, timeframe, op
 
 
 def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]:
+    """The row as SQLite stores it (prices as floats, whatever a feed gave): the audit chain digests it as written."""
     if type(event) is BookSnapshot:
         return (session_id, seq, event.ts, event.symbol, "book", None, None, None, _levels(event.bids),
                 _levels(event.asks), None, None, None, None, None, None, None)
     if type(event) is TradeTick:
-        return (session_id, seq, event.ts, event.symbol, "trade", event.price, event.size, event.aggressor.name,
-                None, None, None, None, None, None, None, None, None)
+        return (session_id, seq, event.ts, event.symbol, "trade", float(event.price), float(event.size),
+                event.aggressor.name, None, None, None, None, None, None, None, None, None)
     if type(event) is Bar:
         kind = "warmup" if event.warmup else "bar"
         return (session_id, seq, event.ts, event.symbol, kind, None, None, None, None, None, event.timeframe,
-                event.open, event.high, event.low, event.close, event.volume, event.end)
+                float(event.open), float(event.high), float(event.low), float(event.close), float(event.volume),
+                event.end)
     if type(event) is Heartbeat:  # market time moved with no data: kept so a replay judges the silence the same
         return (session_id, seq, event.ts, event.symbol, "clock", None, None, None, None, None, None, None, None,
                 None, None, None, None)

@@ -155,6 +155,28 @@ CREATE TABLE venue_events (         -- what a venue holding our orders reported,
 -- sha256 of the strategy's source and canonical params (engine/strategy/loader.py strategy_fingerprint)
 ALTER TABLE strategies ADD COLUMN fingerprint TEXT;
 """),
+    (6, """
+CREATE TABLE behaviour_series (     -- the live behaviour score over time, for the console's sparkline
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL, wall_ns INTEGER NOT NULL, market_ts INTEGER NOT NULL, market_seq INTEGER NOT NULL,
+    strategy TEXT,                   -- NULL: the whole portfolio's score
+    score REAL,                      -- NULL while there is nothing to score
+    signal_agreement REAL, timing REAL, count_ratio REAL, matched_share REAL,   -- its components, 0-100
+    unexplained INTEGER              -- differences nothing recorded explains
+);
+CREATE INDEX behaviour_series_by_strategy ON behaviour_series(session_id, strategy, market_ts);
+INSERT INTO behaviour_series (session_id, wall_ns, market_ts, market_seq, strategy, score, signal_agreement, timing,
+                              count_ratio, matched_share, unexplained)
+    SELECT session_id, wall_ns, market_ts, market_seq, NULL, score,
+           json_extract(summary, '$.components.signal_agreement'), json_extract(summary, '$.components.timing'),
+           json_extract(summary, '$.components.count_ratio'), json_extract(summary, '$.components.matched_share'),
+           json_extract(summary, '$.unexplained')
+    FROM behaviour_scores ORDER BY session_id, wall_ns;
+-- sessions stored before every row was chained (engine/store/audit.py): the chain covers their events and what they
+-- write from now on, not their earlier rows
+CREATE TABLE audit_legacy (session_id INTEGER PRIMARY KEY);
+INSERT INTO audit_legacy SELECT id FROM sessions;
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

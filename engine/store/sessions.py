@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.clock import wall_ns
 from engine.config import AppConfig, parse_config
-from engine.store.audit import chain_head
+from engine.store.audit import append_rows, chain_head, session_reads, stored_columns
 from engine.store.database import StoreError, WriterLock, check_database, configure, migrate
 from engine.store.rows import canonical_json
 
@@ -113,7 +113,8 @@ def open_session(path: Path, lock: WriterLock, config: AppConfig, new_session: b
 
 def insert_session(conn: sqlite3.Connection, config: AppConfig, text: str, status: str, venue: str,
                    market_start_ns: int) -> int:
-    """A session's row and its instruments' rows (inside the caller's transaction); returns the session id."""
+    """A session's row and its instruments' rows, chained in the audit (inside the caller's transaction); returns
+    the session id."""
     cur = conn.execute(
         "INSERT INTO sessions (status, started_wall_ns, market_start_ns, venue, config_json, config_hash, "
         "starting_cash, pid) VALUES (?,?,?,?,?,?,?,?)",
@@ -126,6 +127,7 @@ def insert_session(conn: sqlite3.Connection, config: AppConfig, text: str, statu
         conn.execute("INSERT INTO instruments VALUES (?,?,?,?,?,?,?,?,?,?)",
                      (session_id, i.symbol, base, quote, i.tick_size, i.lot_size, i.min_qty, i.min_notional,
                       i.maker_fee, i.taker_fee))
+    append_rows(conn, session_id, session_reads(session_id, stored_columns(conn)), wall_ns())
     return session_id
 
 

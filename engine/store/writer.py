@@ -12,15 +12,26 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
 from engine.clock import monotonic_s, utc_text, wall_ns
-from engine.store.audit import chain_hash
+from engine.store.audit import (
+    COLUMNS_SQL,
+    INSERT_AUDIT,
+    ROWS,
+    RowsEntry,
+    append_rows,
+    event_entries,
+    last_rowids_sql,
+    link,
+    stored_columns,
+    table_columns,
+    written_blocks,
+)
 from engine.store.database import StoreError
-from engine.store.journal import OPS, StoreJournal
-from engine.store.rows import canonical_json
+from engine.store.journal import OPS, WRITTEN, StoreJournal, appended_tables, batch_reads
 
 CHUNK_ROWS = 200
 SQL: dict[str, str] = {
@@ -28,6 +39,8 @@ SQL: dict[str, str] = {
     "decision": "INSERT OR IGNORE INTO decisions VALUES (" + ",".join("?" * 15) + ")",
     "missed": "INSERT OR IGNORE INTO missed_market_data VALUES (" + ",".join("?" * 18) + ")",
     "score": "INSERT OR REPLACE INTO behaviour_scores VALUES (?,?,?,?,?,?)",
+    "behaviour": ("INSERT INTO behaviour_series (session_id, wall_ns, market_ts, market_seq, strategy, score, "
+                  "signal_agreement, timing, count_ratio, matched_share, unexplained) VALUES (?,?,?,?,?,?,?,?,?,?,?)"),
     "order": ("INSERT INTO orders VALUES (" + ",".join("?" * 17) + ") ON CONFLICT(session_id, client_id) DO UPDATE "
               "SET status = excluded.status, filled_qty = excluded.filled_qty, "
               "avg_fill_price = excluded.avg_fill_price, reason = excluded.reason, updated_ns = excluded.updated_ns"),
@@ -80,6 +93,7 @@ class StoreWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
+        self._tables: dict[str, tuple[str, ...]] | None = None  # every table's columns (_columns)
 
     @property
     def backlog(self) -> int:
@@ -121,7 +135,7 @@ class StoreWriter:
             self.batches += 1
             for op in OPS:
                 self.committed[op] += len(batch[op])
-            self.committed["audit"] += len(audit)
+            self.committed["audit"] += len(audit)  # the journal's entries (a commit's `rows` entry is the chain's)
             self.error = None
             self._failing_since = None
             return await self._check_files()
@@ -242,25 +256,48 @@ class StoreWriter:
 
     async def _commit(self, batch: dict[str, list[tuple[Any, ...]]], audit: list[tuple[int, str, str, dict[str, Any]]],
                       count: int) -> None:
+        """One transaction: the batch's rows, its events chained, then its rows chained in one `rows` entry
+        (engine/store/audit.py): market data as written, the rest read back."""
+        columns = await self._columns()
+        written = {table: (columns[table], batch[op]) for op, table in WRITTEN.items() if batch[op]}
+        # digested in a worker thread while SQLite stores the batch: repr holds the GIL, SQLite's inserts release it
+        digesting = asyncio.ensure_future(asyncio.to_thread(written_blocks, written))
+        try:
+            audit_rows = await self._store(batch, audit, count, columns, digesting)
+        finally:
+            await asyncio.wait([digesting])  # never left running past its commit
+        if audit_rows:
+            self.audit_seq, self.audit_hash = audit_rows[-1][0], audit_rows[-1][7]
+
+    async def _store(self, batch: dict[str, list[tuple[Any, ...]]], audit: list[tuple[int, str, str, dict[str, Any]]],
+                     count: int, columns: dict[str, tuple[str, ...]],
+                     digesting: asyncio.Future[list[str]]) -> list[tuple[Any, ...]]:
         db = self.db
         session_id = self.journal.session_id
-        seq, prev = self.audit_seq, self.audit_hash
-        audit_rows = []
-        for stamp, kind, ref, payload in audit:
-            seq += 1
-            text = canonical_json(payload)
-            digest = chain_hash(prev, seq, stamp, session_id, kind, ref, text)
-            audit_rows.append((seq, stamp, session_id, kind, ref, text, prev, digest))
-            prev = digest
+        appended = appended_tables(batch)
         await db.execute("BEGIN IMMEDIATE")
         try:
+            last: dict[str, int] = {}
+            if appended:
+                async with db.execute(last_rowids_sql(appended)) as cur:
+                    row = await cur.fetchone()
+                    assert row is not None  # a SELECT of scalar subqueries gives one row
+                    last = dict(zip(appended, row, strict=True))
             for op in OPS:
                 rows = batch[op]
                 # short statements: executemany holds the GIL between rows, so a long one would stall the loop
                 for start in range(0, len(rows), CHUNK_ROWS):
                     await db.executemany(SQL[op], rows[start:start + CHUNK_ROWS])
+            entry = RowsEntry(await digesting)
+            for read in batch_reads(batch, last, columns):
+                rows_back = await db.execute_fetchall(read.sql, read.params)
+                entry.add(read, cast(list[tuple[Any, ...]], rows_back))  # plain tuples: no row factory is set
+            entries = event_entries(session_id, audit)
+            if entry.blocks:
+                entries.append((wall_ns(), session_id, ROWS, "", entry.text()))
+            audit_rows = link((self.audit_seq, self.audit_hash), entries)
             if audit_rows:
-                await db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)", audit_rows)
+                await db.executemany(INSERT_AUDIT, audit_rows)
             await db.execute("UPDATE sessions SET writer_backlog = ?, writer_waits = ?, writer_wait_ms = ?, "
                              "rows_committed = rows_committed + ? WHERE id = ?",
                              (self.journal.count, self.waits, self.wait_ms, count, session_id))
@@ -269,7 +306,13 @@ class StoreWriter:
             if db.in_transaction:
                 await db.execute("ROLLBACK")
             raise
-        self.audit_seq, self.audit_hash = seq, prev
+        return audit_rows
+
+    async def _columns(self) -> dict[str, tuple[str, ...]]:
+        """Every table's columns, learnt once per connection (the schema is migrated before a writer opens)."""
+        if self._tables is None:
+            self._tables = table_columns(cast(list[tuple[str, str]], await self.db.execute_fetchall(COLUMNS_SQL)))
+        return self._tables
 
     def _failure(self, exc: sqlite3.Error) -> None:
         now = monotonic_s()
@@ -281,6 +324,20 @@ class StoreWriter:
                 f"cannot write to the database for {now - self._failing_since:.0f} s ({exc}); stopped trading. "
                 f"{self.journal.count} rows were not saved; the session resumes from its last saved point "
                 "when the database can be written again (run the same command)")
+
+
+def write_batch(conn: sqlite3.Connection, session_id: int, batch: dict[str, list[tuple[Any, ...]]],
+                audit: list[tuple[int, str, str, dict[str, Any]]], head: tuple[int, str]) -> tuple[int, str]:
+    """What the writer's commit does, synchronously inside the caller's transaction (a backtest's); returns the
+    audit chain's new head."""
+    columns = stored_columns(conn)
+    appended = appended_tables(batch)
+    last = dict(zip(appended, conn.execute(last_rowids_sql(appended)).fetchone(), strict=True)) if appended else {}
+    for op in OPS:
+        if batch[op]:
+            conn.executemany(SQL[op], batch[op])
+    written = {table: (columns[table], batch[op]) for op, table in WRITTEN.items() if batch[op]}
+    return append_rows(conn, session_id, batch_reads(batch, last, columns), wall_ns(), head, audit, written)
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -299,7 +356,7 @@ _LABELS = {"market": "market events", "missed": "missed market events", "decisio
            "position": "position rows",
            "mark": "account marks", "state_event": "state events", "risk_state": "risk views",
            "command": "command results", "command_new": "commands", "score": "behaviour scores",
-           "audit": "audit entries"}
+           "behaviour": "behaviour series points", "audit": "audit entries"}
 
 
 def label(op: str) -> str:

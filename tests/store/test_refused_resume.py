@@ -121,7 +121,7 @@ async def test_a_refused_resume_that_needed_a_schema_upgrade_leaves_the_session_
     await a_session_with_fills(db, stopped=True)
     row = query(db, SESSION_ROW)
     # back to what schema 1 wrote (as tests/store/test_schema_upgrade.py does), with an edited fill
-    sql(db, "ALTER TABLE strategies DROP COLUMN fingerprint; "
+    sql(db, "DROP TABLE audit_legacy; DROP TABLE behaviour_series; ALTER TABLE strategies DROP COLUMN fingerprint; "
             "DROP TABLE venue_events; DROP TABLE missed_market_data; DROP TABLE behaviour_scores; "
             "DROP TABLE risk_state; DROP INDEX commands_by_session; ALTER TABLE decisions DROP COLUMN denied_limit; "
             "ALTER TABLE decisions DROP COLUMN denied_value; ALTER TABLE commands DROP COLUMN market_seq; "

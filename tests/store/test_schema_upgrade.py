@@ -22,9 +22,10 @@ async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_command
     await stepped_session(db, config, steps=199)
     fills = query(db, "SELECT COUNT(*) FROM fills")[0][0]
 
-    # take it back to what schema 1 wrote: the tables and columns migrations 2 to 5 added go
+    # take it back to what schema 1 wrote: the tables and columns migrations 2 to 6 added go
     conn = sqlite3.connect(db)
-    conn.executescript("ALTER TABLE strategies DROP COLUMN fingerprint; "
+    conn.executescript("DROP TABLE audit_legacy; DROP TABLE behaviour_series; "
+                       "ALTER TABLE strategies DROP COLUMN fingerprint; "
                        "DROP TABLE venue_events; DROP TABLE missed_market_data; DROP TABLE behaviour_scores; "
                        "DROP TABLE risk_state; DROP INDEX commands_by_session; "
                        "ALTER TABLE decisions DROP COLUMN denied_limit; "
@@ -32,7 +33,7 @@ async def test_a_schema_1_session_resumes_on_the_latest_schema_and_takes_command
                        "ALTER TABLE commands DROP COLUMN market_seq; ALTER TABLE commands DROP COLUMN market_ts; "
                        "ALTER TABLE commands DROP COLUMN ok; PRAGMA user_version = 1;")
     conn.close()
-    assert MIGRATIONS[0][0] == 1 and SCHEMA_VERSION == 5
+    assert MIGRATIONS[0][0] == 1 and SCHEMA_VERSION == 6
     try:
         queue_command(db, "halt", {}, "")
         raise AssertionError("a schema 1 database must not take commands")
