@@ -412,12 +412,8 @@ class PaperdeskApp(App[int]):
             self.notify("focus a panel first (Tab), then z", severity="warning")
 
     def action_next_panel(self) -> None:
-        """Focus the next panel; the compact layout shows it in its third place."""
-        focused = self._focused()
-        at = COMPACT_CYCLE.index(self._picked)
-        if focused is not None and focused.id == self._picked:
-            at += 1
-        self._picked = COMPACT_CYCLE[at % len(COMPACT_CYCLE)]
+        """Focus the next of the panels the compact layout hides (it shows that one in its third place)."""
+        self._picked = COMPACT_CYCLE[(COMPACT_CYCLE.index(self._picked) + 1) % len(COMPACT_CYCLE)]
         for name in COMPACT_CYCLE:
             self.query_one(f"#{name}").set_class(name == self._picked, "-picked")
         self.query_one(f"#{self._picked}").focus()

@@ -35,7 +35,8 @@ Variant = tuple[Text, float]  # a field's words and how much keeping them is wor
 
 def fit(fields: list[tuple[Variant, ...]], width: int) -> Text:
     """The fields in their order, each at its longest variant that lets the line fit width: the variant worth the
-    least gives way to its field's next (shorter, or empty) one first, one step at a time."""
+    least gives way to its field's next (shorter, or empty) one first, one step at a time; then, worthiest first,
+    fields take back longer variants while the line still fits."""
     chosen = [0] * len(fields)
 
     def line() -> list[Text]:
@@ -50,6 +51,13 @@ def fit(fields: list[tuple[Variant, ...]], width: int) -> Text:
             break
         cheapest = min(shrinkable, key=lambda i: fields[i][chosen[i]][1])
         chosen[cheapest] += 1
+    # a later, longer cut can leave room for words an earlier one took: the worthiest get them back
+    for i in sorted(range(len(fields)), key=lambda i: -fields[i][max(0, chosen[i] - 1)][1]):
+        while chosen[i] > 0:
+            chosen[i] -= 1
+            if length(line()) > width:
+                chosen[i] += 1
+                break
     text = Text(SEPARATOR).join(line())
     text.truncate(width, overflow="ellipsis")
     return text
@@ -126,10 +134,10 @@ def _state_variants(header: Static, snap: EngineSnapshot) -> tuple[Variant, ...]
     rest = "  ".join(f"{s['scope']} {s['state']}" for s in others)
     if snap.risk.get("flattening"):
         rest += f"  closing {snap.risk['flattening']} position(s)"
-    full = " ".join(part for part in (why, left, rest.strip()) if part)
-    short = " ".join(part for part in (left, f"+{len(others)} restricted" if others else "") if part)
-    return ((Text.assemble(badge, f" {full}" if full else ""), 5), (Text.assemble(badge, f" {short}" if short else ""),
-                                                                     8), (badge, LAST))
+    counted = f"+{len(others)} restricted" if others else ""
+    variants = [(" ".join(part for part in words if part), worth) for words, worth in (
+        ((why, left, rest.strip()), 5), ((why, left, counted), 7), ((left, counted), 8), ((), LAST))]
+    return tuple((Text.assemble(badge, f" {words}" if words else ""), worth) for words, worth in variants)
 
 
 def _score_variants(header: Static, snap: EngineSnapshot, threshold: float) -> tuple[Variant, ...]:
