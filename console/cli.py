@@ -193,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ideal", action="store_true",
                      help="the parity venue: zero latency, market orders whole at the mid (what the twin backtest "
                           "of `paperdesk validate` assumes)")
+    run.add_argument("--theme", help="the console's theme: dark, light, high-contrast or a Textual theme's name "
+                                     "(else PAPERDESK_THEME, [console] theme, the one last chosen in the console, "
+                                     "dark)")
     run.set_defaults(func=_cmd_run)
 
     validate = sub.add_parser("validate", help="replay a session's market data through its twin backtest and score "
@@ -392,7 +395,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         from console.app import run_console
 
-        running = run_console(config, args.duration, args.record, db, args.new_session, signals=_SIGNALS)
+        running = run_console(config, args.duration, args.record, db, args.new_session, signals=_SIGNALS,
+                              theme=args.theme)
     if _SIGNALS.received:  # during the imports and checks above: the database was not touched
         running.close()  # a coroutine never started
         raise _stopped_during_start_up()
