@@ -86,7 +86,8 @@ class AttachedDesk:
         comes back as a `command N ...` line in the event log."""
         sid = self.session_id
         if sid != self._current:
-            now = f"session {self._current} is the database's current one" if self._current else "none is"
+            now = (f"session {self._current} is the database's current one" if self._current is not None
+                   else "no session is running or resumable")
             return False, f"session {sid} has ended ({now}): nothing was queued"
         # not the console's own name: the app toasts the engine's answer to a command it did not apply itself
         sender = f"{source}, attached from {command_source().removeprefix('cli ')}"
