@@ -153,6 +153,7 @@ class PaperdeskApp(App[int]):
         self._states: dict[str, str] | None = None  # scope -> trading state at the last refresh (None: not yet)
         self._failed: set[str] = set()
         self._picked = COMPACT_CYCLE[0]
+        self._theme_in_use = ""
         for palette in THEMES:
             self.register_theme(palette)
         self._start_theme, self._theme_source = start_theme(theme, self.settings.theme)
@@ -188,6 +189,7 @@ class PaperdeskApp(App[int]):
             self.theme = DEFAULT_THEME
             self.notify(f"{self._theme_source}: no theme {self._start_theme!r}; using {DEFAULT_THEME}",
                         severity="warning", timeout=10)
+        self._theme_in_use = self.theme  # the signal reports this one too (published later): not a choice to save
         self._theme_classes()
         self.theme_changed_signal.subscribe(self, self._theme_chosen)
         self.query_one("#events").add_class("-picked")
@@ -426,6 +428,9 @@ class PaperdeskApp(App[int]):
 
     def _theme_chosen(self, _theme: Any) -> None:
         self._theme_classes()
+        if self.theme == self._theme_in_use:
+            return
+        self._theme_in_use = self.theme
         problem = save_theme(self.theme)
         if problem is not None:
             self.notify(f"theme not remembered: {problem}", severity="warning", timeout=6)

@@ -278,6 +278,8 @@ async def test_b_j_and_enter_open_the_behaviour_journal_and_detail_screens(tmp_p
 async def test_t_cycles_the_themes_and_the_choice_is_the_next_starts(tmp_path, monkeypatch):
     async with console_over_session(calm_config()) as (session, app, pilot, trading):
         assert app.theme == "paperdesk-dark"
+        await pilot.pause(0.5)
+        assert not saved_theme_file().exists()  # starting in a theme is not choosing one
         await pilot.press("t")
         assert app.theme == "paperdesk-light"
         await pilot.press("t")
