@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -149,6 +150,28 @@ def test_changed_parameters_are_refused_naming_them_and_never_explained_by_laten
     report = validate_records(records, allow_drift=True)
     assert report.differences and not any(d.explained for d in report.differences)
     assert not report.passed and "parameter fast was 3" in report.notes[0]
+
+
+def test_a_stored_config_edited_in_the_database_is_refused_by_the_command_line(late, tmp_path):
+    copy = tmp_path / "edited.sqlite"
+    shutil.copy(late, copy)
+    with sqlite3.connect(copy) as conn:
+        config = json.loads(conn.execute("SELECT config_json FROM sessions").fetchone()[0])
+        sma = next(s for s in config["strategies"] if s["name"] == "sma_btc")
+        sma["params"].update(fast=2, slow=5)
+        conn.execute("UPDATE sessions SET config_json = ?", (json.dumps(config),))
+    first = paperdesk("validate", "--db", str(copy))  # the audit chain refuses an edited database first
+    assert first.returncode == 1 and "refused" in first.stdout and "--ignore-audit" in first.stdout
+    # past the audit chain (--ignore-audit), drift refuses it, naming what changed
+    refused = paperdesk("validate", "--db", str(copy), "--ignore-audit")
+    assert refused.returncode == 2 and "behaviour score" not in refused.stdout
+    assert "stored config was edited after the session started" in refused.stderr
+    assert "parameter fast was 3 in the session, 2 in the twin" in refused.stderr
+    allowed = paperdesk("validate", "--db", str(copy), "--ignore-audit", "--allow-drift", "--json")
+    assert allowed.returncode == 1, allowed.stderr
+    out = json.loads(allowed.stdout)
+    assert out["differences"] and all(d["causes"] == "unexplained" for d in out["differences"])
+    assert out["explained"] == 0 and not out["passed"]
 
 
 async def test_changed_strategy_code_is_refused_naming_the_strategy(tmp_path):
