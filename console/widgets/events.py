@@ -1,5 +1,6 @@
 """#events: the order flow and the engine's log in one sequence (orders, fills, refusals, state changes, breaker
-trips, commands and their source), appended by seq so nothing shows twice and nothing is skipped.
+trips, commands and their source), appended by seq so nothing shows twice; when more lines came between two
+refreshes than a snapshot carries, a line says how many are not shown (the session's database has them).
 
 It follows the newest line while the view is at the end; scrolled up, it stays where the operator is reading (the
 title says so) until they come back to the end. `/` filters it (the app's key opens the filter input)."""
@@ -53,6 +54,10 @@ class EventLog(DeskTable):
         new = [line for line in snap.event_log if line.seq > self.last_seq]
         if not new:
             return
+        missed = new[0].seq - self.last_seq - 1
+        if self.last_seq and missed > 0:
+            new.insert(0, EventView(new[0].seq - 1, new[0].ts, "engine", "WARN",
+                                    f"… {missed} line(s) not shown: more came in one refresh than a snapshot carries"))
         self.last_seq = new[-1].seq
         self.lines.extend(new)
         self._append([line for line in new if self._matches(line)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from textual.widgets import DataTable, Input
 
@@ -13,6 +15,7 @@ from console.screens.help import HelpScreen
 from console.theme_store import saved_theme_file, start_theme
 from engine.config import ConfigError
 from engine.session import PaperSession
+from engine.snapshot import EventView
 from engine.store.sessions import config_text
 from tests.conftest import BASE_CONFIG, make_config
 from tests.console.test_app import console_over_session, event_texts, own_config_home, wait_until
@@ -235,6 +238,17 @@ async def test_slash_filters_the_event_log_and_scrolling_up_pauses_following(tmp
         assert not box.display and events.has_focus and "matching 'fill'" in str(events.border_title)
         await pilot.press("slash", "escape")
         await wait_until(pilot, lambda: any(not t.startswith("fill ") for t in event_texts(app)))
+
+
+async def test_the_event_log_says_how_many_lines_a_refresh_could_not_show():
+    async with console_over_session(calm_config()) as (session, app, pilot, trading):
+        log = app.query_one("#events")
+        await wait_until(pilot, lambda: log.last_seq > 0)
+        snap = session.snapshot()
+        later = EventView(log.last_seq + 500, snap.ts, "engine", "INFO", "a line far ahead")
+        log.show(replace(snap, event_log=(later,)))
+        assert event_texts(app)[-2:] == [
+            "WARN … 499 line(s) not shown: more came in one refresh than a snapshot carries", "a line far ahead"]
 
 
 async def test_b_j_and_enter_open_the_behaviour_journal_and_detail_screens(tmp_path):
