@@ -47,6 +47,7 @@ class _Working:
     remaining: float
     mid_at_decision: float
     arrive_ns: int
+    latency_ns: int = 0
     triggered: bool = False
     queue_ahead: float = 0.0
     fills: int = 0
@@ -81,13 +82,24 @@ class FillSimulator:
         if reason:
             self.listener.order_rejected(order, reason)
             return
+        latency_ns = self.latency_of(order)
         working = _Working(order, instrument, order.qty, self._reference_price(order.symbol),
-                           self.clock.now_ns() + self.model.latency_ns)
+                           self.clock.now_ns() + latency_ns, latency_ns)
         self._by_id[order.client_id] = working
-        if self.model.latency_ns == 0:
+        if latency_ns == 0:
             self._arrive(working)
+        elif not self.in_flight or self.in_flight[-1].arrive_ns <= working.arrive_ns:
+            self.in_flight.append(working)  # with one latency for all, arrival times only grow
         else:
-            self.in_flight.append(working)  # arrival times only grow: latency is fixed and time moves forward
+            at = len(self.in_flight)
+            while at and self.in_flight[at - 1].arrive_ns > working.arrive_ns:
+                at -= 1
+            self.in_flight.insert(at, working)
+
+    def latency_of(self, order: Order) -> int:
+        """How long an order travels to the venue: the model's latency (a counterfactual replay of the twin gives an
+        order the latency it had in paper)."""
+        return self.model.latency_ns
 
     def cancel(self, client_id: str, reason: str = "canceled on request", report: bool = True) -> bool:
         """Cancel a working or in-flight order; False when the venue no longer has it.
@@ -161,7 +173,7 @@ class FillSimulator:
 
     def _arrive(self, w: _Working) -> None:
         order = w.order
-        self.listener.order_accepted(order, self.model.latency_ns)  # the latency the venue reports
+        self.listener.order_accepted(order, w.latency_ns)  # the latency the venue reports
         book = self._books.get(order.symbol)
         if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) or book is None:
             self._rest(w, queue_ahead=0.0)  # stops wait for a trade; bar-only symbols wait for the next bar
@@ -243,7 +255,7 @@ class FillSimulator:
         slippage_bps = (price - mid) / mid * 1e4 * order.side if mid else 0.0
         fill = Fill(f"{order.client_id}-F{w.fills}", order.client_id, order.strategy, order.symbol,
                     order.side, qty, price, qty * price * fee_rate, liquidity, ts, basis, depth,
-                    self.model.latency_ns, mid, slippage_bps)
+                    w.latency_ns, mid, slippage_bps)
         if w.remaining <= 0.0:
             self._by_id.pop(order.client_id, None)
             if w.resting:

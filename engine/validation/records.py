@@ -17,6 +17,7 @@ from typing import Any
 from engine.config import AppConfig, ConfigError, parse_config
 from engine.model.fill import Fill
 from engine.model.market import MarketEvent
+from engine.store.commands import Command, applied_commands
 from engine.store.database import StoreError, connect_readonly, writer_running
 from engine.store.read import open_reader, pick_session, unreadable
 from engine.store.rows import FILL_COLUMNS, MARKET_COLUMNS, fill_from_row, market_event
@@ -40,6 +41,7 @@ class OrderRecord:
     avg_fill_price: float
     created_ns: int
     reason: str
+    type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +126,15 @@ class SessionRecords:
     equity: list[tuple[int, float]]
     starting_cash: float
     trade_fills: list[Fill]  # the same fills as the engine made them, for trade analytics
+    applied: list[tuple[int, int, Command]]  # (market_seq, market_ts, command): each operator command as applied
 
     def market_events(self) -> Iterator[MarketEvent]:
         """What the venue published, in order: the events the engine saw, and those a feed gap kept from it."""
+        return (event for event, _ in self.numbered_events())
+
+    def numbered_events(self) -> Iterator[tuple[MarketEvent, int]]:
+        """market_events() with each one's number in what the session received (0: a feed gap kept it from the
+        engine), the number an operator command's market_seq refers to."""
         conn = connect_readonly(self.path)
         try:
             missed = conn.execute(
@@ -138,12 +146,12 @@ class SessionRecords:
             seq = 0
             for row in rows:
                 while pending is not None and pending[0] <= seq:
-                    yield market_event(pending[1:])
+                    yield market_event(pending[1:]), 0
                     pending = next(missed, None)
                 seq = row[0]
-                yield market_event(row[1:])
+                yield market_event(row[1:]), seq
             while pending is not None:
-                yield market_event(pending[1:])
+                yield market_event(pending[1:]), 0
                 pending = next(missed, None)
         finally:
             conn.close()
@@ -186,7 +194,7 @@ def _load(conn: sqlite3.Connection, path: Path, sid: int) -> SessionRecords:
             f"{path}: session {sid}'s recorded market data has holes ({count} events, numbered up to {last_seq}); "
             "a twin backtest over it would not see what the session saw. Validate an intact copy")
     orders = {row[0]: OrderRecord(*row) for row in conn.execute(
-        "SELECT client_id, strategy, symbol, side, qty, status, filled_qty, avg_fill_price, created_ns, reason "
+        "SELECT client_id, strategy, symbol, side, qty, status, filled_qty, avg_fill_price, created_ns, reason, type "
         "FROM orders WHERE session_id = ?", (sid,))}
     fills = [FillRecord(*row) for row in conn.execute(
         "SELECT client_id, strategy, symbol, side, qty, price, ts, basis, depth, latency_ns, slippage_bps "
@@ -209,8 +217,9 @@ def _load(conn: sqlite3.Connection, path: Path, sid: int) -> SessionRecords:
     trade_fills = [fill_from_row(row) for row in conn.execute(
         f"SELECT {FILL_COLUMNS} FROM fills WHERE session_id = ? ORDER BY ts, fill_id", (sid,))]
     running = status == RUNNING and writer_running(path)
+    applied = [c for c in applied_commands(conn, sid) if c[0] <= last_seq]
     return SessionRecords(path, sid, status, running, config, restarts, market_start, last_seq, last_missed, last_ts,
-                          decisions, orders, fills, states, commands, missed, equity, cash, trade_fills)
+                          decisions, orders, fills, states, commands, missed, equity, cash, trade_fills, applied)
 
 
 def _decision(row: tuple[Any, ...]) -> DecisionRecord:
