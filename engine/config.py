@@ -251,6 +251,9 @@ class ValidationConfig(_Section):
     max_timing_seconds: float = Field(60.0, gt=0, le=7 * DAY_SECONDS)  # average absolute time difference, at most
     min_trade_matching: float = Field(95.0, ge=0, le=100)      # percent of decisions matched one-to-one
     max_unexplained: int = Field(0, ge=0, le=MAX_COUNT)        # differences with no cause, at most
+    # the longest the counterfactual replays proving one difference may take (market data replayed at the twin's
+    # speed); a difference over it is "not proven". 0: no proofs, every difference unexplained
+    proof_budget_s: float = Field(30.0, ge=0, le=DAY_SECONDS)
 
 
 class ConsoleConfig(_Section):

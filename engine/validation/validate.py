@@ -9,7 +9,7 @@ from typing import Any
 from engine.clock import utc_text
 from engine.config import ValidationConfig
 from engine.data.bars import timeframe_ns
-from engine.validation.causes import Cause, Explainer
+from engine.validation.causes import Cause, Explainer, Target
 from engine.validation.drift import DriftError, refusal, session_drift
 from engine.validation.matching import (
     DecisionRecord,
@@ -36,7 +36,10 @@ class Difference:
     paper: DecisionRecord | None
     twin: DecisionRecord | None
     indicators: dict[str, tuple[Any, Any]]
-    causes: list[Cause]
+    causes: list[Cause]  # proven by counterfactual replay
+    hints: list[Cause] = field(default_factory=list)  # recorded where the two sides parted: not proven
+    tried: list[str] = field(default_factory=list)    # the sets of conditions replayed
+    proof: str = ""                                    # why nothing is proven, when not for want of a cause
 
     @property
     def explained(self) -> bool:
@@ -51,7 +54,8 @@ class Difference:
                     "denied_rule": d.denied_rule}
         return {"kind": self.kind, "strategy": self.strategy, "symbol": self.symbol, "paper": side(self.paper),
                 "twin": side(self.twin), "differing_indicators": {k: list(v) for k, v in self.indicators.items()},
-                "causes": [c.as_dict() for c in self.causes] or "unexplained"}
+                "causes": [c.as_dict() for c in self.causes] or "unexplained", "proof": self.proof,
+                "tried": self.tried, "hints (not proven)": [c.as_dict() for c in self.hints]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +155,13 @@ def _difference_lines(d: Difference) -> list[str]:
     if d.indicators:
         out.append("    indicators differ: " + ", ".join(f"{k} paper {_num(a)} twin {_num(b)}"
                                                           for k, (a, b) in d.indicators.items()))
-    if not d.causes:
-        out.append("    cause: unexplained (nothing recorded in the stretch where the two parted)")
     for cause in d.causes:
-        out.append(f"    cause [{cause.kind}] {utc_text(cause.ts)}: {cause.text}")
+        out.append(f"    cause (proven by replay) [{cause.kind}] {utc_text(cause.ts)}: {cause.text}")
+    if d.proof:
+        out.append(f"    {'' if d.causes else 'cause: '}{d.proof}")
+    if not d.causes:
+        out += [f"      tried: {line}" for line in d.tried]
+    out += [f"    hint (not proven) [{c.kind}] {utc_text(c.ts)}: {c.text}" for c in d.hints]
     return out
 
 
@@ -213,7 +220,9 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
     matching = match(paper, twin_decisions, tolerance)
     twin_states = [(c.ts, c.scope, c.line()) for c in twin.log.states]
     twin_fills = twin.fills()
-    explainer = Explainer(records, paper, twin_decisions, twin_fills, twin_states, frames)
+    replay_s_per_ns = twin.seconds / max(1, (records.last_ts or 0) - records.market_start_ns)
+    explainer = Explainer(records, paper, twin_decisions, twin_fills, twin_states, frames, tolerance,
+                          thresholds.proof_budget_s, replay_s_per_ns)
     total = score(matching)
     per_strategy = {name: score(match([d for d in paper if d.strategy == name],
                                       [d for d in twin_decisions if d.strategy == name], tolerance))
@@ -264,18 +273,22 @@ def _differences(matching: Matching, explainer: Explainer) -> list[Difference]:
         other = explainer.other_side(p, paper_side=True)
         out.append(Difference("paper only", p.strategy, p.symbol, p, other,
                               differing_indicators(p.indicators, other.indicators) if other else {},
-                              explainer.causes(p.strategy, p.symbol, p.ts, p.ts)))
+                              [], explainer.hints(p.strategy, p.symbol, p.ts, p.ts)))
     for t in matching.unmatched_twin:
         other = explainer.other_side(t, paper_side=False)
         out.append(Difference("twin only", t.strategy, t.symbol, other, t,
                               differing_indicators(other.indicators, t.indicators) if other else {},
-                              explainer.causes(t.strategy, t.symbol, t.ts, t.ts)))
+                              [], explainer.hints(t.strategy, t.symbol, t.ts, t.ts)))
     for pair in matching.pairs:
         if pair.agrees:
             continue
         p, t = pair.paper, pair.twin
         out.append(Difference("signals differ", p.strategy, p.symbol, p, t, differing_indicators(p.indicators,
                                                                                                   t.indicators),
-                              explainer.causes(p.strategy, p.symbol, min(p.ts, t.ts), max(p.ts, t.ts))))
+                              [], explainer.hints(p.strategy, p.symbol, min(p.ts, t.ts), max(p.ts, t.ts))))
     out.sort(key=lambda d: (min(r.ts for r in (d.paper, d.twin) if r is not None), d.strategy))
-    return out
+    proofs = explainer.prove([Target(d.strategy, d.symbol, min(r.ts for r in (d.paper, d.twin) if r is not None),
+                                     max(r.ts for r in (d.paper, d.twin) if r is not None),
+                                     None if d.kind == "twin only" else d.paper,
+                                     d.twin if d.kind == "twin only" else None) for d in out])
+    return [replace(d, causes=p.causes, tried=p.tried, proof=p.note) for d, p in zip(out, proofs, strict=True)]

@@ -98,3 +98,5 @@ async def test_an_emergency_stop_close_is_a_paper_decision_the_report_names_by_o
     lines = "\n".join(report.lines())
     for _, strategy, symbol, *_ in closes:
         assert f"paper only: {strategy} {symbol} | paper: FLAT [emergency stop close]" in lines
+    # the twin has no operator: replayed with the emergency stop put back, it closes the same positions
+    assert report.differences and all([c.kind for c in d.causes] == ["operator"] for d in report.differences)
