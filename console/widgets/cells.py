@@ -74,7 +74,7 @@ class DeskTable(DataTable):
     def upsert(self, key: str, cells: Sequence[object]) -> None:
         if key in self.rows:
             for column, value in zip(self.columns, cells, strict=True):
-                self.update_cell(key, column, value)
+                self.update_cell(key, column, value, update_width=True)  # EMERGENCY_STOPPED is wider than ACTIVE
         else:
             self.add_row(*cells, key=key)
 

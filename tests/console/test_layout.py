@@ -67,11 +67,13 @@ async def test_during_an_emergency_stop_with_strategies_cooling_down_the_header_
         app.refresh_chart()  # the stop is marked on the equity chart, lettered (no colour needed)
         chart = app.query_one("#equity")
         assert "E emergency stop" in str(chart.border_subtitle)
-        await pilot.pause()
-        drawn = str(chart.render())
-        assert re.search(r"\d\d:\d\d", drawn) and "E" in drawn  # a market-time axis and the stop's letter
+        if chart.display:  # the compact layout hides it
+            await pilot.pause()
+            drawn = str(chart.render())
+            assert re.search(r"\d\d:\d\d", drawn) and "E" in drawn  # a market-time axis and the stop's letter
         if size[0] >= 160:  # and its cause, and that strategies are restricted too
-            assert "(operator: emergency-stop key in the console)" in line and " restricted" in line
+            assert "(operator: emergency-stop key in the console)" in line
+            assert "COOLDOWN" in line or " restricted" in line  # by name, or counted when the names do not fit
 
 
 def test_the_header_gives_up_the_least_worth_first():
