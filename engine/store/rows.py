@@ -23,17 +23,22 @@ def market_row(session_id: int, seq: int, event: MarketEvent) -> tuple[Any, ...]
         return (session_id, seq, event.ts, event.symbol, "book", None, None, None, _levels(event.bids),
                 _levels(event.asks), None, None, None, None, None, None, None)
     if type(event) is TradeTick:
-        return (session_id, seq, event.ts, event.symbol, "trade", float(event.price), float(event.size),
+        return (session_id, seq, event.ts, event.symbol, "trade", _real(event.price), _real(event.size),
                 event.aggressor.name, None, None, None, None, None, None, None, None, None)
     if type(event) is Bar:
         kind = "warmup" if event.warmup else "bar"
         return (session_id, seq, event.ts, event.symbol, kind, None, None, None, None, None, event.timeframe,
-                float(event.open), float(event.high), float(event.low), float(event.close), float(event.volume),
+                _real(event.open), _real(event.high), _real(event.low), _real(event.close), _real(event.volume),
                 event.end)
     if type(event) is Heartbeat:  # market time moved with no data: kept so a replay judges the silence the same
         return (session_id, seq, event.ts, event.symbol, "clock", None, None, None, None, None, None, None, None,
                 None, None, None, None)
     raise TypeError(f"no market data row for {type(event).__name__} events")
+
+
+def _real(value: float) -> float:
+    # as a REAL column keeps it: a float (a feed may give an int), and no negative zero (SQLite stores -0.0 as 0.0)
+    return float(value) + 0.0
 
 
 def _levels(levels: tuple[tuple[float, float], ...]) -> str:

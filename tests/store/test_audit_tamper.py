@@ -199,14 +199,14 @@ def test_report_and_evaluate_refuse_a_broken_chain_unless_told(saved, tmp_path, 
 
 
 async def test_market_data_a_feed_gave_as_whole_numbers_verifies(tmp_path, capsys):
-    """Market data is chained as written, not read back: a price a feed gave as an int is written as SQLite stores it
-    (a float, in a REAL column), or verify would see a change where there is none."""
+    """Market data is chained as written, not read back: a price a feed gave as an int, or a negative zero, is
+    written as SQLite stores it (a float, no negative zero), or verify would see a change where there is none."""
     db = tmp_path / "desk.sqlite"
     session = await stepped_session(db, CONFIG, steps=50, close=False)
     try:
         ts = session.clock.now_ns()
         session.journal.market(TradeTick(ts, "BTC/USDT", 60_000, 2, OrderSide.BUY))
-        session.journal.market(Bar(ts, "ETH/USDT", "1m", 3000, 3001, 2999, 3000, 0, ts + 60_000_000_000))
+        session.journal.market(Bar(ts, "ETH/USDT", "1m", 3000, 3001, 2999, 3000, -0.0, ts + 60_000_000_000))
         assert await session.writer.flush()
     finally:
         await session.close()
