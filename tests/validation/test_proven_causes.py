@@ -8,14 +8,22 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from engine.clock import SimClock
 from engine.config import FeedGapConfig
+from engine.core import Engine
 from engine.data.bars import timeframe_ns
+from engine.execution.fill_model import FillModel
+from engine.model.market import BookSnapshot
+from engine.model.order import OrderSide, OrderStatus
 from engine.validation.causes import Explainer, Target
 from engine.validation.counterfactual import replay_with, reproduces
 from engine.validation.matching import match
 from engine.validation.records import SessionRecords, load_session
-from engine.validation.twin import Twin, run_twin
+from engine.validation.twin import Twin, TwinBroker, TwinVenue, run_twin
 from engine.validation.validate import validate
+from tests.conftest import btc
 from tests.store.helpers import stepped_session
 from tests.validation.helpers import venue_config
 
@@ -102,3 +110,40 @@ async def test_a_difference_whose_replays_would_exceed_the_budget_is_not_proven(
     for d in report.differences:
         assert not d.explained and d.proof.startswith("not proven: its replays would take about") and d.hints
     assert "cause: not proven" in "\n".join(report.lines())
+
+
+def twin_desk() -> tuple[Engine, TwinVenue, SimClock]:
+    """An engine on the twin's venue (no latency, market orders at the mid) holding one BTC book."""
+    clock = SimClock()
+    broker = TwinBroker(clock, {"BTC/USDT": btc()}, FillModel(0, slippage=False), 1_000_000.0)
+    engine = Engine(clock, [btc()], 1_000_000.0, broker=broker)
+    clock.advance_to(1_000)
+    engine.process(BookSnapshot(1_000, "BTC/USDT", ((99.0, 1.0),), ((101.0, 1.0),)))
+    venue = broker.simulator
+    assert isinstance(venue, TwinVenue)
+    return engine, venue, clock
+
+
+def test_the_twins_venue_gives_an_order_the_latency_price_share_or_refusal_paper_had_and_no_other_order():
+    engine, venue, clock = twin_desk()
+    late, priced, half, refused = ((("s", "BTC/USDT", "BUY", "MARKET", 1_000 + i)) for i in range(4))
+    venue.treatment.latency_ns[late] = 2_000_000_000
+    venue.treatment.price[priced] = 100.7
+    venue.treatment.filled[half] = 0.5
+    venue.treatment.rejected[refused] = "paper's venue said no"
+    orders = []
+    for i in range(4):
+        clock.advance_to(1_000 + i)
+        orders.append(engine.submit_order("s", "BTC/USDT", OrderSide.BUY, 0.2))
+    clock.advance_to(1_010)  # the same order a moment later is another order: the twin's own treatment
+    plain = engine.submit_order("s", "BTC/USDT", OrderSide.BUY, 0.2)
+    assert orders[0].status is OrderStatus.SUBMITTED  # still on its way, 2 s
+    assert (orders[1].status, orders[1].avg_fill_price) == (OrderStatus.FILLED, 100.7)
+    assert orders[2].filled_qty == pytest.approx(0.1)
+    assert (orders[3].status, orders[3].reason) == (OrderStatus.REJECTED, "paper's venue said no")
+    assert (plain.status, plain.avg_fill_price) == (OrderStatus.FILLED, 100.0)
+    clock.advance_to(1_000 + 2_000_000_001)
+    engine.process(BookSnapshot(clock.now_ns(), "BTC/USDT", ((99.0, 1.0),), ((101.0, 1.0),)))
+    assert orders[0].status is OrderStatus.FILLED and orders[0].avg_fill_price == 100.0
+    assert [f.latency_ns for f in engine.fills if f.client_id == orders[0].client_id] == [2_000_000_000]
+    assert orders[2].status is OrderStatus.CANCELED and "as paper's was" in orders[2].reason
