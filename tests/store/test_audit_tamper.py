@@ -81,54 +81,48 @@ def test_an_untampered_session_verifies_and_validates(saved, capsys):
     assert code == 0 and out[0].startswith("session 1:") and "audit" not in out[0]
 
 
+def assert_named(saved: Path, folder: Path, capsys, sql: str, params: tuple, named: str) -> None:
+    """A copy of saved changed by sql: verify's line starts with named, and validate refuses it unless told."""
+    copy = copy_of(saved, folder, sql, params)
+    code, line = verify(capsys, copy)
+    assert code == 1 and line.startswith(f"audit chain BROKEN at {named}"), line
+    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+
+
 def test_a_fill_price_times_1_01_is_named_with_both_values(saved, tmp_path, capsys):
     rowid, fill_id, price = first_fill(saved)
-    copy = copy_of(saved, tmp_path, "UPDATE fills SET price = price * 1.01 WHERE rowid = ?", (rowid,))
-    now = query(copy, "SELECT price FROM fills WHERE rowid = ?", (rowid,))[0][0]
-    code, line = verify(capsys, copy)
-    assert code == 1
-    assert line.startswith(f"audit chain BROKEN at fills row {rowid} (session_id 1, fill_id {fill_id!r}): price is "
-                           f"{now!r} in the database, {price!r} when chained (audit row "), line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    assert_named(saved, tmp_path, capsys, "UPDATE fills SET price = price * 1.01 WHERE rowid = ?", (rowid,),
+                 f"fills row {rowid} (session_id 1, fill_id {fill_id!r}): price is {price * 1.01!r} in the database, "
+                 f"{price!r} when chained (audit row ")
 
 
 def test_a_deleted_fill_is_named(saved, tmp_path, capsys):
     rowid, fill_id, _ = first_fill(saved)
-    copy = copy_of(saved, tmp_path, "DELETE FROM fills WHERE rowid = ?", (rowid,))
-    code, line = verify(capsys, copy)
-    assert code == 1 and line.startswith(f"audit chain BROKEN at fills row (session_id 1, fill_id {fill_id!r}): "
-                                         "deleted: audit row "), line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    assert_named(saved, tmp_path, capsys, "DELETE FROM fills WHERE rowid = ?", (rowid,),
+                 f"fills row (session_id 1, fill_id {fill_id!r}): deleted: audit row ")
 
 
 @pytest.mark.parametrize(("was", "becomes"), [("LONG", "SHORT"), ("HOLD", "LONG")],
                          ids=["a flipped signal", "a hold turned into an entry"])
 def test_an_edited_decision_is_named_at_its_signal(saved, tmp_path, capsys, was, becomes):
     rowid, seq = query(saved, "SELECT rowid, seq FROM decisions WHERE signal = ? ORDER BY seq LIMIT 1", (was,))[0]
-    copy = copy_of(saved, tmp_path, "UPDATE decisions SET signal = ? WHERE rowid = ?", (becomes, rowid))
-    code, line = verify(capsys, copy)
-    assert code == 1 and line.startswith(f"audit chain BROKEN at decisions row {rowid} (session_id 1, seq {seq}): "
-                                         f"signal is {becomes!r} in the database, {was!r} when chained"), line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    assert_named(saved, tmp_path, capsys, "UPDATE decisions SET signal = ? WHERE rowid = ?", (becomes, rowid),
+                 f"decisions row {rowid} (session_id 1, seq {seq}): signal is {becomes!r} in the database, {was!r} "
+                 "when chained")
 
 
 def test_an_order_state_changed_is_named(saved, tmp_path, capsys):
     rowid, client_id, status = query(saved, "SELECT rowid, client_id, status FROM orders ORDER BY rowid LIMIT 1")[0]
-    copy = copy_of(saved, tmp_path, "UPDATE orders SET status = 'CANCELED' WHERE rowid = ?", (rowid,))
-    code, line = verify(capsys, copy)
-    assert code == 1 and line.startswith(f"audit chain BROKEN at orders row {rowid} (session_id 1, client_id "
-                                         f"{client_id!r}): status is 'CANCELED' in the database, {status!r} when "
-                                         "chained"), line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    assert_named(saved, tmp_path, capsys, "UPDATE orders SET status = 'CANCELED' WHERE rowid = ?", (rowid,),
+                 f"orders row {rowid} (session_id 1, client_id {client_id!r}): status is 'CANCELED' in the database, "
+                 f"{status!r} when chained")
 
 
 def test_an_equity_mark_changed_is_named(saved, tmp_path, capsys):
     rowid, ts, equity = query(saved, "SELECT rowid, ts, equity FROM equity ORDER BY ts LIMIT 1 OFFSET 2")[0]
-    copy = copy_of(saved, tmp_path, "UPDATE equity SET equity = equity + 250 WHERE rowid = ?", (rowid,))
-    code, line = verify(capsys, copy)
-    assert code == 1 and line.startswith(f"audit chain BROKEN at equity row {rowid} (session_id 1, ts {ts}): equity "
-                                         f"is {equity + 250!r} in the database, {equity!r} when chained"), line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    assert_named(saved, tmp_path, capsys, "UPDATE equity SET equity = equity + 250 WHERE rowid = ?", (rowid,),
+                 f"equity row {rowid} (session_id 1, ts {ts}): equity is {equity + 250!r} in the database, "
+                 f"{equity!r} when chained")
 
 
 def test_an_edited_stored_config_is_named_at_the_setting(saved, tmp_path, capsys):
@@ -161,15 +155,12 @@ def test_the_last_audit_row_removed_leaves_what_it_chained_unchained(saved, tmp_
 
 def test_a_row_inserted_without_an_audit_entry_is_named(saved, tmp_path, capsys):
     rowid, fill_id, _ = first_fill(saved)
-    copy = copy_of(saved, tmp_path, "INSERT INTO fills SELECT session_id, fill_id || '-again', client_id, strategy, "
-                                    "symbol, side, qty, price, fee, liquidity, ts, basis, depth, latency_ns, "
-                                    "mid_at_decision, slippage_bps FROM fills WHERE rowid = ?", (rowid,))
-    added = query(copy, "SELECT MAX(rowid) FROM fills")[0][0]
-    code, line = verify(capsys, copy)
-    assert code == 1 and line == f"audit chain BROKEN at fills row {added} (session_id 1, fill_id " \
-                                 f"'{fill_id}-again'): in the database but not in the audit chain (added without an " \
-                                 "audit entry)", line
-    assert_validate_refuses_and_reads_when_told(capsys, copy, line)
+    added = query(saved, "SELECT MAX(rowid) + 1 FROM fills")[0][0]
+    assert_named(saved, tmp_path, capsys, "INSERT INTO fills SELECT session_id, fill_id || '-again', client_id, "
+                 "strategy, symbol, side, qty, price, fee, liquidity, ts, basis, depth, latency_ns, mid_at_decision, "
+                 "slippage_bps FROM fills WHERE rowid = ?", (rowid,),
+                 f"fills row {added} (session_id 1, fill_id '{fill_id}-again'): in the database but not in the audit "
+                 "chain (added without an audit entry)")
 
 
 def test_market_data_changed_or_deleted_is_found_in_its_range(saved, tmp_path, capsys):
