@@ -129,6 +129,8 @@ class Engine:
         self.overruns: list[tuple[str, str, float]] = []  # (strategy, callback, seconds) over the budget
         self._busy = 0  # > 0 while a market event or command is applied: venue events are drained at its end
         self._warming = False  # strategies are seeing history from before the session: nothing they intend trades
+        # False for a session saved before engine-made exits were decisions: its replay must number decisions as it did
+        self.records_exits = True
         for strategy in strategies:
             self._subscribe(strategy)
         # without rules nothing is limited or tripped; trading states and the emergency stop still work
@@ -557,6 +559,8 @@ class Engine:
     def _engine_exit(self, order: Order, ts: int, origin: str, detail: str) -> None:
         """Record an exit the engine ordered as a FLAT decision of the strategy whose position it closes, in paper and
         in a replay alike, so the behaviour score compares it as it compares the strategy's own."""
+        if not self.records_exits:
+            return
         held = self.account.strategy_qty.get((order.strategy, order.symbol), 0.0)
         decision = Decision(ts, order.strategy, order.symbol, Signal.FLAT, 1.0, engine_exit_reason(origin, detail),
                             target=held + order.side * order.qty)

@@ -64,6 +64,16 @@ def recover(path: Path, session_id: int, restarts: int, market_start_ns: int, en
         conn.close()
 
 
+def predates_exit_decisions(conn: sqlite3.Connection, session_id: int) -> bool:
+    """Whether the session was saved before the engine recorded its exits as decisions: an order filled that no
+    decision made (since then every filled order has one). Its replay, and its twin, must not record them either,
+    or decisions would be numbered and matched differently from the ones saved."""
+    unmade = conn.execute(  # one pass over each table: decisions has no index on order_id
+        "SELECT client_id FROM orders WHERE session_id = ? AND filled_qty > 0 "
+        "EXCEPT SELECT order_id FROM decisions WHERE session_id = ? LIMIT 1", (session_id, session_id)).fetchone()
+    return unmade is not None
+
+
 def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_start_ns: int, engine: Engine,
              journal: StoreJournal) -> Recovered:
     max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM market_data WHERE session_id = ?",
@@ -77,6 +87,7 @@ def _recover(conn: sqlite3.Connection, session_id: int, restarts: int, market_st
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'missed_market_data'").fetchone() is not None:
         journal.missed_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM missed_market_data WHERE session_id = ?",
                                           (session_id,)).fetchone()[0]
+    engine.records_exits = not predates_exit_decisions(conn, session_id)
     journal.replaying = True
     journal.known_refs = {ref for (ref,) in conn.execute("SELECT ref FROM audit WHERE session_id = ?",
                                                          (session_id,))}
