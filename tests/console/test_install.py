@@ -43,7 +43,7 @@ import console
 print("console-module", console.__file__, flush=True)
 rc = main(sys.argv[2:])
 import console.app  # after the run: the headless mode never imports Textual
-print("css-path", console.app.PaperdeskApp.CSS_PATH, flush=True)
+print("css-path", *console.app.PaperdeskApp.CSS_PATH, flush=True)
 sys.exit(rc)
 """
 
@@ -107,8 +107,8 @@ def test_the_installed_wheel_runs_a_headless_session_from_an_empty_directory(sit
 
     # paperdesk came from the wheel, not from the checkout (the venv's editable install maps `console` there)
     assert Path(_line(result.stdout, "console-module")).resolve().is_relative_to(site.resolve())
-    css = Path(_line(result.stdout, "css-path"))
-    assert css.is_file() and css.resolve().is_relative_to(site.resolve())
+    for css in map(Path, _line(result.stdout, "css-path").split()):  # the console's stylesheets (several themes)
+        assert css.is_file() and css.resolve().is_relative_to(site.resolve())
 
     lines = _paperdesk_lines(result.stdout)
     assert " start " in lines[0]
@@ -141,5 +141,6 @@ def test_a_checkout_reads_the_root_config_and_themes_through_the_package_links()
     from console.cli import DEFAULT_CONFIG, _store_base
 
     assert DEFAULT_CONFIG == (REPO / "config.toml").resolve()
-    assert Path(PaperdeskApp.CSS_PATH).resolve() == (REPO / "themes" / "paperdesk.tcss").resolve()
+    assert [Path(p).resolve() for p in PaperdeskApp.CSS_PATH] == \
+        [(REPO / "themes" / name).resolve() for name in ("paperdesk.tcss", "high-contrast.tcss")]
     assert _store_base(DEFAULT_CONFIG) == REPO.resolve()
