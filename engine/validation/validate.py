@@ -221,8 +221,9 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
     twin_states = [(c.ts, c.scope, c.line()) for c in twin.log.states]
     twin_fills = twin.fills()
     replay_s_per_ns = twin.seconds / max(1, (records.last_ts or 0) - records.market_start_ns)
+    # a drifted twin is not the session's: replaying it with paper's conditions put back proves nothing
     explainer = Explainer(records, paper, twin_decisions, twin_fills, twin_states, frames, tolerance,
-                          thresholds.proof_budget_s, replay_s_per_ns)
+                          0.0 if drift.changes else thresholds.proof_budget_s, replay_s_per_ns)
     total = score(matching)
     per_strategy = {name: score(match([d for d in paper if d.strategy == name],
                                       [d for d in twin_decisions if d.strategy == name], tolerance))
@@ -244,8 +245,9 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
         notes.append(f"the live feed lost data {len(outages)} time(s), {lost:.3g} s in all (reconnects, book resyncs): "
                      "the twin replays what the session received, so it saw the same silence")
     differences = _differences(matching, explainer)
-    if drift.changes:  # the twin is not the session's: a change may be the cause of any difference
-        differences = [replace(d, causes=[]) for d in differences]
+    if drift.changes:  # a change may be the cause of any difference, so none is put down to the venue
+        differences = [replace(d, causes=[], hints=[], tried=[], proof="unexplained: the twin does not run what the "
+                               "session ran (drift, named above), so no cause can be proven") for d in differences]
     return ValidationReport(records.session_id, records.status, records.running, strategy, twin.events,
                             records.last_ts, total, _checks(total, differences, thresholds), per_strategy,
                             hold_agreement(paper, twin_decisions), differences, execution, notes, matching)

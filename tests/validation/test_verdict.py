@@ -148,7 +148,9 @@ def test_changed_parameters_are_refused_naming_them_and_never_explained_by_laten
     assert "strategy sma_btc: parameter slow was 8 in the session, 5 in the twin" in message
     assert "--allow-drift" in message and "rsi_eth" not in message
     report = validate_records(records, allow_drift=True)
-    assert report.differences and not any(d.explained for d in report.differences)
+    assert report.differences and not any(d.explained or d.hints or d.tried for d in report.differences)
+    assert all(d.proof.startswith("unexplained: the twin does not run what the session ran")
+               for d in report.differences)
     assert not report.passed and "parameter fast was 3" in report.notes[0]
 
 
@@ -170,7 +172,8 @@ def test_a_stored_config_edited_in_the_database_is_refused_by_the_command_line(l
     allowed = paperdesk("validate", "--db", str(copy), "--ignore-audit", "--allow-drift", "--json")
     assert allowed.returncode == 1, allowed.stderr
     out = json.loads(allowed.stdout)
-    assert out["differences"] and all(d["causes"] == "unexplained" for d in out["differences"])
+    assert out["differences"] and all(d["causes"] == "unexplained" and not d["hints (not proven)"]
+                                      for d in out["differences"])
     assert out["explained"] == 0 and not out["passed"]
 
 
