@@ -146,6 +146,15 @@ def test_journal_pages_run_newest_first_through_every_decision_holds_included(de
     stored = query(db, "SELECT seq, signal FROM decisions WHERE strategy = 'rsi_eth' ORDER BY seq DESC")
     assert [(d.seq, d.signal) for d in seen] == stored
     assert {"HOLD", "LONG"} <= {d.signal for d in seen}
+    refused = query(db, "SELECT seq, denied_rule, denied_reason, denied_limit, denied_value FROM decisions "
+                        "WHERE denied_rule IS NOT NULL ORDER BY seq")
+    assert refused, "the cooldown refuses entries: the journal must show refusals"
+    by_seq = {d.seq: d for strategy in ("sma_btc", "rsi_eth", "once_sol")
+              for d in desk_reads.decision_page(db, sid, strategy, limit=10_000)}
+    for seq, rule, reason, limit, value in refused:
+        text = by_seq[seq].refusal()
+        assert text.startswith(f"{rule}: {reason}")
+        assert (limit is None or f"limit {limit:g}" in text) and (value is None or f"value {value:g}" in text)
 
 
 def test_the_twin_beside_each_paper_decision_and_the_differences_unexplained_first(desk_session):

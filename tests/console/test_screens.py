@@ -213,6 +213,12 @@ async def test_the_console_opens_each_screen_from_its_keys_over_a_stopped_sessio
         await wait_until(pilot, lambda: isinstance(app.screen, JournalScreen), "the journal")
         await wait_until(pilot, lambda: app.screen.query_one("#journal", DataTable).row_count, "its decisions")
         assert "Decision journal of rsi_eth" in text_of(app.screen, "#heading")
+        shown = [row[6] for row in rows_of(app.screen, "#journal")]
+        newest = query(db, "SELECT denied_rule FROM decisions WHERE strategy = 'rsi_eth' ORDER BY seq DESC LIMIT ?",
+                       (journal.PAGE,))
+        assert [cell.split(":")[0] if cell.startswith("refused ") else "" for cell in shown] == [
+            "" if rule is None else f"refused {rule}" for (rule,) in newest]
+        assert any(rule is not None for (rule,) in newest), "the cooldown refuses rsi_eth's entries"
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, JournalScreen), "escape")
         breakers = app.query_one("#breakers", DataTable)
