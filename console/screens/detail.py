@@ -1,8 +1,8 @@
 """Detail on Enter: an order, a strategy or a breaker, read from the session's database off the event loop.
 
 DeskScreen is the frame every console screen over a desk shares (the behaviour and journal screens too): escape
-closes it, `read` runs a reader in a thread and shows its result or its one-line error, and a session that is not
-saved says so and shows what the desk's snapshot holds.
+closes it, `read` runs a reader in a thread (a validation in a child process) and shows its result or its one-line
+error, and a session that is not saved says so and shows what the desk's snapshot holds.
 """
 
 from __future__ import annotations
@@ -36,15 +36,11 @@ from engine.snapshot import EngineSnapshot, StrategyView
 from engine.store.database import StoreError
 
 T = TypeVar("T")
-NOT_SAVED = "This session is not saved (started without --db): showing only what the running engine holds now."
+NOT_SAVED = "This session is not saved (it runs without a database): showing only what the running engine holds now."
 
 
 def market_time(ns: int | None) -> str:
     return "-" if ns is None else utc_text(ns)
-
-
-def number(value: float | None, fmt: str = ",.6g") -> str:
-    return "-" if value is None else format(value, fmt)
 
 
 def indicators_text(indicators: dict[str, float]) -> str:
