@@ -108,6 +108,9 @@ class PaperdeskApp(App[int]):
         Binding("exclamation_mark", "emergency_stop", "E-STOP", priority=True, id="emergency-stop",
                 tooltip="Emergency stop: cancel every order, close every position (asks; ! twice is the fast "
                         "path)"),
+        Binding("q", "quit_session", "Quit", priority=True, id="quit",
+                tooltip="Quit (asks when positions or orders are open)"),
+        Binding("question_mark,f1", "help", "Help", id="help", tooltip="Help: keys, trading states, panels"),
         Binding("x", "flatten", "Flatten", id="flatten", tooltip="Flatten the selected position (asks)"),
         Binding("c", "cancel_order", "Cancel", id="cancel-order", tooltip="Cancel the selected open order"),
         Binding("C", "cancel_strategy", "Cancel all", id="cancel-strategy", show=False,
@@ -121,13 +124,10 @@ class PaperdeskApp(App[int]):
         Binding("slash", "filter_events", "Filter", id="filter-events", show=False,
                 tooltip="Filter the event log"),
         Binding("z", "toggle_maximize", "Max", id="maximize", tooltip="Maximise the focused panel, or restore it"),
-        Binding("n", "next_panel", "Next panel", id="next-panel", show=False,
+        Binding("n", "next_panel", "Next", id="next-panel",
                 tooltip="Focus the next panel (the compact layout shows it third)"),
         Binding("t", "next_theme", "Theme", id="theme", show=False,
                 tooltip="Next theme: dark, light, high contrast (remembered for the next start)"),
-        Binding("question_mark,f1", "help", "Help", id="help", tooltip="Help: keys, trading states, panels"),
-        Binding("q", "quit_session", "Quit", priority=True, id="quit",
-                tooltip="Quit (asks when positions or orders are open)"),
     ]
     # what [console.keys] may remap and the palette offers
     ACTION_IDS = frozenset(b.id for b in BINDINGS if isinstance(b, Binding) and b.id)
@@ -180,7 +180,7 @@ class PaperdeskApp(App[int]):
             yield EventLog()
             yield EquityChart()
         yield FilterInput(placeholder="filter the event log (Enter keeps it, Escape clears it)", id="events-filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self._start_theme in self.available_themes:
