@@ -62,23 +62,13 @@ def reading(path: Path, check: bool = True) -> Iterator[sqlite3.Connection]:
 
 
 @dataclass(frozen=True, slots=True)
-class DecisionRow:
-    """One decision as the session stored it, with what became of it (its order, or the rule that refused it)."""
+class DecisionRow(DecisionRecord):
+    """One decision as the session stored it: the validation's record of it, its number, and the limit and value of
+    the rule that refused it."""
 
-    seq: int
-    ts: int
-    strategy: str
-    symbol: str
-    signal: str
-    confidence: float
-    reason: str
-    indicators: dict[str, float]
-    target: float | None
-    order_id: str | None
-    denied_rule: str | None
-    denied_reason: str | None
-    denied_limit: float | None
-    denied_value: float | None
+    seq: int = 0
+    denied_limit: float | None = None
+    denied_value: float | None = None
 
     def refusal(self) -> str:
         """'' when nothing refused it; else the rule, its message, and the limit and value it compared."""
@@ -86,24 +76,22 @@ class DecisionRow:
             return ""
         numbers = [f"{name} {value:g}" for name, value in (("limit", self.denied_limit), ("value", self.denied_value))
                    if value is not None]
-        return (f"{self.denied_rule}: {self.denied_reason or 'refused'}"
+        return (f"{self.denied_rule}: {self.denied_text or 'refused'}"
                 + (f" ({', '.join(numbers)})" if numbers else ""))
 
-    def key(self) -> tuple[int, str, str, str, str, str | None]:
-        return (self.ts, self.strategy, self.symbol, self.signal, self.reason, self.order_id)
 
-
-DECISION_COLUMNS = ("seq, ts, strategy, symbol, signal, confidence, reason, indicators, target, order_id, denied_rule, "
-                    "denied_reason, denied_limit, denied_value")
+DECISION_COLUMNS = ("ts, strategy, symbol, signal, confidence, reason, indicators, target, order_id, denied_rule, "
+                    "denied_reason, seq, denied_limit, denied_value")
 
 
 def _decision(row: tuple[Any, ...]) -> DecisionRow:
-    seq, ts, strategy, symbol, signal, confidence, reason, indicators, *rest = row
-    return DecisionRow(seq, ts, strategy, symbol, signal, confidence, reason, json.loads(indicators), *rest)
+    ts, strategy, symbol, signal, confidence, reason, indicators, target, order_id, rule, text, seq, limit, value = row
+    return DecisionRow(ts, strategy, symbol, signal, confidence, reason, json.loads(indicators), target, order_id,
+                       rule, text, seq, limit, value)
 
 
 def record_key(d: DecisionRecord) -> tuple[int, str, str, str, str, str | None]:
-    """A validation record's key, equal to the DecisionRow.key() of the stored decision it was read from."""
+    """A decision's identity across the stored row and the validation's record read from it."""
     return (d.ts, d.strategy, d.symbol, d.signal, d.reason, d.order_id)
 
 
@@ -338,7 +326,7 @@ class TwinBeside:
         """None when the validation run did not cover the decision (made after it read the session)."""
         if self.until_ts is None or row.ts > self.until_ts:
             return None
-        found = self._by_paper.get(row.key())
+        found = self._by_paper.get(record_key(row))
         if found is not None:
             return found
         acted = self._acted_at.get((row.strategy, row.symbol, row.ts))
