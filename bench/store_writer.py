@@ -3,7 +3,8 @@
 Usage: bench/store_writer.py [--seconds S] [--rate R ...]
 Rows are the real row builders' output for real market events, decisions, orders and fills
 (mostly market data, as in a paper session), built before each phase so that the loop's lag is
-the writer's doing, not the row building's. A probe task sleeps 1 ms at a time on the same loop
+the writer's doing, not the row building's. Every commit chains its rows in the audit chain, as a
+session's do (engine/store/audit.py). A probe task sleeps 1 ms at a time on the same loop
 and records how late it wakes: that lateness is what a market event would wait.
 
 Phase 1 ("max"): the producer appends as fast as back-pressure lets it; committed rows/s is the

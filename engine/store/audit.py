@@ -1,9 +1,10 @@
 """The tamper-evident audit chain: each entry carries the hash of the entry before it.
 
 Two kinds of entries. Events (a fill, a refusal, a state change, a command) are chained as they happen. And every
-commit appends one `rows` entry holding the rows that commit wrote, read back as the database stored them inside
-the same transaction: every table validation, reports, status and recovery read (CHAINED). A row written again
-later (an order's new state, the latest position) is chained again by the commit that changed it.
+commit appends one `rows` entry holding the rows that commit wrote to the tables validation, reports, status and
+recovery read (CHAINED): read back as the database stored them inside the same transaction, market data as its
+inserts wrote it. A row written again later (an order's new state, the latest position) is chained again by the
+commit that changed it.
 
 `paperdesk audit verify` walks the links, then holds every row of those tables against the last value the chain
 holds for it, and names the first table, row and field that differ, a chained row that is gone, and a row the

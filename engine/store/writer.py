@@ -4,7 +4,8 @@ Committed means durable: a batch is one transaction in WAL mode with synchronous
 flush() returns, its rows survive kill -9 and power loss. The writer flushes every flush_ms, so a
 fill is durable within flush_ms plus one commit (100 ms + a few ms by default). The event loop
 never waits for disk on a market event; when the backlog passes max_backlog_rows the session
-waits for the writer between market steps (back-pressure), and those waits are counted.
+waits for the writer between market steps (back-pressure), and those waits are counted. Each
+commit chains what it wrote in the audit chain (engine/store/audit.py) inside the same transaction.
 """
 
 from __future__ import annotations
