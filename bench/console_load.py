@@ -1,0 +1,241 @@
+"""The console under load: 50 symbols and ~500 order events a second through a real session into the real app.
+
+Usage: bench/console_load.py [--seconds 600] [--symbols 50] [--tick-ms 100] [--refresh-hz N] [--no-db]
+
+A paper session on the simulated venue (50 symbols, one market update every --tick-ms of wall time, speed 1)
+runs a synthetic strategy defined here, OrderChurn: at each market update, on each symbol, it cancels its resting
+limit order or rests a new one 10% away from the last trade (never filled). That is one order event (ACCEPTED or
+CANCELED) per symbol per update: 50 x 10 = 500 a second at the defaults, through the engine's own order path
+(risk checks, the venue simulator, the order flow the console shows, the database). The pre-trade limits that would
+refuse such churn (submit rate, exposure, correlation, VaR) and the volatility breaker are off; the live behaviour
+score is off (it is the engine's work, not the console's). The session saves to a database in a temporary folder
+unless --no-db.
+
+The console is PaperdeskApp over the session's LocalDesk, run headless (App.run_test) at 160x45, on the same event
+loop as the session, as `paperdesk run` runs them. Measured, each from outside the app:
+- panel refreshes: the desk's snapshot() calls per second (each refresh of the panels takes one snapshot and fills
+  every panel from it), and how long each refresh took (the app's refresh_view, timed by wrapping it);
+  --refresh-hz sets the app's REFRESH_SECONDS to see whether it keeps up at that rate;
+- key to command: Pilot presses h (halt), time until the desk applies the halt; then r resumes. Every 5 s;
+- event-loop lag: a task sleeping 10 ms, the oversleep of each wake-up;
+- memory: the process's RSS every 10 s, and the engine's orders and decisions then (it keeps every order and
+  decision of the session by design, so they grow with the run whatever the console does).
+Goals (issue 15): refresh >= 10 Hz, key to command < 50 ms, loop lag p99 < 5 ms, memory flat over 10 minutes.
+Last line: seconds=... order_events_per_s=... refresh_hz=... key_ms_p50=... key_ms_max=... lag_ms_p99=... rss_mb=...
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from console.app import PaperdeskApp
+from console.desk import LocalDesk
+from engine.config import AppConfig, parse_config
+from engine.model.market import Bar, TradeTick
+from engine.session import PaperSession
+from engine.snapshot import EngineSnapshot
+from engine.strategy.base import Strategy
+from engine.strategy.registry import register
+
+LAG_TICK_S = 0.010
+KEY_EVERY_S = 5.0
+MEMORY_EVERY_S = 10.0
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@register
+class OrderChurn(Strategy):
+    """Per symbol and market update: cancel the resting order, or rest a new limit buy 10% under the last trade."""
+
+    kind = "bench_order_churn"
+
+    def on_start(self) -> None:
+        self.acted: dict[str, int] = {}  # symbol -> market time of the update it last acted on
+
+    def on_tick(self, tick: TradeTick) -> None:
+        if self.acted.get(tick.symbol) == tick.ts:
+            return  # several trades print per update: one action each
+        self.acted[tick.symbol] = tick.ts
+        resting = self.open_orders(tick.symbol)
+        for order in resting:
+            self.cancel(order.client_id, "churn")
+        if not resting:
+            self.buy(tick.symbol, round(20.0 / tick.price, 3), price=round(tick.price * 0.9, 2), reason="churn")
+
+    def on_bar(self, bar: Bar) -> None:
+        self.hold(bar.symbol, reason="churns on trades")
+
+
+def load_config(symbols: int, tick_ms: float, db: Path | None) -> AppConfig:
+    instruments = [{"symbol": f"C{i:02d}/USDT", "tick_size": 0.01, "lot_size": 0.001, "min_qty": 0.001,
+                    "min_notional": 10.0, "start_price": 100.0 + i, "daily_vol": 0.3, "spread_bps": 2.0,
+                    "depth": 50.0} for i in range(symbols)]
+    data: dict[str, Any] = {
+        "session": {"starting_cash": 1_000_000.0, "equity_mark_seconds": 1.0, "status_seconds": 5.0},
+        "venue": {"seed": 5, "speed": 1.0, "tick_interval_ms": tick_ms, "latency_ms": 0.0},
+        "risk": {"max_order_notional": None, "max_position_notional": None, "max_gross_exposure": None,
+                 "max_net_exposure": None, "max_open_positions": None, "max_trades_per_day": None,
+                 "max_submit_rate": None, "max_short_exposure": None, "correlation_limit": None, "var_limit": None},
+        "breakers": {"volatility_spike": None},
+        "validation": {"live_interval_seconds": None},
+        "instruments": instruments,
+        "strategies": [{"name": "churn", "kind": OrderChurn.kind, "symbols": [i["symbol"] for i in instruments],
+                        "timeframe": "1m"}],
+    }
+    if db is not None:
+        data["store"] = {"path": str(db)}
+    return parse_config(data, "bench-console-load")
+
+
+class MeasuredDesk(LocalDesk):
+    """The session's desk, counting the console's snapshots and timing when each command is applied."""
+
+    def __init__(self, session: PaperSession) -> None:
+        super().__init__(session)
+        self.snapshots: list[float] = []
+        self.applied: dict[str, float] = {}
+
+    def snapshot(self) -> EngineSnapshot:
+        self.snapshots.append(time.perf_counter())
+        return super().snapshot()
+
+    def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        result = super().command(command, args, reason, source)
+        self.applied[command] = time.perf_counter()
+        return result
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE / 2**20
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + LAG_TICK_S
+        await asyncio.sleep(LAG_TICK_S)
+        lags.append(max(0.0, loop.time() - due))
+
+
+async def flow_rate(session: PaperSession, counts: list[tuple[float, int]], stop: asyncio.Event) -> None:
+    """How many order events the engine has logged so far, once a second (its order flow is numbered)."""
+    last_seq, total = 0, 0
+    while not stop.is_set():
+        flow = session.engine.order_flow
+        total += sum(1 for seq, _ in flow if seq > last_seq)
+        if flow:
+            last_seq = flow[-1][0]
+        counts.append((time.perf_counter(), total))
+        await asyncio.sleep(1.0)
+
+
+async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | None, db: Path | None) -> None:
+    session = PaperSession(load_config(symbols, tick_ms, db), db_path=db)
+    await session.open()
+    desk = MeasuredDesk(session)
+    app = PaperdeskApp(desk, session.config)
+    if refresh_hz is not None:
+        app.REFRESH_SECONDS = 1.0 / refresh_hz
+    refresh_ms: list[float] = []
+    refresh_view = app.refresh_view
+
+    def timed_refresh() -> None:
+        started = time.perf_counter()
+        refresh_view()
+        refresh_ms.append((time.perf_counter() - started) * 1000)
+
+    app.refresh_view = timed_refresh  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    lags: list[float] = []
+    flow: list[tuple[float, int]] = []
+    keys_ms: list[float] = []
+    memory: list[tuple[float, float, int, int]] = []  # (elapsed s, RSS MB, engine orders, engine decisions)
+    trading = asyncio.create_task(session.run())
+    async with app.run_test(headless=True, size=(160, 45)) as pilot:
+        watchers = [asyncio.create_task(loop_lag(lags, stop)), asyncio.create_task(flow_rate(session, flow, stop))]
+        started = time.perf_counter()
+        next_key = started + KEY_EVERY_S
+        next_memory = started
+        while (now := time.perf_counter()) - started < seconds:
+            if now >= next_memory:
+                engine = session.engine
+                memory.append((now - started, rss_mb(), len(engine.orders), len(engine.decisions)))
+                print(f"{now - started:6.0f} s  RSS {memory[-1][1]:7.1f} MB  orders {memory[-1][2]:>8,}  "
+                      f"decisions {memory[-1][3]:>8,}  console refreshes {len(desk.snapshots):>6,}", flush=True)
+                next_memory += MEMORY_EVERY_S
+            if now >= next_key:
+                pressed = time.perf_counter()
+                await pilot.press("h")
+                keys_ms.append((desk.applied.get("halt", 0.0) - pressed) * 1000)
+                assert session.engine.guard.states.state("portfolio").value == "HALTED", "h did not halt"
+                await pilot.press("r")
+                next_key += KEY_EVERY_S
+            await asyncio.sleep(0.05)
+        measured = time.perf_counter() - started
+        stop.set()
+        await asyncio.gather(*watchers)
+        refresh_times = [t for t in desk.snapshots if t >= started]
+    session.stop("benchmark over")
+    await trading
+    report(measured, flow, refresh_times, refresh_ms, keys_ms, lags, memory, app.REFRESH_SECONDS)
+
+
+def report(measured: float, flow: list[tuple[float, int]], refreshes: list[float], refresh_ms: list[float],
+           keys_ms: list[float], lags: list[float], memory: list[tuple[float, float, int, int]],
+           refresh_seconds: float) -> None:
+    events_per_s = (flow[-1][1] - flow[0][1]) / (flow[-1][0] - flow[0][0])
+    refresh_hz = (len(refreshes) - 1) / (refreshes[-1] - refreshes[0])
+    gaps = [b - a for a, b in zip(refreshes, refreshes[1:], strict=False)]
+    lag_ms = [lag * 1000 for lag in lags]
+    half = [m for m in memory if m[0] >= memory[-1][0] / 2]
+    slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 60)
+    rows = [
+        ("order events / s", f"{events_per_s:,.0f}", "500"),
+        (f"panel refresh Hz (app asks {1 / refresh_seconds:g})", f"{refresh_hz:.2f}", ">= 10"),
+        ("longest gap between refreshes ms", f"{max(gaps) * 1000:.0f}", ""),
+        ("one refresh ms p50 / p99 / max", f"{pct(refresh_ms, 50):.1f} / {pct(refresh_ms, 99):.1f} / "
+                                           f"{max(refresh_ms):.1f}", ""),
+        (f"key h to halt applied ms p50 / max ({len(keys_ms)} presses)",
+         f"{pct(keys_ms, 50):.1f} / {max(keys_ms):.1f}", "< 50"),
+        ("event-loop lag ms p50 / p99 / max", f"{pct(lag_ms, 50):.2f} / {pct(lag_ms, 99):.2f} / {max(lag_ms):.1f}",
+         "p99 < 5"),
+        ("RSS MB first / last / max", f"{memory[0][1]:.0f} / {memory[-1][1]:.0f} / {max(m[1] for m in memory):.0f}",
+         "flat"),
+        ("RSS MB per minute, second half", f"{slope:+.2f}", "~0"),
+        ("engine orders / decisions kept", f"{memory[-1][2]:,} / {memory[-1][3]:,}", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'figure':<{width}}  {'measured':>24}  goal")
+    for name, value, goal in rows:
+        print(f"{name:<{width}}  {value:>24}  {goal}")
+    print(f"seconds={measured:.0f} order_events_per_s={events_per_s:.0f} refresh_hz={refresh_hz:.2f} "
+          f"key_ms_p50={pct(keys_ms, 50):.1f} key_ms_max={max(keys_ms):.1f} lag_ms_p99={pct(lag_ms, 99):.2f} "
+          f"rss_mb_first={memory[0][1]:.0f} rss_mb_last={memory[-1][1]:.0f} rss_mb_per_min={slope:+.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=600.0, help="how long to measure (default 600)")
+    ap.add_argument("--symbols", type=int, default=50)
+    ap.add_argument("--tick-ms", type=float, default=100.0, help="wall ms between market updates (default 100)")
+    ap.add_argument("--refresh-hz", type=float, help="set the console's panel refresh rate (default: the app's)")
+    ap.add_argument("--no-db", action="store_true", help="a session that saves nothing")
+    args = ap.parse_args()
+    if args.seconds < 2 * MEMORY_EVERY_S:
+        raise SystemExit(f"--seconds {args.seconds:g}: measure for at least {2 * MEMORY_EVERY_S:g} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = None if args.no_db else Path(tmp) / "desk.sqlite"
+        asyncio.run(run(args.seconds, args.symbols, args.tick_ms, args.refresh_hz, db))
+
+
+if __name__ == "__main__":
+    main()
