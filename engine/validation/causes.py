@@ -6,9 +6,9 @@ from the last bar in step before a difference to the difference (a refused order
 a feed gap, a late or partial fill, an operator command, a restart) is a hint. A hint is no proof:
 the window may reach back to the session's start. A difference is explained only when a replay of
 the twin with some of those conditions put back (engine/validation/counterfactual.py) makes
-paper's decision there: the cause is the smallest such set, single conditions first, then pairs of
-the MAX_CANDIDATES nearest. Otherwise it is unexplained, saying what was tried; and a difference
-whose replays would take longer than `[validation] proof_budget_s` is "not proven", never guessed.
+paper's decision there: the cause is the first such set, smallest first (Explainer.candidate_sets
+says in what order). Otherwise it is unexplained, saying what was tried; and a difference whose
+replays would take longer than `[validation] proof_budget_s` is "not proven", never guessed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine.breakers.trading_state import Restriction, TradingState
 from engine.clock import utc_text
 from engine.core import BREAKERS
 from engine.model.order import DenialRule
-from engine.validation.counterfactual import Condition, Trial, reproduces, run_trials
+from engine.validation.counterfactual import Condition, Trial, reach, reproduces, run_trials
 from engine.validation.matching import DecisionRecord, differing_indicators
 from engine.validation.records import FillRecord, OrderRecord, SessionRecords, feed_outages
 
@@ -61,7 +61,7 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class Proof:
     """causes: the conditions whose replay reproduced paper's decision (empty: not explained); tried: each set of
-    conditions replayed; note: why nothing was proven, when it was not for want of a reproducing set."""
+    conditions replayed; note: why nothing is proven, or the other sets that also reproduced it."""
 
     causes: list[Cause] = field(default_factory=list)
     tried: list[str] = field(default_factory=list)
@@ -386,7 +386,7 @@ class Explainer:
                     continue
                 for s in sets:
                     trial = trials.setdefault(_set_key(s), Trial(s, end))
-                    trial.end_ts = max(trial.end_ts, end)
+                    trial.end_ts = max(trial.end_ts, reach(s, end, self.tolerance_ns[target.strategy]))
                 asked[i] = sets
             run_trials(self.records, list(trials.values()))
             for i, sets in asked.items():

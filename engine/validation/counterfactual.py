@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from engine.breakers.trading_state import Restriction
-from engine.clock import SimClock, utc_text
+from engine.clock import SimClock
 from engine.core import Engine
 from engine.model.market import MarketEvent, event_time
 from engine.model.order import Denial, DenialRule, Order, OrderOrigin
@@ -38,9 +38,6 @@ class Condition:
     gap: tuple[str, int, int] | None = None  # feed gap: symbol, first and last event the engine missed
     command: tuple[int, int, Command] | None = None  # operator: after market event number, at market time
     state: tuple[str, Restriction] | None = None  # trading state: the scope and the restriction a breaker imposed
-
-    def as_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "ts": self.ts, "time": utc_text(self.ts), "text": self.text}
 
 
 @dataclass(slots=True)
@@ -148,19 +145,20 @@ def run_trials(records: SessionRecords, trials: Sequence[Trial]) -> None:
     active: list[_Branch] = []
     for event, seq in records.numbered_events():
         ts = event_time(event)
-        for branch in [b for b in active if ts > b.trial.end_ts]:
-            _finish(base, branch)
-            active.remove(branch)
         while pending and pending[0].start_ts <= ts:
             trial = pending.pop(0)
             branch = put_back(base, trial.conditions)
             branch.trial = trial
             active.append(branch)
-        if not active and not pending:
-            return
         for branch in active:
             branch.feed(event, seq)
-        base.step((event,))
+        if pending:  # the pass itself is needed only until the last trial has left it
+            base.step((event,))
+        for branch in [b for b in active if ts > b.trial.end_ts]:  # a bar closes at the first event past its end
+            _finish(base, branch)
+            active.remove(branch)
+        if not active and not pending:
+            return
     for branch in active:
         _finish(base, branch)
 
@@ -169,13 +167,21 @@ def _finish(base: Twin, branch: _Branch) -> None:
     branch.trial.decisions = base.log.decisions[:branch.before] + branch.twin.log.decisions
 
 
+def reach(conditions: Iterable[Condition], end_ts: int, bar_ns: int) -> int:
+    """How far a replay must go to have made every decision stamped up to end_ts: a bar the engine saw no data for
+    closes at the first event after the feed gap, so past the end of a gap put back there by a bar."""
+    ends = [c.gap[2] + bar_ns for c in conditions if c.gap is not None and c.gap[1] <= end_ts]
+    return max([end_ts, *ends])
+
+
 def replay_with(records: SessionRecords, conditions: Iterable[Condition], end_ts: int) -> list[DecisionRecord]:
-    """The twin's decisions up to end_ts with conditions put back, replayed from the session's start on its own."""
+    """The twin's decisions with conditions put back, replayed from the session's start on its own up to the first
+    event past end_ts."""
     branch = put_back(new_twin(records), conditions)
     for event, seq in records.numbered_events():
+        branch.feed(event, seq)
         if event_time(event) > end_ts:
             break
-        branch.feed(event, seq)
     return branch.twin.log.decisions
 
 

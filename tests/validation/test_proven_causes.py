@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.breakers.trading_state import Restriction, TradingState
 from engine.clock import SimClock
 from engine.config import FeedGapConfig
 from engine.core import Engine
@@ -18,7 +19,7 @@ from engine.execution.fill_model import FillModel
 from engine.model.market import BookSnapshot
 from engine.model.order import OrderSide, OrderStatus
 from engine.validation.causes import Explainer, Target
-from engine.validation.counterfactual import replay_with, reproduces
+from engine.validation.counterfactual import Condition, reach, replay_with, reproduces
 from engine.validation.matching import match
 from engine.validation.records import SessionRecords, load_session
 from engine.validation.twin import Twin, TwinBroker, TwinVenue, run_twin
@@ -64,7 +65,7 @@ async def test_every_difference_of_a_late_slipping_gapped_session_has_a_cause_it
         end = max(stamps) + tolerance[d.strategy]
         # without the cause the twin parts from paper there; with it put back, from the start, it decides as paper did
         assert not reproduces(records.decisions, twin.log.decisions, target_paper, target_twin, tolerance[d.strategy])
-        with_cause = replay_with(records, conditions, end)
+        with_cause = replay_with(records, conditions, reach(conditions, end, tolerance[d.strategy]))
         assert reproduces(records.decisions, with_cause, target_paper, target_twin, tolerance[d.strategy]), d
     assert "cause (proven by replay)" in "\n".join(report.lines())
 
@@ -147,3 +148,25 @@ def test_the_twins_venue_gives_an_order_the_latency_price_share_or_refusal_paper
     assert orders[0].status is OrderStatus.FILLED and orders[0].avg_fill_price == 100.0
     assert [f.latency_ns for f in engine.fills if f.client_id == orders[0].client_id] == [2_000_000_000]
     assert orders[2].status is OrderStatus.CANCELED and "as paper's was" in orders[2].reason
+
+
+async def test_a_breakers_state_and_a_refusal_put_back_hold_the_twin_as_paper_was_held(tmp_path):
+    db = tmp_path / "ideal.sqlite"
+    await stepped_session(db, venue_config())
+    records = load_session(db)
+    entries = [d for d in records.decisions if d.strategy == "sma_btc" and d.order_id is not None]
+    assert len(entries) >= 3
+    first, refused = entries[0], entries[1]
+    until = first.ts + 2 * 60_000_000_000
+    cooldown = Restriction(TradingState.COOLDOWN, "consecutive_losses", "5 losing trades in a row", first.ts, until)
+    held = Condition("trading_state", first.ts, "sma_btc COOLDOWN", state=("sma_btc", cooldown))
+    no = Condition("refusal", refused.ts, "refused", refusal=("max_order_qty", "too big", "sma_btc", "BTC/USDT"))
+    replayed = {(d.strategy, d.ts): d for d in replay_with(records, [held, no], refused.ts + 60_000_000_000)}
+    # under the cooldown the entry is refused as paper's would have been; it ends when paper's did
+    assert replayed[("sma_btc", first.ts)].denied_rule == "trading_state"
+    after = [d for d in replay_with(records, [held], records.last_ts or 0)
+             if d.strategy == "sma_btc" and until < d.ts and d.order_id is not None]
+    assert after and all(d.denied_rule is None for d in after)
+    assert replayed[("sma_btc", refused.ts)].denied_rule == "max_order_qty"
+    plain = {(d.strategy, d.ts): d for d in run_twin(records).log.decisions}
+    assert plain[("sma_btc", first.ts)].denied_rule is None and plain[("sma_btc", refused.ts)].denied_rule is None
