@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import re
 import signal
 import sqlite3
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.theme import BUILTIN_THEMES
 from textual.widgets import DataTable, Footer, Input
@@ -87,6 +89,43 @@ class FilterInput(Input):
         self.post_message(self.Submitted(self, ""))
 
 
+class TerminalOutput:
+    """The terminal as Textual's output thread writes to it, surviving the terminal's loss: once a write fails (EIO
+    after an SSH drop or a closed tmux), the rest are dropped. Textual's thread would die on the error, and the next
+    30 writes fill its queue and block the event loop for good, session and SIGHUP handler with it."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self._file.write(text)
+            except OSError:
+                self.lost = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._file.flush()
+            except OSError:
+                self.lost = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+class TerminalDriver(LinuxDriver):
+    """Textual's driver for a POSIX terminal, writing through TerminalOutput."""
+
+    def __init__(self, app: App[Any], **options: Any) -> None:
+        super().__init__(app, **options)
+        if self._file is not None:
+            self._file = cast(Any, TerminalOutput(self._file))
+
+
 class PaperdeskApp(App[int]):
     """Watches a desk. Trading keys (halt, pause, resume, emergency stop, quit) are App-level priority bindings, so
     no focused table or modal swallows them (a focused text input keeps its letters: Textual gives it the keys it
@@ -137,7 +176,7 @@ class PaperdeskApp(App[int]):
     CONFIRM_SECONDS = 3.0  # wall seconds between the two presses of the fast emergency stop
 
     def __init__(self, desk: Desk, config: AppConfig | None = None, theme: str | None = None) -> None:
-        super().__init__()
+        super().__init__(driver_class=TerminalDriver if os.name == "posix" else None)
         self.desk = desk
         self.config = config
         self.settings = config.console if config is not None else ConsoleConfig()

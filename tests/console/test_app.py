@@ -258,3 +258,35 @@ async def test_a_refresh_while_the_panels_are_being_removed_is_skipped_not_a_cra
         app.refresh_view()
         app.refresh_chart()
         assert app.is_running
+
+
+def test_the_console_keeps_writing_after_its_terminal_is_gone():
+    """A closed terminal (SSH drop, tmux kill-server) fails every write with EIO: Textual's output thread must not die
+    of it, or the app's next writes fill its queue and block the event loop, the SIGHUP handler and the session's
+    close with it (tests/console/test_tmux.py saw the session left RUNNING)."""
+    import errno
+    import io
+    import threading
+
+    from textual.drivers._writer_thread import WriterThread
+
+    from console.app import TerminalOutput
+
+    class ClosedTerminal(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    out = TerminalOutput(ClosedTerminal())
+    writer = WriterThread(out)  # type: ignore[arg-type]  # file-like, as the driver hands it
+    writer.start()
+    done = threading.Event()
+
+    def frames() -> None:
+        for _ in range(100):  # more than the queue holds (30)
+            writer.write("\x1b[H frame")
+        writer.stop()
+        done.set()
+
+    threading.Thread(target=frames, daemon=True).start()
+    assert done.wait(30), "the writes blocked: the output thread died"
+    assert out.lost
