@@ -178,8 +178,9 @@ def _runs(values: list[int]) -> Iterator[tuple[int, int]]:
 
 def reads_by_key(table: str, columns: tuple[str, ...], keys: Iterable[tuple[Any, ...]]) -> list[RowsRead]:
     """Statements fetching columns of the rows of table with these keys through its key's index: by the key's first
-    column and ranges of consecutive numbers, or lists KEYS_PER_READ long, of its second. A third key column is not
-    narrowed: the other rows of those first two (an order's earlier changes) are chained again as they are."""
+    column and ranges of consecutive numbers (when most are), or lists KEYS_PER_READ long, of its second. A third
+    key column is not narrowed: the other rows of those first two (an order's earlier changes) are chained again as
+    they are."""
     names = CHAINED[table].key
     if len(names) == 1:
         groups: dict[Any, dict[Any, None]] = {None: dict.fromkeys(key[0] for key in keys)}
@@ -193,9 +194,10 @@ def reads_by_key(table: str, columns: tuple[str, ...], keys: Iterable[tuple[Any,
     for first, wanted in groups.items():
         values = list(wanted)
         fixed = () if len(names) == 1 else (first,)
-        if values and all(type(v) is int for v in values):
+        runs = list(_runs(values)) if values and all(type(v) is int for v in values) else []
+        if runs and len(runs) * 2 <= len(values):  # mostly consecutive (decisions, venue reports): ranges
             out += [_select(table, columns, f"{first_is}{column} BETWEEN ? AND ?", (*fixed, low, high))
-                    for low, high in _runs(values)]
+                    for low, high in runs]
             continue
         for start in range(0, len(values), KEYS_PER_READ):
             chunk = values[start:start + KEYS_PER_READ]
