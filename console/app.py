@@ -175,11 +175,13 @@ class PaperdeskApp(App[int]):
     HISTORY_SECONDS = 5.0
     CONFIRM_SECONDS = 3.0  # wall seconds between the two presses of the fast emergency stop
 
-    def __init__(self, desk: Desk, config: AppConfig | None = None, theme: str | None = None) -> None:
+    def __init__(self, desk: Desk, config: AppConfig | None = None, theme: str | None = None,
+                 settings: ConsoleConfig | None = None) -> None:
+        """settings: [console] when it is not config's (an attached console: a stored config has none)."""
         super().__init__(driver_class=TerminalDriver if os.name == "posix" else None)
         self.desk = desk
         self.config = config
-        self.settings = config.console if config is not None else ConsoleConfig()
+        self.settings = settings or (config.console if config is not None else ConsoleConfig())
         check_keys(self.settings.keys)
         self.set_keymap(self.settings.keys)
         self._facts_venue = "simulated venue" if config is None or config.venue.kind == "simulated" \
@@ -332,7 +334,16 @@ class PaperdeskApp(App[int]):
             self._ask(question, f"send {command}", lambda: self._deliver(command, args, reason, what))
 
     def _deliver(self, command: str, args: dict[str, Any], reason: str, what: str) -> None:
-        ok, result = self.desk.command(command, args, reason, self._source)
+        if not self.desk.attached:  # a session in this process applies it here and now, between market events
+            self._delivered(what, *self.desk.command(command, args, reason, self._source))
+            return
+
+        async def queue() -> None:  # an attached desk writes to the database: never on the event loop
+            self._delivered(what, *await asyncio.to_thread(self.desk.command, command, args, reason, self._source))
+
+        self.run_worker(queue(), group="commands")
+
+    def _delivered(self, what: str, ok: bool, result: str) -> None:
         self.notify(f"{what}: {result}", severity="information" if ok else "error", timeout=6, markup=False)
         self.refresh_view()
 

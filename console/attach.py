@@ -26,7 +26,7 @@ from engine.store.sessions import ENDED
 
 if TYPE_CHECKING:
     from console.cli import StopSignals
-    from engine.config import AppConfig
+    from engine.config import AppConfig, ConsoleConfig
 
 POLL_SECONDS = 0.5
 
@@ -186,13 +186,15 @@ def stored_config(db_path: Path, session_id: int) -> AppConfig | None:
         return None
 
 
-async def run_attached(desk: AttachedDesk, signals: StopSignals | None = None, theme: str | None = None) -> int:
+async def run_attached(desk: AttachedDesk, signals: StopSignals | None = None, theme: str | None = None,
+                       settings: ConsoleConfig | None = None) -> int:
     """The console on the desk until q, SIGINT, SIGTERM or SIGHUP (a dropped SSH session): each only detaches.
-    theme: a name console.app.check_theme accepted."""
+    theme: a name console.app.check_theme accepted; settings: the operator's [console] (keys, theme, bell), from
+    their config file (a session's stored config never has one)."""
     from console.app import PaperdeskApp
 
     assert desk.session_id is not None, "attach() polls once before the desk is handed out"
-    app = PaperdeskApp(desk, stored_config(desk.db_path, desk.session_id), theme)
+    app = PaperdeskApp(desk, stored_config(desk.db_path, desk.session_id), theme, settings)
     try:
         with stop_signals(signals, lambda _sig: app.exit(0)):
             await app.run_async()

@@ -417,15 +417,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_console(args: argparse.Namespace) -> int:
     import asyncio
 
-    from console.app import check_theme
+    from console.app import check_keys, check_theme
     from console.attach import attach, run_attached
 
     check_theme(args.theme)  # before the session is read: a typo costs nothing
+    # the operator's keys, theme and bell: a session stores its config without [console]
+    settings = _config(args.config).console if args.config is not None else None
+    if settings is not None:
+        check_keys(settings.keys)
     desk = attach(_db_path(args), args.session)
     if _SIGNALS.received:  # while it read the session: nothing to leave yet
         desk.stop("stopped before the console started")
         raise Stopped(_SIGNALS.received[0], f"stopped ({_SIGNALS.received[0].name})")
-    return asyncio.run(run_attached(desk, _SIGNALS, args.theme))
+    return asyncio.run(run_attached(desk, _SIGNALS, args.theme, settings))
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:

@@ -253,6 +253,8 @@ TMUX = shutil.which("tmux")
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed: the terminal test needs it")
 def test_paperdesk_console_in_a_terminal_attaches_halts_and_detaches_leaving_the_session_trading(tmp_path):
     config = write_config(tmp_path / "c.toml")
+    # the operator's own config: its [console] keys apply (a session stores its config without them)
+    operator = write_config(tmp_path / "operator.toml", {**BASE_CONFIG, "console": {"keys": {"halt": "H"}}})
     db = tmp_path / "desk.sqlite"
     socket, done = tmp_path / "tmux.sock", tmp_path / "exit.txt"
 
@@ -267,10 +269,10 @@ def test_paperdesk_console_in_a_terminal_attaches_halts_and_detaches_leaving_the
         wait_for(lambda: db.exists() and query(db, "SELECT name FROM sqlite_master WHERE name = 'risk_state'")
                  and query(db, "SELECT COUNT(*) FROM risk_state")[0][0], "the session's risk state", timeout=120)
         tmux("new-session", "-d", "-x", "160", "-y", "45", "-c", str(REPO),
-             f"env XDG_CONFIG_HOME={tmp_path / 'home'} {sys.executable} -m console.cli console --db {db}; "
-             f"echo $? > {done}")
+             f"env XDG_CONFIG_HOME={tmp_path / 'home'} {sys.executable} -m console.cli console --db {db} "
+             f"--config {operator}; echo $? > {done}")
         wait_for(lambda: "ATTACHED" in tmux("capture-pane", "-p"), "the console on screen", timeout=60)
-        tmux("send-keys", "h")
+        tmux("send-keys", "H")
         wait_for(lambda: status(db)["risk"]["state"] == "HALTED", "the other process halted", timeout=60)
         wait_for(lambda: " HALTED " in tmux("capture-pane", "-p").splitlines()[0] + " ",
                  "the header showing what the other process did", timeout=60)
