@@ -18,6 +18,7 @@ loop as the session, as `paperdesk run` runs them. Measured, each from outside t
   --refresh-hz sets the app's REFRESH_SECONDS to see whether it keeps up at that rate;
 - key to command: Pilot presses h (halt), time until the desk applies the halt; then r resumes. Every 5 s;
 - event-loop lag: a task sleeping 10 ms, the oversleep of each wake-up;
+- full garbage collections (generation 2), each a pause of the whole loop: how many and the longest;
 - memory: the process's RSS every 10 s, and the engine's orders and decisions then (it keeps every order and
   decision of the session by design, so they grow with the run whatever the console does).
 Goals (issue 15): refresh >= 10 Hz, key to command < 50 ms, loop lag p99 < 5 ms, memory flat over 10 minutes.
@@ -26,6 +27,7 @@ Last line: seconds=... order_events_per_s=... refresh_hz=... key_ms_p50=... key_
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import tempfile
@@ -127,15 +129,31 @@ async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
 
 
 async def flow_rate(session: PaperSession, counts: list[tuple[float, int]], stop: asyncio.Event) -> None:
-    """How many order events the engine has logged so far, once a second (its order flow is numbered)."""
-    last_seq, total = 0, 0
+    """How many order events the engine has logged so far, once a second: its log numbers order events and engine
+    lines in one sequence, and engine lines are few (kept 500 back), so they are counted and taken off."""
+    engine = session.engine
+    last_line, lines = 0, 0
     while not stop.is_set():
-        flow = session.engine.order_flow
-        total += sum(1 for seq, _ in flow if seq > last_seq)
-        if flow:
-            last_seq = flow[-1][0]
-        counts.append((time.perf_counter(), total))
+        lines += sum(1 for seq in engine.event_seqs if seq > last_line)
+        if engine.event_seqs:
+            last_line = engine.event_seqs[-1]
+        counts.append((time.perf_counter(), engine.log_seq - lines))
         await asyncio.sleep(1.0)
+
+
+def collections(pauses: list[float]) -> None:
+    """Time each full (generation 2) garbage collection: a pause of the whole loop."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(callback)
 
 
 async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | None, db: Path | None) -> None:
@@ -159,6 +177,8 @@ async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | 
     flow: list[tuple[float, int]] = []
     keys_ms: list[float] = []
     memory: list[tuple[float, float, int, int]] = []  # (elapsed s, RSS MB, engine orders, engine decisions)
+    gc_ms: list[float] = []
+    collections(gc_ms)
     trading = asyncio.create_task(session.run())
     async with app.run_test(headless=True, size=(160, 45)) as pilot:
         watchers = [asyncio.create_task(loop_lag(lags, stop)), asyncio.create_task(flow_rate(session, flow, stop))]
@@ -186,11 +206,11 @@ async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | 
         refresh_times = [t for t in desk.snapshots if t >= started]
     session.stop("benchmark over")
     await trading
-    report(measured, flow, refresh_times, refresh_ms, keys_ms, lags, memory, app.REFRESH_SECONDS)
+    report(measured, flow, refresh_times, refresh_ms, keys_ms, lags, memory, gc_ms, app.REFRESH_SECONDS)
 
 
 def report(measured: float, flow: list[tuple[float, int]], refreshes: list[float], refresh_ms: list[float],
-           keys_ms: list[float], lags: list[float], memory: list[tuple[float, float, int, int]],
+           keys_ms: list[float], lags: list[float], memory: list[tuple[float, float, int, int]], gc_ms: list[float],
            refresh_seconds: float) -> None:
     events_per_s = (flow[-1][1] - flow[0][1]) / (flow[-1][0] - flow[0][0])
     refresh_hz = (len(refreshes) - 1) / (refreshes[-1] - refreshes[0])
@@ -208,6 +228,7 @@ def report(measured: float, flow: list[tuple[float, int]], refreshes: list[float
          f"{pct(keys_ms, 50):.1f} / {max(keys_ms):.1f}", "< 50"),
         ("event-loop lag ms p50 / p99 / max", f"{pct(lag_ms, 50):.2f} / {pct(lag_ms, 99):.2f} / {max(lag_ms):.1f}",
          "p99 < 5"),
+        ("full garbage collections: count / longest ms", f"{len(gc_ms)} / {max(gc_ms, default=0):.0f}", ""),
         ("RSS MB first / last / max", f"{memory[0][1]:.0f} / {memory[-1][1]:.0f} / {max(m[1] for m in memory):.0f}",
          "flat"),
         ("RSS MB per minute, second half", f"{slope:+.2f}", "~0"),
