@@ -85,12 +85,16 @@ class Positions:
         i = bisect_right(self._ts.get(key, []), ts)
         return self._qty[key][i - 1] if i else 0.0
 
-    def flat_since(self, key: tuple[str, str], ts: int, start: int) -> int:
-        """When the position last became flat at or before ts (start if it never was)."""
-        i = bisect_right(self._ts.get(key, []), ts)
-        while i and abs(self._qty[key][i - 1]) > 1e-12:
+    def held_between(self, key: tuple[str, str], ts: int) -> tuple[int | None, int | None]:
+        """The position held at ts: when it last became flat at or before ts, and when it next became flat after ts
+        (None: never)."""
+        stamps, qty = self._ts.get(key, []), self._qty.get(key, [])
+        i = j = bisect_right(stamps, ts)
+        while i and abs(qty[i - 1]) > 1e-12:
             i -= 1
-        return self._ts[key][i - 1] if i else start
+        while j < len(qty) and abs(qty[j]) > 1e-12:
+            j += 1
+        return (stamps[i - 1] if i else None), (stamps[j] if j < len(qty) else None)
 
 
 class Explainer:
@@ -273,19 +277,21 @@ class Explainer:
 
     def candidate_sets(self, strategy: str, symbol: str, first_ts: int,
                        last_ts: int) -> tuple[list[tuple[Condition, ...]], list[tuple[Condition, ...]]]:
-        """What to replay, in two rounds. First each nearby candidate alone, then in pairs, then the orders that built
-        the position paper held there (since it was last flat: their latencies, their fills, both; a bracket's levels
-        come from its entry's fill). Then, for a difference the first round leaves unexplained: every order of the
-        strategy in the symbol as late as in paper, every one filled as in paper, both. One late or slipped order
-        changes what the next one is, so a difference may need them all; those replays are the same for every
-        difference of the strategy and symbol, so one serves all."""
+        """What to replay, in two rounds. First each nearby candidate alone, then in pairs, then the orders of the
+        position paper held there (from flat to flat: their latencies, their fills, both; a bracket's levels come
+        from its entry's fill; the same replays for every difference in that position). Then, for a difference the
+        first round leaves unexplained: every order of the strategy in the symbol as late as in paper, every one
+        filled as in paper, both. One late or slipped order changes what the next one is, so a difference may need
+        them all; those replays are the same for every difference of the strategy and symbol, so one serves all."""
         key = (strategy, symbol)
         near = self.candidates(strategy, symbol, first_ts, last_ts)
         first: list[tuple[Condition, ...]] = [(c,) for c in near]
         first += combinations(near, 2)
-        flat = self._paper_positions.flat_since(key, first_ts, self.records.market_start_ns)
-        first += _singles_and_pair(_every(f"{strategy} {symbol} since it was flat at {utc_text(flat)}",
-                                          *self._order_conditions(key, flat, last_ts)))
+        since, until = self._paper_positions.held_between(key, first_ts)
+        if since is not None or until is not None:  # a position held all session long is round two's
+            where = (f"{strategy} {symbol} for the position held from {utc_text(since or self.records.market_start_ns)}"
+                     + ("" if until is None else f" to {utc_text(until)}"))
+            first += _singles_and_pair(_every(where, *self._order_conditions(key, since or 0, until or 2 ** 63)))
         second = _singles_and_pair(self._every_order.get(key, ()))
         return first, [s for s in second if s not in first]
 
