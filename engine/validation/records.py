@@ -20,6 +20,7 @@ from engine.model.market import MarketEvent
 from engine.store.commands import Command, applied_commands
 from engine.store.database import StoreError, connect_readonly, writer_running
 from engine.store.read import open_reader, pick_session, unreadable
+from engine.store.recovery import predates_exit_decisions
 from engine.store.rows import FILL_COLUMNS, MARKET_COLUMNS, fill_from_row, market_event
 from engine.store.sessions import RUNNING
 from engine.validation.matching import DecisionRecord
@@ -127,6 +128,9 @@ class SessionRecords:
     starting_cash: float
     trade_fills: list[Fill]  # the same fills as the engine made them, for trade analytics
     applied: list[tuple[int, int, Command]]  # (market_seq, market_ts, command): each operator command as applied
+    # False for a session saved before engine-made exits were decisions (engine/store/recovery.py): its twin must
+    # not record them either, or each would be a difference
+    records_exits: bool = True
 
     def market_events(self) -> Iterator[MarketEvent]:
         """What the venue published, in order: the events the engine saw, and those a feed gap kept from it."""
@@ -219,7 +223,8 @@ def _load(conn: sqlite3.Connection, path: Path, sid: int) -> SessionRecords:
     running = status == RUNNING and writer_running(path)
     applied = [c for c in applied_commands(conn, sid) if c[0] <= last_seq]
     return SessionRecords(path, sid, status, running, config, restarts, market_start, last_seq, last_missed, last_ts,
-                          decisions, orders, fills, states, commands, missed, equity, cash, trade_fills, applied)
+                          decisions, orders, fills, states, commands, missed, equity, cash, trade_fills, applied,
+                          not predates_exit_decisions(conn, sid))
 
 
 def _decision(row: tuple[Any, ...]) -> DecisionRecord:

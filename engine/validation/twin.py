@@ -187,6 +187,7 @@ def new_twin(records: SessionRecords) -> Twin:
     clock = SimClock()
     broker = TwinBroker(clock, build_instruments(config), twin_fill_model(config), config.session.starting_cash)
     engine = build_engine(config, clock, broker=broker)
+    engine.records_exits = records.records_exits
     log = DecisionLog()
     engine.journal = log
     # every instrument is expected to deliver data from the session's start, as in the session (a symbol that never

@@ -7,6 +7,7 @@ exit recorded now would shift the numbers, and the replay would write copies of 
 from engine.core import Engine
 from engine.session import PaperSession
 from engine.store.recovery import predates_exit_decisions
+from engine.validation.validate import validate
 from tests.conftest import BASE_CONFIG, make_config
 from tests.store.helpers import query
 
@@ -43,6 +44,9 @@ async def test_a_session_from_before_resumes_without_copies_of_its_decisions(tmp
         await a.close()
     assert engine_made_fills(db) > 0, "the bracket and trailing exits must have filled for this test to mean much"
     saved = query(db, "SELECT * FROM decisions ORDER BY seq")
+    # its twin makes no exit decisions either: they would all be "twin only" differences
+    report = validate(db, thresholds=exits_config().validation.model_copy(update={"proof_budget_s": 0.0}))
+    assert not [d for d in report.differences if d.twin is not None and d.twin.reason.startswith("engine exit [")]
 
     b = PaperSession(exits_config(), db_path=db)
     await b.open()
