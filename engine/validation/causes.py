@@ -8,7 +8,9 @@ the window may reach back to the session's start. A difference is explained only
 the twin with some of those conditions put back (engine/validation/counterfactual.py) makes
 paper's decision there: the cause is the first such set, smallest first (Explainer.candidate_sets
 says in what order). Otherwise it is unexplained, saying what was tried; and a difference whose
-replays would take longer than `[validation] proof_budget_s` is "not proven", never guessed.
+replays would take longer than `[validation] proof_budget_s` is "not proven", never guessed. How long a
+replay takes is estimated at a reference speed (REPLAY_SECONDS_PER_EVENT), never measured, so the same
+database gets the same verdict on every machine and in every process.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ class Positions:
         while j < len(qty) and abs(qty[j]) > 1e-12:
             j += 1
         return (stamps[i - 1] if i else None), (stamps[j] if j < len(qty) else None)
+
+
+# the twin's replay speed on the reference machine (bench/validation.py: about 50,000 market events a second on
+# 2 cores); an estimate the budget is measured in, the same everywhere
+REPLAY_SECONDS_PER_EVENT = 20e-6
 
 
 class Explainer:

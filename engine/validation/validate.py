@@ -9,7 +9,7 @@ from typing import Any
 from engine.clock import utc_text
 from engine.config import ValidationConfig
 from engine.data.bars import timeframe_ns
-from engine.validation.causes import Cause, Explainer, Target
+from engine.validation.causes import REPLAY_SECONDS_PER_EVENT, Cause, Explainer, Target
 from engine.validation.drift import DriftError, refusal, session_drift
 from engine.validation.matching import (
     DecisionRecord,
@@ -220,7 +220,9 @@ def validate_records(records: SessionRecords, strategy: str | None = None,
     matching = match(paper, twin_decisions, tolerance)
     twin_states = [(c.ts, c.scope, c.line()) for c in twin.log.states]
     twin_fills = twin.fills()
-    replay_s_per_ns = twin.seconds / max(1, (records.last_ts or 0) - records.market_start_ns)
+    # at the reference speed, not the twin's measured one: a verdict must not depend on the machine or its load
+    events = records.last_seq + records.last_missed_seq
+    replay_s_per_ns = REPLAY_SECONDS_PER_EVENT * events / max(1, (records.last_ts or 0) - records.market_start_ns)
     # a drifted twin is not the session's: replaying it with paper's conditions put back proves nothing
     explainer = Explainer(records, paper, twin_decisions, twin_fills, twin_states, frames, tolerance,
                           0.0 if drift.changes else thresholds.proof_budget_s, replay_s_per_ns)
