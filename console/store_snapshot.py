@@ -114,13 +114,14 @@ class SessionReader:
                              (sid, self._n_equity)).fetchall()[::-1]
         decisions = conn.execute("SELECT MAX(seq) FROM decisions WHERE session_id = ?", (sid,)).fetchone()[0] or 0
         score, unexplained = _behaviour(conn, sid) if "behaviour_scores" in self._tables else (None, None)
+        own = _strategy_scores(conn, sid, [s[0] for s in strategies]) if "behaviour_series" in self._tables else {}
         log = tuple(self._log)
         snapshot = EngineSnapshot(
             ts=now, equity=equity if equity is not None else starting_cash,
             cash=cash if cash is not None else starting_cash, starting_cash=starting_cash, realised=realised or 0.0,
             unrealised=unrealised or 0.0, fees=fees or 0.0, positions=positions,
             recent_fills=tuple(self._recent_fills), equity_series=tuple(e for _, e in curve),
-            strategies=tuple(self._strategy_view(s, marks) for s in strategies),
+            strategies=tuple(self._strategy_view(s, marks, own.get(s[0])) for s in strategies),
             orders=self._orders, open_orders=len(open_orders), fills=self._fills, decisions=decisions,
             events=tuple((line.ts, line.level, line.text) for line in log if line.kind == "engine"),
             session_id=sid, restarts=restarts, store_backlog=backlog, store_waits=waits, store_committed=committed,
@@ -252,7 +253,8 @@ class SessionReader:
         self._risk = risk
         self._venue = VenueHealth.from_json(venue) if venue is not None else None
 
-    def _strategy_view(self, row: tuple[str, str, str, str], marks: dict[str, float]) -> StrategyView:
+    def _strategy_view(self, row: tuple[str, str, str, str], marks: dict[str, float],
+                       behaviour: float | None) -> StrategyView:
         name, kind, status, error = row
         states = {scope["scope"]: scope["state"] for scope in self._risk.get("scopes", ())}
         own = TradingState(states.get(name, TradingState.ACTIVE.value))
@@ -261,7 +263,7 @@ class SessionReader:
         held = tuple((symbol, qty) for (owner, symbol), qty in sorted(self._held.items()) if owner == name and qty)
         return StrategyView(name, kind, status, error, max(own, portfolio, key=SEVERITY.__getitem__).value, held,
                             self._trips.marked_pnl(name, marks), stats.trades, stats.wins,
-                            self._risk.get("phases", {}).get(name))
+                            self._risk.get("phases", {}).get(name), behaviour)
 
     def _open_orders(self, conn: sqlite3.Connection) -> tuple[OrderView, ...]:
         rows = conn.execute("SELECT client_id, strategy, symbol, side, type, qty, filled_qty, price, stop_price, "
@@ -311,6 +313,17 @@ def _behaviour(conn: sqlite3.Connection, sid: int) -> tuple[float | None, int | 
     if row is None:
         return None, None
     return row[0], json.loads(row[1]).get("unexplained")
+
+
+def _strategy_scores(conn: sqlite3.Connection, sid: int, names: list[str]) -> dict[str, float | None]:
+    """Each strategy's latest live behaviour score, from its own behaviour series (one index lookup each)."""
+    out = {}
+    for name in names:
+        row = conn.execute("SELECT score FROM behaviour_series WHERE session_id = ? AND strategy = ? "
+                           "ORDER BY market_ts DESC, id DESC LIMIT 1", (sid, name)).fetchone()
+        if row is not None:
+            out[name] = row[0]
+    return out
 
 
 def latest_session(conn: sqlite3.Connection) -> int | None:

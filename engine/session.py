@@ -190,7 +190,9 @@ class PaperSession:
         if writer is None:
             return replace(snap, feed=self.feed.health())
         live = self.live or {}
-        return replace(snap, feed=self.feed.health(), session_id=self.session_id,
+        own = live.get("strategies") or {}
+        strategies = tuple(replace(s, behaviour=own.get(s.name, {}).get("score")) for s in snap.strategies)
+        return replace(snap, feed=self.feed.health(), session_id=self.session_id, strategies=strategies,
                        restarts=self.recovered.restarts if self.recovered else 0,
                        behaviour_score=live.get("score"), behaviour_unexplained=live.get("unexplained"),
                        store_backlog=writer.backlog, store_waits=writer.waits, store_committed=writer.rows_committed,

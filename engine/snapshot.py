@@ -40,6 +40,7 @@ class StrategyView:
     trades: int = 0    # closed round trips
     wins: int = 0
     phase: int | None = None  # its progressive risk phase, when phases are defined
+    behaviour: float | None = None  # its latest live behaviour score (None until one scores it)
 
     @property
     def win_rate(self) -> float | None:

@@ -159,13 +159,14 @@ class StoreJournal:
         self._add("missed", (*market_row(self.session_id, self.missed_seq, event), self.market_seq))
 
     def behaviour_score(self, market_ts: int, market_seq: int, score: float | None, summary: dict[str, Any]) -> None:
-        """A live behaviour score over the session up to market event market_seq, and its point of the behaviour
-        series (the whole portfolio's: strategy NULL)."""
+        """A live behaviour score over the session up to market event market_seq, and its points of the behaviour
+        series: the whole portfolio's (strategy NULL) and each strategy's the summary scores."""
         wall = wall_ns()
         self._add("score", (self.session_id, wall, market_ts, market_seq, score, json.dumps(summary)))
-        parts = summary.get("components") or {}
-        self._add("behaviour", (self.session_id, wall, market_ts, market_seq, None, score,
-                                *(parts.get(name) for name in COMPONENTS), summary.get("unexplained")))
+        for strategy, scored in [(None, summary), *(summary.get("strategies") or {}).items()]:
+            parts = scored.get("components") or {}
+            self._add("behaviour", (self.session_id, wall, market_ts, market_seq, strategy, scored.get("score"),
+                                    *(parts.get(name) for name in COMPONENTS), scored.get("unexplained")))
 
     def risk_view(self, ts: int, view: dict[str, Any]) -> None:
         """The risk manager's picture (states, gauges, phases) and the venue's health for `paperdesk status`."""

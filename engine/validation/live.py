@@ -9,26 +9,32 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from engine.store.database import StoreError
+from engine.validation.matching import WEIGHTS, Score
 from engine.validation.validate import validate
 
 
 def live_summary(path: Path, session_id: int) -> dict[str, Any]:
-    """The score over the session so far, its components and how many differences are unexplained."""
+    """The score over the session so far, its components and how many differences are unexplained: the whole
+    portfolio's, and under "strategies" each strategy's (as `validate` scores it per strategy)."""
     try:
         report = validate(path, session_id)
     except StoreError as exc:  # nothing to score yet (no decisions): say why, score none
         return {"score": None, "market_ts": None, "market_seq": 0, "note": str(exc)}
-    s = report.score
-    return {"score": s.score, "market_ts": report.until_ts, "market_seq": report.market_events,
-            "components": {"signal_agreement": s.signal_agreement, "timing": s.timing, "count_ratio": s.count_ratio,
-                           "matched_share": s.matched_share},
-            "paper_decisions": s.paper_decisions, "twin_decisions": s.twin_decisions,
-            "differences": len(report.differences),
-            "unexplained": sum(1 for d in report.differences if not d.explained), "passed": report.passed}
+    unexplained = Counter(d.strategy for d in report.differences if not d.explained)
+    strategies = {name: {**_scored(s), "unexplained": unexplained[name]} for name, s in report.per_strategy.items()}
+    return {**_scored(report.score), "market_ts": report.until_ts, "market_seq": report.market_events,
+            "differences": len(report.differences), "unexplained": sum(unexplained.values()), "passed": report.passed,
+            "strategies": strategies}
+
+
+def _scored(s: Score) -> dict[str, Any]:
+    return {"score": s.score, "components": {name: getattr(s, name) for name in WEIGHTS},
+            "paper_decisions": s.paper_decisions, "twin_decisions": s.twin_decisions}
 
 
 def main(argv: list[str]) -> int:

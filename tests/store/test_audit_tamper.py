@@ -238,7 +238,10 @@ async def test_the_behaviour_series_is_saved_chained_and_read_back(tmp_path, cap
     assert len(points) == 2 and points == behaviour_history(sqlite3.connect(db), 1)
     assert points[-1] == {"market_ts": live["market_ts"], "score": live["score"], **live["components"],
                           "unexplained": live["unexplained"]}
-    assert behaviour_history(db, 1, "sma_btc") == []  # the live score is the whole portfolio's (strategy NULL)
+    own = live["strategies"]["sma_btc"]  # and each strategy's own points beside the portfolio's (strategy NULL)
+    assert behaviour_history(db, 1, "sma_btc")[-1] == {"market_ts": live["market_ts"], "score": own["score"],
+                                                       **own["components"], "unexplained": own["unexplained"]}
+    assert query(db, "SELECT strategy FROM behaviour_series WHERE id = 2") == [("sma_btc",)]  # tampered below
     code, line = verify(capsys, db)
     assert code == 0, line
     copy = copy_of(db, tmp_path, "UPDATE behaviour_series SET score = score - 10 WHERE id = 2")
