@@ -174,28 +174,30 @@ def behaviour_scores(conn: sqlite3.Connection, sid: int, limit: int | None = Non
 SERIES_COLUMNS = ("market_ts", "score", "signal_agreement", "timing", "count_ratio", "matched_share", "unexplained")
 
 
-def behaviour_history(db: Path | sqlite3.Connection, session_id: int,
-                      strategy: str | None = None) -> list[dict[str, Any]]:
+def behaviour_history(db: Path | sqlite3.Connection, session_id: int, strategy: str | None = None,
+                      limit: int | None = None) -> list[dict[str, Any]]:
     """The live behaviour score over time, oldest first (the console's sparkline): the whole portfolio's, or one
-    strategy's. Each point: market_ts, score (None while there was nothing to score), its four components and how
-    many differences were unexplained. Empty for a database older than schema 6 (opened read-only, never checked:
-    it is polled)."""
+    strategy's, the last `limit` points of it. Each point: market_ts, score (None while there was nothing to score),
+    its four components and how many differences were unexplained. Empty for a database older than schema 6 (opened
+    read-only, never checked: it is polled)."""
     if isinstance(db, sqlite3.Connection):
-        return _history(db, session_id, strategy)
+        return _history(db, session_id, strategy, limit)
     if not db.exists():
         raise StoreError(f"{db}: no such database (a session creates it: paperdesk run --db {db})")
     conn = connect_readonly(db)
     try:
-        return _history(conn, session_id, strategy)
+        return _history(conn, session_id, strategy, limit)
     finally:
         conn.close()
 
 
-def _history(conn: sqlite3.Connection, session_id: int, strategy: str | None) -> list[dict[str, Any]]:
+def _history(conn: sqlite3.Connection, session_id: int, strategy: str | None,
+             limit: int | None) -> list[dict[str, Any]]:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'behaviour_series'").fetchone() is None:
         return []
     return _rows(conn, f"SELECT {', '.join(SERIES_COLUMNS)} FROM behaviour_series WHERE session_id = ? AND "
-                       "strategy IS ? ORDER BY market_ts, id", (session_id, strategy))
+                       "strategy IS ? ORDER BY market_ts DESC, id DESC LIMIT ?",
+                 (session_id, strategy, -1 if limit is None else limit))[::-1]
 
 
 def _risk(conn: sqlite3.Connection, sid: int) -> dict[str, Any]:
