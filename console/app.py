@@ -47,7 +47,7 @@ from console.widgets.strategies import StrategiesTable
 from engine.config import AppConfig, ConfigError, ConsoleConfig
 from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
-from engine.store.read import behaviour_scores, open_reader
+from engine.store.read import behaviour_history, open_reader
 
 if TYPE_CHECKING:
     from console.cli import StopSignals
@@ -63,20 +63,18 @@ HISTORY_POINTS = 40  # live behaviour scores read for the strategies' trends
 
 
 def read_behaviour_history(db: Path, session_id: int) -> tuple[list[float], dict[str, list[float]]]:
-    """The live behaviour scores, oldest first, from the saved ones (run in a worker thread): the portfolio's, and
-    each strategy's where a score carries them."""
+    """The live behaviour scores, oldest first, from the session's behaviour series (run in a worker thread): the
+    portfolio's, and each strategy's own where the series has it."""
+    def scores(strategy: str | None) -> list[float]:
+        points = behaviour_history(conn, session_id, strategy, HISTORY_POINTS)
+        return [p["score"] for p in points if p["score"] is not None]
     conn = open_reader(db)
     try:
-        rows = behaviour_scores(conn, session_id, HISTORY_POINTS)
+        names = [name for (name,) in conn.execute("SELECT name FROM strategies WHERE session_id = ? ORDER BY rowid",
+                                                  (session_id,))]
+        return scores(None), {name: own for name in names if (own := scores(name))}
     finally:
         conn.close()
-    portfolio = [row["score"] for row in rows if row["score"] is not None]
-    strategies: dict[str, list[float]] = {}
-    for row in rows:
-        for name, score in row["summary"].get("strategies", {}).items():
-            if score.get("score") is not None:
-                strategies.setdefault(name, []).append(score["score"])
-    return portfolio, strategies
 
 
 class FilterInput(Input):

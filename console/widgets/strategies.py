@@ -1,9 +1,9 @@
 """#strategies: each strategy's effective trading state (its own restriction or the portfolio's, the tighter), what
 it holds, its marked P&L, round trips, win rate, risk phase and behaviour score with its recent trend.
 
-The behaviour history comes from the session's saved live scores (read off the event loop by the app). The live
-score is the portfolio's: a strategy's own column fills only where a saved score carries per-strategy figures, and
-the title's trend is the portfolio's, labelled so. A session that is not saved has no live score, and says so."""
+A strategy's score is its latest live score from the snapshot; its trend is its own behaviour series (read off the
+event loop by the app), the title's the portfolio's, labelled so. A session saved before the series had strategies
+has only the portfolio's. A session that is not saved has no live score, and says so."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class StrategiesTable(DeskTable):
         super().__init__("Strategies", ("name", "state", "position", "P&L", "trades", "win", "phase", "behaviour",
                                         "trend"), id="strategies")
         self.portfolio: list[float] = []  # the portfolio's live behaviour scores, oldest first
-        self.history: dict[str, list[float]] = {}  # strategy -> its own, where saved scores carry them
+        self.history: dict[str, list[float]] = {}  # strategy -> its own, where its series has them
         self.threshold = 85.0
 
     def set_history(self, portfolio: Sequence[float], history: Mapping[str, Sequence[float]],
@@ -42,7 +42,7 @@ class StrategiesTable(DeskTable):
         else:
             last = self.portfolio[-1]
             mark = "ok" if last >= self.threshold else "LOW"
-            own = "" if self.history else " (per strategy: not in the saved scores)"
+            own = "" if self.history else " (per strategy: not in the saved series)"
             self.border_subtitle = (f"portfolio behaviour {last:.1f} {mark} {sparkline(self.portfolio[-TREND_POINTS:])}"
                                     f"{own}")
 
@@ -55,16 +55,15 @@ class StrategiesTable(DeskTable):
             state = Text(s.state, style=f"bold {tone(self, 'warning')}" if restricted else tone(self, "success"))
         held = " ".join(f"{symbol.split('/')[0]} {qty:+g}" for symbol, qty in s.positions) or "flat"
         win = "—" if s.win_rate is None else f"{s.win_rate:.0%}"
-        scores = self.history.get(s.name, [])
-        if scores:
-            last = scores[-1]
-            ok = last >= self.threshold
-            score = Text(f"{last:.1f}" + ("" if ok else " LOW"), justify="right",
-                         style=tone(self, "success") if ok else f"bold {tone(self, 'error')}")
-        else:
+        if s.behaviour is None:
             score = Text("—", justify="right")
+        else:
+            ok = s.behaviour >= self.threshold
+            score = Text(f"{s.behaviour:.1f}" + ("" if ok else " LOW"), justify="right",
+                         style=tone(self, "success") if ok else f"bold {tone(self, 'error')}")
         return (s.name, state, held, pnl(self, s.pnl), num(s.trades, 0), Text(win, justify="right"),
-                "—" if s.phase is None else str(s.phase), score, sparkline(scores[-TREND_POINTS:]))
+                "—" if s.phase is None else str(s.phase), score,
+                sparkline(self.history.get(s.name, [])[-TREND_POINTS:]))
 
     def selected_name(self) -> str | None:
         return self.selected_key()

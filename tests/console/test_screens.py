@@ -12,6 +12,8 @@ from console.screens import journal
 from console.screens.behaviour import BehaviourScreen
 from console.screens.detail import BreakerDetailScreen, OrderDetailScreen, StrategyDetailScreen
 from console.screens.journal import JournalScreen
+from console.widgets.cells import sparkline
+from console.widgets.strategies import TREND_POINTS
 from engine.session import PaperSession
 from tests.console.test_desk_reads import desk_session  # noqa: F401  (the module's session, as a fixture)
 from tests.store.helpers import STEP_NS, query, stepped_session
@@ -235,3 +237,24 @@ async def test_the_console_opens_each_screen_from_its_keys_over_a_stopped_sessio
         await wait_until(pilot, lambda: isinstance(app.screen, BehaviourScreen), "the behaviour screen")
         await wait_until(pilot, lambda: app.screen.query_one("#differences", DataTable).row_count, "its differences")
         assert str(app.screen.query_one("#differences", DataTable).get_row_at(0)[0]) == "UNEXPLAINED"
+
+
+async def test_the_strategies_panel_shows_each_strategy_s_live_score_and_its_own_trend(desk_session):  # noqa: F811
+    db, session, config = desk_session
+    names = [s.name for s in config.strategies]
+    series = {name: [s for (s,) in query(db, "SELECT score FROM behaviour_series WHERE strategy = ? AND score IS NOT "
+                                             "NULL ORDER BY id", (name,))] for name in names}
+    assert all(series.values()) and len({scores[-1] for scores in series.values()}) > 1, series
+    app = PaperdeskApp(LocalDesk(session), config)
+    async with app.run_test(size=(200, 60)) as pilot:
+        strategies = app.query_one("#strategies", DataTable)
+        columns = [str(c.label) for c in strategies.columns.values()]
+        score, trend = columns.index("behaviour"), columns.index("trend")
+        await wait_until(pilot, lambda: strategies.row_count == len(names) and all(
+            str(strategies.get_row(name)[trend]) for name in names), "each strategy's trend")
+        for name, scores in series.items():
+            row = [str(cell) for cell in strategies.get_row(name)]
+            low = "" if scores[-1] >= config.validation.min_score else " LOW"
+            assert row[score] == f"{scores[-1]:.1f}{low}" and row[trend] == sparkline(scores[-TREND_POINTS:]), row
+        assert "portfolio behaviour" in str(strategies.border_subtitle)
+        assert "per strategy: not in" not in str(strategies.border_subtitle)
