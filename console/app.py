@@ -208,6 +208,11 @@ class PaperdeskApp(App[int]):
         return [replace(b, key=keymap[b.id]) if b.id is not None and b.id in keymap else b
                 for _key, b in self._bindings]
 
+    def _key_of(self, action_id: str) -> str:
+        """The first key of an action as [console.keys] left it, as the footer shows it."""
+        binding = next(b for b in self.key_bindings() if b.id == action_id)
+        return self.get_key_display(replace(binding, key=binding.key.split(",")[0].strip()))
+
     def compose(self) -> ComposeResult:
         yield DeskHeader()
         with Container(id="body"):
@@ -382,7 +387,7 @@ class PaperdeskApp(App[int]):
             return
         self._armed["emergency-stop"] = now
         self._ask("EMERGENCY STOP: cancel every order and close every position now? Trading stays stopped until "
-                  "you resume it. (Pressing ! again also confirms.)", "EMERGENCY STOP",
+                  f"you resume it. (Pressing {self._key_of('emergency-stop')} again also confirms.)", "EMERGENCY STOP",
                   lambda: self._send("emergency-stop", {}, "emergency-stop key in the console", "EMERGENCY STOP"),
                   purpose="emergency-stop")
 
@@ -531,6 +536,13 @@ def check_keys(keys: dict[str, str]) -> None:
     if unknown:
         raise ConfigError(f"config [console.keys]: no action {', '.join(map(repr, unknown))}; the actions are "
                           f"{', '.join(binding_ids())}")
+    # the app's priority keys come before a modal's: on y, Enter, n or Escape one would take the operator's answer
+    priority = {b.id for b in PaperdeskApp.BINDINGS if isinstance(b, Binding) and b.priority}
+    answers = {key for b in ConfirmScreen.BINDINGS if isinstance(b, Binding) for key in b.key.split(",")}
+    for action, spelt in keys.items():
+        if action in priority and answers & {key.strip() for key in spelt.split(",")}:
+            raise ConfigError(f"config [console.keys] {action} = {spelt!r}: y, enter, n and escape answer the "
+                              "confirm questions (emergency stop, flatten, quit); map it to another key")
 
 
 def check_theme(name: str | None) -> None:
