@@ -339,10 +339,21 @@ class TwinBeside:
 
 # ---- the behaviour score ---------------------------------------------------------------------------------------
 
+PROVEN, UNEXPLAINED, NOT_PROVEN = "proven", "unexplained", "not proven"
+
+
+def verdict(d: Difference) -> str:
+    """proven (a replay with paper's conditions put back made paper's decision), not proven (its replays would go
+    over the proof budget, or proofs are off) or unexplained (none of the replays tried made it)."""
+    if d.causes:
+        return PROVEN
+    return NOT_PROVEN if d.proof.startswith(NOT_PROVEN) else UNEXPLAINED
+
+
 @dataclass(frozen=True, slots=True)
 class BehaviourView:
     report: ValidationReport
-    differences: list[Difference]                # unexplained first, then in time order
+    differences: list[Difference]                # unexplained first, then not proven, then proven, each in time order
     trend: list[tuple[int, float | None]] = field(default_factory=list)  # (market ts, live score), oldest first
 
 
@@ -351,7 +362,8 @@ def behaviour(path: Path, session_id: int) -> BehaviourView:
 
     StoreError (ValidationInputError, and a refusal such as drift) says why it cannot be validated."""
     report = validate(path, session_id)
-    ordered = sorted(report.differences, key=lambda d: d.explained)  # stable: time order within each
+    rank = {UNEXPLAINED: 0, NOT_PROVEN: 1, PROVEN: 2}
+    ordered = sorted(report.differences, key=lambda d: rank[verdict(d)])  # stable: time order within each
     return BehaviourView(report, ordered, behaviour_trend(path, session_id))
 
 

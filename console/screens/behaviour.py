@@ -6,6 +6,8 @@ behind a loading indicator; F5 or u runs it again (r is the app's resume key).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
 from console.desk import Desk
-from console.desk_reads import BehaviourView, behaviour
+from console.desk_reads import NOT_PROVEN, PROVEN, UNEXPLAINED, BehaviourView, behaviour, verdict
 from console.screens.detail import NOT_SAVED, DeskScreen, market_time, table
 from engine.validation.matching import WEIGHTS, DecisionRecord, Score
 from engine.validation.validate import Difference
@@ -45,7 +47,7 @@ class BehaviourScreen(DeskScreen):
                         "paper", "twin", "matched", "unmatched")
             yield Static("", id="trend-label", markup=False)
             yield Sparkline([], id="trend")
-            yield table("differences", "Differences (unexplained first; the selected one's causes below)", "cause",
+            yield table("differences", "Differences (unexplained first; the selected one's proof below)", "cause",
                         "time", "strategy", "symbol", "kind", "paper", "twin", "why")
             yield Static("", id="why", markup=False)
 
@@ -90,8 +92,9 @@ class BehaviourScreen(DeskScreen):
             value = "n/a" if check.value is None else f"{check.value:g}"
             text.append(f"  {'ok  ' if check.passed else 'FAIL'} {check.name} = {value} (needs {check.threshold})\n",
                         style="" if check.passed else "red")
-        unexplained = sum(1 for d in view.differences if not d.explained)
-        text.append(f"differences: {len(view.differences)} ({unexplained} unexplained)")
+        verdicts = Counter(verdict(d) for d in view.differences)
+        text.append(f"differences: {len(view.differences)} ({verdicts[PROVEN]} proven by replay, "
+                    f"{verdicts[UNEXPLAINED]} unexplained, {verdicts[NOT_PROVEN]} not proven)")
         self.query_one("#score", Static).update(text)
         components = self.query_one("#components", DataTable)
         components.clear()
@@ -110,7 +113,8 @@ class BehaviourScreen(DeskScreen):
             self._explain(event.cursor_row)
 
     def _explain(self, row: int) -> None:
-        """The selected difference's causes in full (the table's last column cuts them)."""
+        """The selected difference's proof in full (the table's last column cuts it): its cause proven by replay, or
+        the condition sets replayed in vain, or why it was not proven; then the hints, which prove nothing."""
         why = self.query_one("#why", Static)
         if not 0 <= row < len(self.differences):
             why.update("")
@@ -120,10 +124,22 @@ class BehaviourScreen(DeskScreen):
         if d.indicators:
             text.append("  indicators differ: " + ", ".join(f"{k} paper {a} twin {b}"
                                                             for k, (a, b) in d.indicators.items()) + "\n")
-        if not d.explained:
-            text.append("  unexplained: nothing recorded in the stretch where the two parted\n", style="red")
+        found = verdict(d)
         for cause in d.causes:
-            text.append(f"  [{cause.kind}] {market_time(cause.ts)}: {cause.text}\n")
+            text.append(f"  cause (proven by replay) [{cause.kind}] {market_time(cause.ts)}: {cause.text}\n",
+                        style="bold")
+        if found == PROVEN:
+            if d.proof:  # the other sets that also reproduced it
+                text.append(f"  {d.proof}\n")
+        else:
+            text.append(f"  {d.proof}\n", style=f"bold {'red' if found == UNEXPLAINED else 'yellow'}")
+        if found == UNEXPLAINED and d.tried:
+            text.append(f"  condition sets tried ({len(d.tried)}):\n")
+            text.append("".join(f"    tried: {line}\n" for line in d.tried))
+        for hint in d.hints:
+            text.append(f"  hint (not proven) [{hint.kind}] {market_time(hint.ts)}: {hint.text}\n", style="dim")
+        if not d.hints:
+            text.append("  hints (not proven): nothing recorded where the two sides parted\n", style="dim")
         why.update(text)
 
     @staticmethod
@@ -145,9 +161,13 @@ class BehaviourScreen(DeskScreen):
     @staticmethod
     def _difference_cells(d: Difference) -> list[object]:
         when = min(r.ts for r in (d.paper, d.twin) if r is not None)
-        cause = (Text("UNEXPLAINED", style="bold red") if not d.explained
-                 else ", ".join(dict.fromkeys(c.kind for c in d.causes)))
-        why = "nothing recorded where the two parted" if not d.explained else d.causes[0].text
+        found = verdict(d)
+        if found == PROVEN:
+            cause: object = ", ".join(dict.fromkeys(c.kind for c in d.causes))
+            why = f"proven by replay: {d.causes[0].text}"
+        else:
+            cause = Text(found.upper(), style=f"bold {'red' if found == UNEXPLAINED else 'yellow'}")
+            why = d.proof.removeprefix(f"{found}: ")
         return [cause, market_time(when), d.strategy, d.symbol, d.kind, _side(d.paper), _side(d.twin), why]
 
 

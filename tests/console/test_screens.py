@@ -109,13 +109,31 @@ async def test_behaviour_lists_components_trend_and_differences_unexplained_firs
         unexplained = causes.count("UNEXPLAINED")
         assert causes[:unexplained] == ["UNEXPLAINED"] * unexplained and 0 < unexplained < len(causes)
         assert ["once_sol", "SOL/USDT", "paper only"] in [row[2:5] for row in rows[:unexplained]]
-        assert "unexplained: nothing recorded" in text_of(screen, "#why")  # the first row is selected
-        assert any("latency" in cause for cause in causes[unexplained:])  # the explained ones name their causes
+        lone = screen.differences[0]  # the first row is selected: once_sol's buy, which no replay reproduces
+        why = text_of(screen, "#why")
+        assert lone.strategy == "once_sol" and not lone.causes and lone.tried
+        assert why.startswith("paper only: once_sol SOL/USDT") and f"\n  {lone.proof}\n" in why
+        assert lone.proof.startswith("unexplained: none of") and "proven by replay" not in why
+        assert f"condition sets tried ({len(lone.tried)})" in why and all(f"tried: {t}\n" in why for t in lone.tried)
+        assert "hints (not proven): nothing recorded" in why  # once_sol's twin held on the same bars, no hint
+        proven = [d for d in screen.differences if d.causes]  # last, each row naming its causes' kinds
+        assert causes[len(rows) - len(proven):] == [", ".join(dict.fromkeys(c.kind for c in d.causes)) for d in proven]
+        assert any("latency" in cause for cause in causes[len(rows) - len(proven):]), causes
+        differences.move_cursor(row=len(rows) - 1)
+        await wait_until(pilot, lambda: not text_of(screen, "#why").startswith("paper only: once_sol"), "the last")
+        last = screen.differences[-1]
+        why = text_of(screen, "#why")
+        assert rows[-1][7] == f"proven by replay: {last.causes[0].text}"
+        assert all(f"cause (proven by replay) [{c.kind}] " in why and c.text in why for c in last.causes)
+        assert last.hints and all(f"hint (not proven) [{h.kind}] " in why and h.text in why for h in last.hints)
+        assert "tried:" not in why and "unexplained" not in why
         components = rows_of(screen, "#components")
         assert [row[0] for row in components] == ["(all)", *(s.name for s in config.strategies)]
         columns = [str(c.label) for c in screen.query_one("#components", DataTable).columns.values()]
         assert columns[2:6] == ["signal_agreement", "timing", "count_ratio", "matched_share"]
-        assert "behaviour score" in text_of(screen, "#score") and "1 unexplained" in text_of(screen, "#score")
+        assert "behaviour score" in text_of(screen, "#score")
+        assert (f"({len(proven)} proven by replay, {unexplained} unexplained, "
+                f"{len(rows) - len(proven) - unexplained} not proven)") in text_of(screen, "#score")
         scores = query(db, "SELECT score FROM behaviour_scores WHERE score IS NOT NULL ORDER BY wall_ns")
         assert scores and f"Live score trend ({len(scores)} points)" in text_of(screen, "#trend-label")
         assert f"last {scores[-1][0]:.2f}" in text_of(screen, "#trend-label")
@@ -133,6 +151,25 @@ async def test_behaviour_shows_why_a_session_cannot_be_validated(tmp_path):
         await wait_until(pilot, lambda: "Cannot validate" in text_of(screen, "#message"), "the refusal")
         assert "has no decisions yet" in text_of(screen, "#message")
         assert not screen.query_one("#validation").loading
+
+
+async def test_behaviour_says_not_proven_when_the_replays_are_over_the_proof_budget(tmp_path):
+    db = tmp_path / "desk.sqlite"
+    config = venue_config(latency_ms=90_000.0)  # paper's orders late: differences a replay would look into
+    config = config.model_copy(update={"validation": config.validation.model_copy(update={"proof_budget_s": 0.0})})
+    session = await stepped_session(db, config)
+    app = App()
+    async with app.run_test(size=(180, 50)) as pilot:
+        screen = await open_screen(app, pilot, BehaviourScreen(LocalDesk(session)))
+        differences = screen.query_one("#differences", DataTable)
+        await wait_until(pilot, lambda: differences.row_count, "the validation's differences")
+        rows = rows_of(screen, "#differences")
+        first = screen.differences[0]
+        assert [row[0] for row in rows] == ["NOT PROVEN"] * len(rows) and first.proof.startswith("not proven: ")
+        assert rows[0][7] == first.proof.removeprefix("not proven: ")
+        why = text_of(screen, "#why")
+        assert f"\n  {first.proof}\n" in why and "proven by replay" not in why and "tried:" not in why
+        assert f"(0 proven by replay, 0 unexplained, {len(rows)} not proven)" in text_of(screen, "#score")
 
 
 async def test_journal_shows_holds_with_the_twin_beside_and_switches_and_pages(desk_session, monkeypatch):  # noqa: F811
