@@ -236,6 +236,7 @@ async def test_the_behaviour_series_is_saved_chained_and_read_back(tmp_path, cap
     assert live is not None and live["score"] is not None
     points = behaviour_history(db, 1)
     assert len(points) == 2 and points == behaviour_history(sqlite3.connect(db), 1)
+    assert behaviour_history(db, 1, limit=1) == points[-1:]  # the newest, for the console's bounded trends
     assert points[-1] == {"market_ts": live["market_ts"], "score": live["score"], **live["components"],
                           "unexplained": live["unexplained"]}
     own = live["strategies"]["sma_btc"]  # and each strategy's own points beside the portfolio's (strategy NULL)
