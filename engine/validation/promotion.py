@@ -23,6 +23,7 @@ from typing import Any
 from engine.analytics.returns import DAY_NS, equity_metrics
 from engine.analytics.strategy_equity import strategy_equity
 from engine.analytics.trades import closed_trades, trade_metrics
+from engine.backtest_store import VENUE as BACKTEST
 from engine.clock import utc_text
 from engine.config import PromotionConfig
 from engine.model.market import Bar, BookSnapshot
@@ -102,17 +103,20 @@ def evaluate(path: Path, strategy: str, criteria: PromotionConfig | None = None)
     """The promotion report for strategy over every session of path that ran it."""
     conn = open_reader(path)
     try:
-        sessions = [(sid, json.loads(text)) for sid, text in conn.execute(
-            "SELECT id, config_json FROM sessions ORDER BY id")]
-        ran = [sid for sid, cfg in sessions if strategy in {s["name"] for s in cfg.get("strategies", [])}]
+        # a backtest saved in the database is no paper trading: its twin is itself, so it would always validate
+        sessions = [(sid, json.loads(text), venue) for sid, text, venue in conn.execute(
+            "SELECT id, config_json, venue FROM sessions ORDER BY id")]
+        ran = [sid for sid, cfg, venue in sessions if strategy in {s["name"] for s in cfg.get("strategies", [])}
+               and venue != BACKTEST]
         trend = [{"session": sid, "time": utc_text(r["market_ts"]), "market_ts": r["market_ts"], "score": r["score"]}
                  for sid in ran for r in behaviour_scores(conn, sid) if r["score"] is not None]
     finally:
         conn.close()
     if not ran:
-        known = sorted({s["name"] for _, cfg in sessions for s in cfg.get("strategies", [])})
-        raise StoreError(f"--strategy {strategy}: no session in {path} ran it; strategies run there: "
-                         f"{', '.join(known) or 'none'}")
+        known = sorted({s["name"] for _, cfg, venue in sessions if venue != BACKTEST
+                        for s in cfg.get("strategies", [])})
+        raise StoreError(f"--strategy {strategy}: no session in {path} paper-traded it (a backtest saved there is not "
+                         f"paper trading); strategies paper-traded there: {', '.join(known) or 'none'}")
     rows, notes, trades, breakers, validated = [], [], [], [], []
     curve: list[tuple[int, float]] = []  # the strategy's marked P&L at every equity mark
     pooled = Matching([], [], [])
