@@ -425,7 +425,8 @@ class PaperdeskApp(App[int]):
             self._quit()
             return
         if self.desk.attached:
-            after = "The session keeps trading in its own process; only this console closes."
+            after = ("The session keeps trading in its own process; only this console closes." if self.desk.running
+                     else "Only this console closes; the session is not running and its state stays saved.")
         elif self.desk.db_path is not None:
             after = (f"The session stops; its positions and orders stay saved in {self.desk.db_path} and resume "
                      "with the next `paperdesk run` on it.")

@@ -150,6 +150,8 @@ class AttachedDesk:
                 self._error = ""
             except (sqlite3.Error, StoreError, OSError, ValueError) as exc:  # kept trying: a busy or replaced file
                 self._error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # anything else must not end the watch unseen: the header says it, polls go on
+                self._error = f"{type(exc).__name__}: {exc} (a paperdesk bug: please report it)"
 
 
 @reads_store

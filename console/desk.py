@@ -22,6 +22,11 @@ class Desk(Protocol):
         ...
 
     @property
+    def running(self) -> bool:
+        """Whether a process runs the session now (an attached desk: as of its last poll)."""
+        ...
+
+    @property
     def db_path(self) -> Path | None: ...
 
     @property
@@ -56,6 +61,10 @@ class LocalDesk:
 
     def __init__(self, session: PaperSession) -> None:
         self.session = session
+
+    @property
+    def running(self) -> bool:
+        return True  # this process runs it for as long as the console is up
 
     @property
     def db_path(self) -> Path | None:

@@ -58,6 +58,7 @@ class FrozenDesk:
     session_id: int | None
     picture: EngineSnapshot
     attached: bool = False
+    running: bool = True
 
     def snapshot(self) -> EngineSnapshot:
         return self.picture

@@ -287,3 +287,25 @@ def test_paperdesk_console_in_a_terminal_attaches_halts_and_detaches_leaving_the
     finally:
         subprocess.run([str(TMUX), "-S", str(socket), "kill-server"], capture_output=True, timeout=30)
         stop(proc)
+
+
+async def test_a_poll_failing_for_an_unforeseen_reason_is_shown_and_the_watch_goes_on(tmp_path):
+    from engine.session import PaperSession
+    from tests.conftest import make_config
+
+    db = tmp_path / "desk.sqlite"
+    await PaperSession(make_config(), db_path=db).run(duration=0.5)
+    desk = attach(db, poll_seconds=0.05)
+    try:
+        real = desk.poll
+
+        def broken() -> None:
+            raise TypeError("cannot unpack non-iterable NoneType object")
+
+        desk.poll = broken  # type: ignore[method-assign]
+        wait_for(lambda: "TypeError" in (desk.link() or ""), "the failure in the header", timeout=30)
+        assert desk._thread is not None and desk._thread.is_alive()
+        desk.poll = real  # type: ignore[method-assign]
+        wait_for(lambda: "cannot read" not in (desk.link() or ""), "the error cleared by a good poll", timeout=30)
+    finally:
+        desk.stop("test over")
