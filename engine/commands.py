@@ -90,7 +90,8 @@ def _cancel(guard: TradingGuard, order_id: object, strategy: str | None, reason:
 def _flatten(guard: TradingGuard, symbol: object, reason: str) -> tuple[bool, str]:
     if not isinstance(symbol, str) or symbol not in guard.instruments:
         return False, f"flatten needs a symbol the session trades ({', '.join(guard.instruments)}), not {symbol!r}"
-    closing = guard.flatten((symbol,), reason)
+    # the close-out's origin is read from the start of its reason: an operator's words must not pass for a breaker's
+    closing = guard.flatten((symbol,), f"operator flatten: {reason}")
     if not closing:
         return True, f"{symbol}: no position to close (its open orders canceled)"
     return True, f"{symbol}: closing {closing} position(s) at market"

@@ -77,3 +77,15 @@ def test_snapshot_has_open_orders_strategy_pnl_quotes_the_event_log_and_markers(
     kinds = {e.kind for e in snap.event_log}
     assert {"order", "fill", "engine"} <= kinds
     assert any(e.kind == "engine" and "EMERGENCY_STOPPED" in e.text for e in snap.event_log)
+
+
+def test_an_operator_flatten_is_labelled_the_operators_whatever_its_reason_says():
+    from engine.model.decision import decision_origin
+
+    desk = Desk()
+    desk.buy("a", "BTC/USDT", 1.0)
+    desk.tick(1)
+    ok, _ = desk.engine.command("flatten", {"symbol": "BTC/USDT"}, "drawdown: I do not like it", desk.clock.now_ns())
+    assert ok
+    exits = [d for d in desk.engine.decisions if decision_origin(d.reason) != "strategy"]
+    assert [decision_origin(d.reason) for d in exits] == ["operator flatten"]
