@@ -65,11 +65,19 @@ class EventLog(DeskTable):
     def set_filter(self, text: str) -> None:
         """Only lines containing text (any case); the table is rebuilt from the remembered lines."""
         self.query_text = text.strip().lower()
+        self.following = True
+        self._rebuild()
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False, scroll=False)
+        self.scroll_end(animate=False)
+        self._title()
+
+    def _rebuild(self) -> None:
+        """The table anew from the last SHOWN remembered lines that match: one clear and SHOWN rows cost a tenth of
+        removing PRUNE_BATCH rows one by one (DataTable.remove_row renumbers every row after it)."""
         self.clear()
         self._by_key.clear()
-        self.following = True
-        self._append([line for line in self.lines if self._matches(line)][-SHOWN:])
-        self._title()
+        self._add_rows([line for line in self.lines if self._matches(line)][-SHOWN:])
 
     def _matches(self, line: EventView) -> bool:
         return not self.query_text or self.query_text in f"{line.kind} {line.level} {line.text}".lower()
@@ -77,10 +85,7 @@ class EventLog(DeskTable):
     def _at_end(self) -> bool:
         return self.scroll_offset.y >= self.max_scroll_y
 
-    def _append(self, lines: list[EventView]) -> None:
-        if not lines:
-            return
-        cursor_at_end = self.cursor_row >= self.row_count - 1
+    def _add_rows(self, lines: list[EventView]) -> None:
         for line in lines:
             key = str(line.seq)
             self._by_key[key] = line
@@ -88,10 +93,15 @@ class EventLog(DeskTable):
                      else tone(self, "warning") if line.level == "WARN" else "")
             self.add_row(market_time(line.ts), line.kind, Text(f"{line.level} {line.text}" if line.level != "INFO"
                                                               else line.text, style=style), key=key)
-        if self.row_count > SHOWN + PRUNE_BATCH:
-            for row_key in list(self.rows)[:self.row_count - SHOWN]:
-                self._by_key.pop(row_key.value or "", None)
-                self.remove_row(row_key)
+
+    def _append(self, lines: list[EventView]) -> None:
+        if not lines:
+            return
+        cursor_at_end = self.cursor_row >= self.row_count - 1
+        self._add_rows(lines)
+        # pruned only while following: scrolled up, the operator's lines stay put (up to the KEPT remembered)
+        if self.following and self.row_count > SHOWN + PRUNE_BATCH:
+            self._rebuild()
         if self.following:
             if cursor_at_end:
                 self.move_cursor(row=self.row_count - 1, animate=False, scroll=False)
