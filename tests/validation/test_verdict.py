@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
 import sqlite3
 
@@ -19,6 +20,7 @@ from engine.validation.promotion import evaluate, mark_prices
 from engine.validation.records import load_session
 from engine.validation.validate import validate, validate_records
 from tests.conftest import BASE_CONFIG, make_config, write_config
+from tests.console.test_desk_reads import ACTS_ONCE, PAPER_ONLY
 from tests.console.test_operator_commands import paperdesk
 from tests.store.helpers import stepped_session
 from tests.validation.helpers import FAULT_BREAKERS_OFF, venue_config
@@ -60,6 +62,23 @@ def late(tmp_path_factory):
     """A session on a venue slower than a bar: differences, every one caused by the latency."""
     db = tmp_path_factory.mktemp("late") / "late.sqlite"
     asyncio.run(stepped_session(db, venue_config(latency_ms=90_000.0)))
+    return db
+
+
+@pytest.fixture(scope="module")
+def paper_only(tmp_path_factory):
+    """A session in which once_sol bought where its twin will hold: a difference nothing recorded explains."""
+    folder = tmp_path_factory.mktemp("paper_only")
+    strategy = folder / "acts_once.py"
+    strategy.write_text(ACTS_ONCE)
+    db = folder / "paper_only.sqlite"
+    config = ideal_venue(make_config(strategies=[{"name": "once_sol", "kind": f"{strategy}:ActsOnceInPaper",
+                                                  "symbols": ["SOL/USDT"], "timeframe": "1m"}]))
+    os.environ[PAPER_ONLY] = "1"  # only while the session runs: the twin of the later validation never sees it
+    try:
+        asyncio.run(stepped_session(db, config))
+    finally:
+        del os.environ[PAPER_ONLY]
     return db
 
 
@@ -241,12 +260,13 @@ async def test_each_strategys_marked_equity_adds_up_to_the_portfolios_at_every_m
 
 # ---- promotion requires a validated session -------------------------------------------------------------------
 
-def test_evaluate_names_the_validated_session_or_why_none_was(late, holding):
+def test_evaluate_names_the_validated_session_or_why_none_was(paper_only, holding):
     held = evaluate(holding, "hold_btc")
     assert next(c for c in held.criteria if c.name == "validated sessions").verdict == "pass"
     assert held.sessions[0]["validation"] == "validated: every check passed"
-    report = evaluate(late, "sma_btc")
+    report = evaluate(paper_only, "once_sol")
     session = report.sessions[0]
     assert "validated sessions" in report.failed and session["validation"].startswith("not validated: ")
-    assert validate(late, strategy="sma_btc").passed is False
-    assert any(n.startswith("no session of sma_btc passed validation: session 1 not validated") for n in report.notes)
+    assert validate(paper_only, strategy="once_sol").passed is False
+    assert any(n.startswith("no session of once_sol passed validation: session 1 not validated")
+               for n in report.notes)
