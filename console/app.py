@@ -188,6 +188,7 @@ class PaperdeskApp(App[int]):
         self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
         self._armed: dict[str, int] = {}  # action -> wall ns of its first press, for the fast emergency stop
         self._source = f"console {getpass.getuser()}"
+        self._sending = asyncio.Lock()  # an attached desk's commands go out in a worker, in the order given
         self._seen_seq = 0
         self._states: dict[str, str] | None = None  # scope -> trading state at the last refresh (None: not yet)
         self._failed: set[str] = set()
@@ -342,7 +343,9 @@ class PaperdeskApp(App[int]):
             return
 
         async def queue() -> None:  # an attached desk writes to the database: never on the event loop
-            self._delivered(what, *await asyncio.to_thread(self.desk.command, command, args, reason, self._source))
+            async with self._sending:  # one at a time, in the order given: halt then resume must not swap
+                self._delivered(what, *await asyncio.to_thread(self.desk.command, command, args, reason,
+                                                               self._source))
 
         self.run_worker(queue(), group="commands")
 
