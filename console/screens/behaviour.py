@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from console.desk import Desk
 from console.desk_reads import NOT_PROVEN, PROVEN, UNEXPLAINED, BehaviourView, behaviour, verdict
-from console.screens.detail import NOT_SAVED, DeskScreen, market_time, table
+from console.screens.detail import NOT_SAVED, DeskScreen, fill, market_time, table
 from engine.validation.matching import WEIGHTS, DecisionRecord, Score
 from engine.validation.validate import Difference
 
@@ -96,16 +96,11 @@ class BehaviourScreen(DeskScreen):
         text.append(f"differences: {len(view.differences)} ({verdicts[PROVEN]} proven by replay, "
                     f"{verdicts[UNEXPLAINED]} unexplained, {verdicts[NOT_PROVEN]} not proven)")
         self.query_one("#score", Static).update(text)
-        components = self.query_one("#components", DataTable)
-        components.clear()
-        for name, score in [("(all)", s), *report.per_strategy.items()]:
-            components.add_row(name, *self._score_cells(score))
+        fill(self.query_one("#components", DataTable),
+             [(name, *self._score_cells(score)) for name, score in [("(all)", s), *report.per_strategy.items()]])
         self._show_trend(view.trend)
         self.differences = view.differences
-        differences = self.query_one("#differences", DataTable)
-        differences.clear()
-        for d in view.differences:
-            differences.add_row(*self._difference_cells(d))
+        fill(self.query_one("#differences", DataTable), [self._difference_cells(d) for d in view.differences])
         self._explain(0)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

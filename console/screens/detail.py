@@ -8,7 +8,7 @@ error, and a session that is not saved says so and shows what the desk's snapsho
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from rich.text import Text
@@ -141,6 +141,23 @@ def table(id: str, title: str, *columns: str) -> DataTable:
     return out
 
 
+def fill(out: DataTable, rows: Iterable[Sequence[object]], keys: Iterable[str] | None = None) -> None:
+    """Replace the table's rows, its columns sized to what they now hold before anything is drawn. Left to
+    Textual, columns are sized when the app is next idle, and a header drawn before that kept its old widths above
+    rows drawn after (seen in a screenshot under load). Text is shown as given, never parsed as markup."""
+    cells = [[Text(c) if isinstance(c, str) else c for c in row] for row in rows]
+    out.clear()
+    for row, key in zip(cells, keys if keys is not None else [None] * len(cells), strict=True):
+        out.add_row(*row, key=key)
+    for i, column in enumerate(out.ordered_columns):
+        column.width = max([column.label.cell_len, *(_cell_width(row[i]) for row in cells)])
+        column.auto_width = False
+
+
+def _cell_width(cell: object) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
 # ---- an order --------------------------------------------------------------------------------------------------
 
 def order_line(type_: str, side: str, qty: float, symbol: str, price: float | None, stop: float | None) -> str:
@@ -186,14 +203,9 @@ class OrderDetailScreen(DeskScreen):
         if o.decision is not None:
             text.append_text(fields("The decision that made it", decision_rows(o.decision)))
         self.query_one("#order", Static).update(text)
-        states = self.query_one("#states", DataTable)
-        states.clear()
-        for s in o.states:
-            states.add_row(market_time(s.ts), s.status, f"{s.filled_qty:g}", s.reason)
-        fills = self.query_one("#fills", DataTable)
-        fills.clear()
-        for f in o.fills:
-            fills.add_row(*fill_cells(f))
+        fill(self.query_one("#states", DataTable),
+             [(market_time(s.ts), s.status, f"{s.filled_qty:g}", s.reason) for s in o.states])
+        fill(self.query_one("#fills", DataTable), [fill_cells(f) for f in o.fills])
         if not o.fills:
             self.say("No fills.")
 
@@ -216,14 +228,10 @@ class OrderDetailScreen(DeskScreen):
             self.query_one("#order", Static).update(f"Order {self.client_id}")
             message += " The order is no longer open; its lines in the event log and recent fills follow."
         self.say(message)
-        states = self.query_one("#states", DataTable)
-        for line in snap.event_log:
-            if self.client_id in line.text and line.kind == "order":
-                states.add_row(market_time(line.ts), line.text, "", "")
-        fills = self.query_one("#fills", DataTable)
-        for f in snap.recent_fills:
-            if f.client_id == self.client_id:
-                fills.add_row(*fill_cells(FillRow.of(f)))
+        fill(self.query_one("#states", DataTable), [(market_time(line.ts), line.text, "", "") for line in snap.event_log
+                                                     if self.client_id in line.text and line.kind == "order"])
+        fill(self.query_one("#fills", DataTable),
+             [fill_cells(FillRow.of(f)) for f in snap.recent_fills if f.client_id == self.client_id])
 
 
 # ---- a strategy ------------------------------------------------------------------------------------------------
@@ -276,11 +284,10 @@ class StrategyDetailScreen(DeskScreen):
         if s.last_decision is not None:
             text.append_text(fields("Last decision (latest indicators)", decision_rows(s.last_decision)))
         self.query_one("#strategy", Static).update(text)
-        trades = self.query_one("#trades", DataTable)
-        trades.clear()
-        for t in reversed(s.trades):
-            trades.add_row(market_time(t.closed_ts), t.symbol, t.side,
-                           Text(f"{t.pnl:+,.2f}", style="green" if t.pnl > 0 else "red" if t.pnl < 0 else ""))
+        fill(self.query_one("#trades", DataTable), [
+            (market_time(t.closed_ts), t.symbol, t.side,
+             Text(f"{t.pnl:+,.2f}", style="green" if t.pnl > 0 else "red" if t.pnl < 0 else ""))
+            for t in reversed(s.trades)])
 
 
 def _setting(value: Any) -> str:
@@ -311,10 +318,8 @@ class BreakerDetailScreen(DeskScreen):
             self.read(breaker_detail, self.breaker, self.scope, then=self.show)
             return
         self.say(NOT_SAVED + " Its trips in the event log follow.")
-        trips = self.query_one("#trips", DataTable)
-        for line in snap.event_log:
-            if f"({self.breaker}: " in line.text:
-                trips.add_row(market_time(line.ts), "", line.level, line.text)
+        fill(self.query_one("#trips", DataTable), [(market_time(line.ts), "", line.level, line.text)
+                                                    for line in snap.event_log if f"({self.breaker}: " in line.text])
 
     def _gauge(self, snap: EngineSnapshot) -> Text:
         risk = snap.risk
@@ -339,9 +344,7 @@ class BreakerDetailScreen(DeskScreen):
     def show(self, b: BreakerDetail) -> None:
         self.query_one("#settings", Static).update(fields("Configuration ([breakers] as the session runs)", [
             (name, "off" if value is None else value) for name, value in b.settings.items()]))
-        trips = self.query_one("#trips", DataTable)
-        trips.clear()
-        for e in b.events:
-            trips.add_row(market_time(e.market_ts), e.scope, e.kind, e.detail)
+        fill(self.query_one("#trips", DataTable),
+             [(market_time(e.market_ts), e.scope, e.kind, e.detail) for e in b.events])
         if not b.events:
             self.say(f"{b.breaker} has not tripped in this session.")

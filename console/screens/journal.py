@@ -19,7 +19,7 @@ from console.desk_reads import (
     decision_page,
     strategy_names,
 )
-from console.screens.detail import NOT_SAVED, DeskScreen, indicators_text, market_time, table
+from console.screens.detail import NOT_SAVED, DeskScreen, fill, indicators_text, market_time, table
 from engine.validation.validate import ValidationReport, validate
 
 PAGE = 200  # rows per page: a strategy's 100,000 decisions are never all on screen
@@ -106,14 +106,14 @@ class JournalScreen(DeskScreen):
         if self.strategy is not None:
             self.read(decision_page, self.strategy, self.before_seq, PAGE, then=self._show_page, group="page")
 
-    def _show_page(self, rows: list[DecisionRow]) -> None:
+    def _show_page(self, rows: list[DecisionRow], keep_cursor: bool = False) -> None:
         self.rows = rows
         journal = self.query_one("#journal", DataTable)
-        journal.clear()
-        for row in rows:
-            journal.add_row(market_time(row.ts), row.symbol, _signal(row), self._twin_cell(row),
-                            f"{row.confidence:.2f}", row.reason, _outcome(row), indicators_text(row.indicators),
-                            key=str(row.seq))
+        selected = journal.cursor_row if keep_cursor else 0
+        fill(journal, [(market_time(row.ts), row.symbol, _signal(row), self._twin_cell(row), f"{row.confidence:.2f}",
+                        row.reason, _outcome(row), indicators_text(row.indicators)) for row in rows],
+             keys=[str(row.seq) for row in rows])
+        journal.move_cursor(row=selected)
         self._heading()
 
     def _got_twin(self, report: ValidationReport) -> None:
@@ -122,16 +122,13 @@ class JournalScreen(DeskScreen):
         self.twin_note = (f"the twin's side as validated up to {market_time(report.until_ts)}"
                           + (f"; {only} twin decisions had no paper decision to match (see the behaviour screen)"
                              if only else ""))
-        journal = self.query_one("#journal", DataTable)
-        for row in self.rows:
-            journal.update_cell(str(row.seq), "twin", self._twin_cell(row), update_width=True)
-        self._heading()
+        self._show_page(self.rows, keep_cursor=True)  # the page again with the twin's column filled in and sized to it
 
     def _no_twin(self, text: str) -> None:
         self.twin_note = "the twin's side: not available (below)"
         self.say(f"Cannot validate: {text}")
         if self.rows:
-            self._show_page(self.rows)
+            self._show_page(self.rows, keep_cursor=True)
 
     def _twin_cell(self, row: DecisionRow) -> Text:
         if self.twin is None:

@@ -42,14 +42,8 @@ async def behaviour(pilot: Pilot) -> None:
 
 
 async def journal(pilot: Pilot) -> None:
-    """The journal, then ] and [ (the next strategy's page and back): a page shown before or after the twin's side
-    arrives sizes its twin column differently (sometimes the column stays as wide as its heading); shown again
-    with the twin's side known, it is the same every run."""
     await pilot.press("j")
     await settled(pilot)
-    for key in ("right_square_bracket", "left_square_bracket"):
-        await pilot.press(key)
-        await settled(pilot)
 
 
 async def order_detail(pilot: Pilot) -> None:
