@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/validation.py
 	$(PY) bench/ccxt_latency.py
 	$(PY) bench/ccxt_feed_rate.py
+	$(PY) bench/console_load.py --seconds 120
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -49,6 +49,8 @@ from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
 from engine.store.read import behaviour_history, open_reader
 
+Panels = tuple[PositionsTable, OrdersTable, StrategiesTable, BreakersTable, MarketWatch, EventLog]
+
 if TYPE_CHECKING:
     from console.cli import StopSignals
 
@@ -186,6 +188,7 @@ class PaperdeskApp(App[int]):
             else config.venue.kind
         self._threshold = config.validation.min_score if config is not None else 85.0
         self._snapshot: EngineSnapshot | None = None  # the last one refresh_view took; the chart reuses it
+        self._panels: Panels | None = None  # looked up once: a query on every refresh costs
         self._armed: dict[str, int] = {}  # action -> wall ns of its first press, for the fast emergency stop
         self._source = f"console {getpass.getuser()}"
         self._sending = asyncio.Lock()  # an attached desk's commands go out in a worker, in the order given
@@ -257,15 +260,16 @@ class PaperdeskApp(App[int]):
         if not self._showing():
             return
         snap = self._snapshot = self.desk.snapshot()
-        screen = self.default_screen
-        screen.query_one(DeskHeader).show(snap, HeaderFacts(self._facts_venue, self.desk.link(), self._threshold,
-                                                            self.wall_now()))
-        screen.query_one(PositionsTable).show(snap)
-        screen.query_one(OrdersTable).show(snap)
-        screen.query_one(StrategiesTable).show(snap)
-        screen.query_one(BreakersTable).show(snap)
-        screen.query_one(MarketWatch).show(snap)
-        screen.query_one(EventLog).show(snap)
+        if self._panels is None:
+            screen = self.default_screen
+            self._panels = (screen.query_one(PositionsTable), screen.query_one(OrdersTable),
+                            screen.query_one(StrategiesTable), screen.query_one(BreakersTable),
+                            screen.query_one(MarketWatch), screen.query_one(EventLog))
+        with self.batch_update():  # one repaint for every panel's changes
+            self.default_screen.query_one(DeskHeader).show(
+                snap, HeaderFacts(self._facts_venue, self.desk.link(), self._threshold, self.wall_now()))
+            for panel in self._panels:
+                panel.show(snap)
         self._alert(snap)
 
     def refresh_chart(self) -> None:

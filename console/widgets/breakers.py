@@ -40,7 +40,7 @@ class BreakersTable(DeskTable):
             self.gauges[key] = g
             rows[key] = (g["breaker"], g["scope"], Text(gauge_bar(g["usage"]), style=style),
                          Text(f"{g['value']:,.4g} / {g['limit']:,.4g}", justify="right"), g["detail"])
-        self.show_in_order(rows)
+        self.show_rows(rows)
         trips = snap.risk.get("trips", 0)
         self.border_subtitle = f"{trips} trip(s) this session" if trips else ""
 

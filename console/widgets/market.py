@@ -17,6 +17,7 @@ class MarketWatch(DeskTable):
 
     def show(self, snap: EngineSnapshot) -> None:
         ages = snap.venue.ages_s if snap.venue is not None else {}
+        rows: dict[str, tuple[object, ...]] = {}
         for q in snap.quotes:
             if q.symbol in ages:
                 age: float | None = ages[q.symbol]
@@ -30,8 +31,8 @@ class MarketWatch(DeskTable):
                 stale = age > STALE_SECONDS * (1 if unit == "s wall" else snap.speed)
                 cell = Text(f"{age:.1f} {unit}" + (" STALE" if stale else ""), justify="right",
                             style=f"bold {tone(self, 'warning')}" if stale else "")
-            self.upsert(q.symbol, (q.symbol, num(q.bid), num(q.ask), num(q.spread, 4), num(q.last), cell))
-        self.keep_only(q.symbol for q in snap.quotes)
+            rows[q.symbol] = (q.symbol, num(q.bid), num(q.ask), num(q.spread, 4), num(q.last), cell)
+        self.show_rows(rows)
         venue = snap.venue
         if venue is None:
             self.border_subtitle = ""

@@ -19,14 +19,14 @@ class OrdersTable(DeskTable):
 
     def show(self, snap: EngineSnapshot) -> None:
         self.open = {o.client_id: o for o in snap.open_order_list}
+        rows: dict[str, tuple[object, ...]] = {}
         for o in snap.open_order_list:
             side = Text(o.side, style=tone(self, "success" if o.side == "BUY" else "error"))
             price = o.price if o.price is not None else o.stop_price
-            self.upsert(o.client_id, (o.client_id, o.strategy, o.symbol, o.type, side, num(o.qty, 4),
-                                      num(o.filled, 4), num(price), Text(duration((snap.ts - o.created_ns) / 1e9),
-                                                                         justify="right"),
-                                      o.status if o.origin == "strategy" else f"{o.status} ({o.origin})"))
-        self.keep_only(self.open)
+            rows[o.client_id] = (o.client_id, o.strategy, o.symbol, o.type, side, num(o.qty, 4), num(o.filled, 4),
+                                 num(price), Text(duration((snap.ts - o.created_ns) / 1e9), justify="right"),
+                                 o.status if o.origin == "strategy" else f"{o.status} ({o.origin})")
+        self.show_rows(rows)
         self.border_title = f"{TITLE} ({len(self.open)})"
 
     def selected(self) -> OrderView | None:

@@ -14,9 +14,7 @@ class PositionsTable(DeskTable):
 
     def show(self, snap: EngineSnapshot) -> None:
         held = [p for p in snap.positions if p.qty]
-        for p in held:
-            self.upsert(p.symbol, (p.symbol, num(p.qty, 4, signed=True), num(p.avg_price), num(p.mark),
-                                   pnl(self, p.unrealised), pnl(self, p.realised)))
-        self.keep_only(p.symbol for p in held)
+        self.show_rows({p.symbol: (p.symbol, num(p.qty, 4, signed=True), num(p.avg_price), num(p.mark),
+                                   pnl(self, p.unrealised), pnl(self, p.realised)) for p in held})
         self.border_title = f"{TITLE} ({len(held)})"
         self.border_subtitle = f"realised {snap.realised:+,.2f}  unrealised {snap.unrealised:+,.2f}"

@@ -32,9 +32,7 @@ class StrategiesTable(DeskTable):
         self.threshold = threshold
 
     def show(self, snap: EngineSnapshot) -> None:
-        for s in snap.strategies:
-            self.upsert(s.name, self._cells(s))
-        self.keep_only(s.name for s in snap.strategies)
+        self.show_rows({s.name: self._cells(s) for s in snap.strategies})
         if snap.session_id is None:
             self.border_subtitle = "behaviour: session not saved, no live score"
         elif not self.portfolio:
