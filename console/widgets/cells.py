@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import count
+from typing import Any
 
 from rich.cells import cell_len
+from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable
+
+from console.widgets.table_lines import LineStyle, row_strip
 
 
 def num(value: float | None, decimals: int = 2, signed: bool = False, style: str = "") -> Text:
@@ -83,6 +90,11 @@ class DeskTable(DataTable):
         self.border_title = title
         self._columns = tuple(columns)
         self._shown: dict[str, tuple[object, ...]] = {}  # what each row shows now, by key, in table order
+        # each row's drawn line and what it was drawn from (table_lines.py); a row's version moves when it changes
+        self._lines: dict[Any, tuple[tuple[Any, ...], Strip]] = {}
+        self._versions: dict[Any, int] = {}
+        self._version = count(1)
+        self._paint: tuple[Style, ...] = ()
 
     def on_mount(self) -> None:
         for label in self._columns:
@@ -111,6 +123,85 @@ class DeskTable(DataTable):
         else:
             self._refill(wanted)
         self._shown = wanted
+
+    # -- drawing: DataTable's look, each row's line kept until the row changes (table_lines.py) --------------------
+
+    def add_row(self, *cells: Any, height: int | None = 1, key: str | None = None,
+                label: Any = None) -> Any:
+        row_key = super().add_row(*cells, height=height, key=key, label=label)
+        self._versions[row_key.value] = next(self._version)
+        return row_key
+
+    def update_cell(self, row_key: Any, column_key: Any, value: Any, *,
+                    update_width: bool = False) -> None:
+        super().update_cell(row_key, column_key, value, update_width=update_width)
+        self._versions[getattr(row_key, "value", row_key)] = next(self._version)
+
+    def remove_row(self, row_key: Any) -> None:
+        super().remove_row(row_key)
+        key = getattr(row_key, "value", row_key)
+        self._versions.pop(key, None)
+        self._lines.pop(key, None)
+
+    def clear(self, columns: bool = False) -> DeskTable:
+        super().clear(columns)
+        self._versions.clear()
+        self._lines.clear()
+        return self
+
+    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
+        """DataTable's own, for rows like these (one line each, drawn by table_lines.py): each new cell measured by
+        its length. DataTable's measures every new cell through Rich, a third of the console's time at 25 new event
+        lines a refresh (bench/console_load.py). Textual is pinned (pyproject.toml): the snapshot tests guard this."""
+        columns = self.ordered_columns
+        for row_key in new_rows:
+            if row_key in self.rows:
+                for column, cell in zip(columns, self.get_row(row_key), strict=True):
+                    column.content_width = max(column.content_width, cell_width(cell))
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(sum(column.get_render_width(self) for column in columns), self.row_count + header)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        styles = self.get_component_styles
+        # the styles every line is drawn with, read once a paint: a theme or focus change redraws every line
+        self._paint = (self.rich_style, styles("datatable--header").rich_style,
+                       styles("datatable--even-row").rich_style, styles("datatable--odd-row").rich_style,
+                       self.get_component_rich_style("datatable--cursor"))
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        header = self.header_height if self.show_header else 0
+        base = self._paint[0] if self._paint else self.rich_style
+        index = -1 if y < header else y - header + scroll_y
+        if index >= self.row_count:
+            return Strip.blank(width, base)
+        key = None if index < 0 else self.ordered_rows[index].key.value
+        columns = self.ordered_columns
+        widths = tuple(column.get_render_width(self) for column in columns)
+        cursor = 0 <= index == self.cursor_row and self.show_cursor and self.cursor_type == "row"
+        drawn_from = (index, cursor, widths, width, self._paint, self.zebra_stripes,
+                      0 if key is None else self._versions.get(key, 0))
+        kept = self._lines.get(key)
+        if kept is not None and kept[0] == drawn_from:
+            strip = kept[1]
+        else:
+            cells = [column.label for column in columns] if key is None else self.get_row_at(index)
+            strip = row_strip(cells, widths, self.cell_padding, self._line_styles(index, cursor, len(columns)),
+                              width, self.app.console)
+            self._lines[key] = (drawn_from, strip)
+        return strip.crop(scroll_x, scroll_x + width).adjust_cell_length(width, base)
+
+    def _line_styles(self, index: int, cursor: bool, columns: int) -> list[LineStyle]:
+        """Each cell's styles as DataTable composes them: the row's (header, zebra or the table's) with the cursor's
+        under the cell's own, the cursor's colour over it; meta says which row a click lands on."""
+        base, header, even, odd, cursor_style = self._paint or (self.rich_style,) * 5
+        row = header if index < 0 else (odd if index % 2 else even) if self.zebra_stripes else base
+        under = row + cursor_style if cursor else row
+        over = Style.from_color(color=cursor_style.color) if cursor else Style.null()
+        rest = under + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+        return [LineStyle(under + Style.from_meta({"row": index, "column": i}), over, rest) for i in range(columns)]
 
     def _update(self, key: str, before: tuple[object, ...], after: tuple[object, ...]) -> None:
         for column, old, new in zip(self.columns.values(), before, after, strict=True):

@@ -93,3 +93,33 @@ async def test_rows_come_and_go_and_the_cursor_stays_on_its_row() -> None:
         assert panel.cursor_row == 1  # where it was, as far as the table now reaches
         panel.show_rows({})
         assert panel.row_count == 0 and panel.selected_key() is None
+
+
+def drawn(panel: Panel, y: int) -> str:
+    return "".join(segment.text for segment in panel.render_line(y))
+
+
+async def test_a_line_is_drawn_again_when_its_row_changes_and_only_then() -> None:
+    """Each row's line is kept (table_lines.py) until the row changes, the cursor moves onto or off it, or the
+    styles change; what is on screen is always what the row holds."""
+    app = OnePanel()
+    async with app.run_test() as pilot:
+        panel = app.query_one(Panel)
+        panel.show_rows(rows(4))
+        await pilot.pause()
+        assert "ACTIVE" in drawn(panel, 3) and "2.00" in drawn(panel, 3)  # the header is line 0
+        changed = rows(4)
+        changed["O2"] = ("O2", Text("HALTED", style="green"), Text("7.50", justify="right"))
+        panel.show_rows(changed)
+        await pilot.pause()
+        assert "HALTED" in drawn(panel, 3) and "7.50" in drawn(panel, 3)
+        assert "ACTIVE" in drawn(panel, 2)
+        cursor_style = panel.get_component_rich_style("datatable--cursor")
+        panel.move_cursor(row=2)
+        await pilot.pause()
+        assert any(segment.style is not None and segment.style.bgcolor == cursor_style.bgcolor
+                   for segment in panel.render_line(3) if segment.text.strip())
+        panel.show_rows(rows(2))  # two rows gone: the lines below the table are blank
+        await pilot.pause()
+        assert drawn(panel, 3).strip() == ""
+        assert "O1" in drawn(panel, 2)
