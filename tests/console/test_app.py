@@ -80,7 +80,7 @@ async def test_console_shows_live_positions_order_flow_and_equity():
         await wait_until(pilot, lambda: len(session.engine.fills) >= 3 and len(session.engine.equity_curve) >= 3)
         session.stop()
         await trading  # freeze the engine, then let the console catch up with it
-        await pilot.pause(app.REFRESH_SECONDS + 0.3)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         snap = session.snapshot()
         lines = event_texts(app)
         for fill in session.engine.fills:  # every fill is in the event log, with the simulator's assumptions
@@ -185,7 +185,7 @@ async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_command
         app.query_one("#events", DataTable).focus()     # a focused widget must not swallow the keys
         await pilot.press("h")
         assert session.engine.guard.states.state("portfolio").value == "HALTED"
-        await pilot.pause(app.REFRESH_SECONDS + 0.2)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         head = app.query_one("#header")
         assert "HALTED (operator: halt key in the console)" in header(app)
         assert head.has_class("-restricted")
@@ -201,7 +201,7 @@ async def test_trading_keys_work_over_a_focused_table_and_are_saved_like_command
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert session.engine.guard.states.state("portfolio").value == "EMERGENCY_STOPPED"
         await pilot.press("escape")
-        await pilot.pause(app.REFRESH_SECONDS + 0.2)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         assert app.query_one("#header").has_class("-emergency")
         breakers = app.query_one("#breakers", DataTable)
         assert "daily_loss:portfolio" in breakers.rows and "drawdown:portfolio" in breakers.rows

@@ -183,7 +183,7 @@ async def test_a_command_from_another_shell_a_state_change_and_a_failed_strategy
         await wait_until(pilot, lambda: any(t.startswith("strategy buggy FAILED and stopped") for t in toasts(app)))
         assert rings
         await pilot.press("r")  # the console's own command: its answer, not an alert from another shell
-        await pilot.pause(app.REFRESH_SECONDS * 2)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         assert not any("from console " in t for t in toasts(app))
 
 
@@ -225,7 +225,7 @@ async def test_slash_filters_the_event_log_and_scrolling_up_pauses_following(tmp
         await wait_until(pilot, lambda: "paused" not in str(events.border_title))
         rows_then = events.row_count
         await wait_until(pilot, lambda: events.row_count > rows_then + 2)
-        await pilot.pause(app.REFRESH_SECONDS)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         assert events.scroll_y == events.max_scroll_y  # following again
         await pilot.press("slash")
         box = app.query_one("#events-filter", Input)

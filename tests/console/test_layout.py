@@ -40,7 +40,7 @@ def assert_header_fits(app, width: int, *words: str) -> str:
 async def test_the_header_is_one_line_and_positions_and_orders_are_always_shown(size):
     async with console_over_session(bracket_config(), size=size) as (session, app, pilot, trading):
         await wait_until(pilot, lambda: app.query_one("#positions").row_count >= 1, timeout=40)
-        await pilot.pause(app.REFRESH_SECONDS)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         assert_header_fits(app, size[0], "ACTIVE", "PAPER")
         assert shown(app, "positions") and shown(app, "orders")
         compact = size[0] < 120
@@ -62,7 +62,7 @@ async def test_during_an_emergency_stop_with_strategies_cooling_down_the_header_
                          timeout=60)
         await pilot.press("exclamation_mark", "exclamation_mark")
         assert states.state("portfolio").value == "EMERGENCY_STOPPED"
-        await pilot.pause(app.REFRESH_SECONDS * 2)
+        await pilot.pause(app.REFRESH_SECONDS * 5)
         line = assert_header_fits(app, size[0], EMERGENCY_LABEL)
         app.refresh_chart()  # the stop is marked on the equity chart, lettered (no colour needed)
         chart = app.query_one("#equity")
