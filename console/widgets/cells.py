@@ -159,7 +159,14 @@ class DeskTable(DataTable):
                 for column, cell in zip(columns, self.get_row(row_key), strict=True):
                     column.content_width = max(column.content_width, cell_width(cell))
         header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(sum(column.get_render_width(self) for column in columns), self.row_count + header)
+        size = Size(sum(column.get_render_width(self) for column in columns), self.row_count + header)
+        if size != self.virtual_size:
+            # a panel's size is its share of the screen (.panel, 1fr), never its rows': the screen is not laid out
+            # again for what it scrolls over (it was, after every refresh that added a row); a scrollbar that comes
+            # or goes still lays it out
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
+            self.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
         styles = self.get_component_styles
