@@ -123,3 +123,29 @@ async def test_a_line_is_drawn_again_when_its_row_changes_and_only_then() -> Non
         await pilot.pause()
         assert drawn(panel, 3).strip() == ""
         assert "O1" in drawn(panel, 2)
+
+
+async def test_rows_coming_do_not_lay_the_screen_out_again() -> None:
+    """A panel's size is its share of the screen: rows it scrolls over change no one else's place, so adding them
+    must not lay out (and repaint) every panel, as DataTable's virtual_size did after each refresh that added one."""
+    app = OnePanel()
+    async with app.run_test(size=(80, 12)) as pilot:
+        panel = app.query_one(Panel)
+        panel.show_rows(rows(30))  # more than the panel shows: its scrollbar is there from now on
+        await pilot.pause()
+        await pilot.pause()
+        layouts = 0
+        lay_out = app.screen._refresh_layout
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal layouts
+            layouts += 1
+            return lay_out(*args, **kwargs)
+
+        app.screen._refresh_layout = counted  # type: ignore[method-assign]
+        for n in (40, 50, 60):
+            panel.show_rows(rows(n))
+            await pilot.pause()
+            await pilot.pause()
+        assert panel.virtual_size.height == 61  # the header and 60 rows
+        assert layouts == 0
