@@ -173,7 +173,8 @@ class DeskTable(DataTable):
         # the styles every line is drawn with, read once a paint: a theme or focus change redraws every line
         self._paint = (self.rich_style, styles("datatable--header").rich_style,
                        styles("datatable--even-row").rich_style, styles("datatable--odd-row").rich_style,
-                       self.get_component_rich_style("datatable--cursor"))
+                       self.get_component_rich_style("datatable--cursor"),
+                       self.get_component_rich_style("datatable--hover"))
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -187,26 +188,29 @@ class DeskTable(DataTable):
         key = None if index < 0 else self.ordered_rows[index].key.value
         columns = self.ordered_columns
         widths = tuple(column.get_render_width(self) for column in columns)
-        cursor = 0 <= index == self.cursor_row and self.show_cursor and self.cursor_type == "row"
-        drawn_from = (index, cursor, widths, width, self._paint, self.zebra_stripes,
+        shown = index >= 0 and self.show_cursor and self.cursor_type == "row"
+        cursor = shown and index == self.cursor_row
+        hover = shown and self._show_hover_cursor and index == self.hover_coordinate.row  # the mouse is over it
+        drawn_from = (index, cursor, hover, widths, width, self._paint, self.zebra_stripes,
                       0 if key is None else self._versions.get(key, 0))
         kept = self._lines.get(key)
         if kept is not None and kept[0] == drawn_from:
             strip = kept[1]
         else:
             cells = [column.label for column in columns] if key is None else self.get_row_at(index)
-            strip = row_strip(cells, widths, self.cell_padding, self._line_styles(index, cursor, len(columns)),
+            strip = row_strip(cells, widths, self.cell_padding, self._line_styles(index, cursor, hover, len(columns)),
                               width, self.app.console)
             self._lines[key] = (drawn_from, strip)
         return strip.crop(scroll_x, scroll_x + width).adjust_cell_length(width, base)
 
-    def _line_styles(self, index: int, cursor: bool, columns: int) -> list[LineStyle]:
-        """Each cell's styles as DataTable composes them: the row's (header, zebra or the table's) with the cursor's
-        under the cell's own, the cursor's colour over it; meta says which row a click lands on."""
-        base, header, even, odd, cursor_style = self._paint or (self.rich_style,) * 5
+    def _line_styles(self, index: int, cursor: bool, hover: bool, columns: int) -> list[LineStyle]:
+        """Each cell's styles as DataTable composes them: the row's (header, zebra or the table's) with the hover's
+        and the cursor's under the cell's own, their colour over it; meta says which row a click lands on."""
+        base, header, even, odd, cursor_style, hover_style = self._paint or (self.rich_style,) * 6
         row = header if index < 0 else (odd if index % 2 else even) if self.zebra_stripes else base
-        under = row + cursor_style if cursor else row
-        over = Style.from_color(color=cursor_style.color) if cursor else Style.null()
+        marks = (hover_style if hover else Style()) + (cursor_style if cursor else Style())
+        under = row + marks
+        over = Style.from_color(color=marks.color) if cursor or hover else Style.null()
         rest = under + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
         return [LineStyle(under + Style.from_meta({"row": index, "column": i}), over, rest) for i in range(columns)]
 

@@ -149,3 +149,22 @@ async def test_rows_coming_do_not_lay_the_screen_out_again() -> None:
             await pilot.pause()
         assert panel.virtual_size.height == 61  # the header and 60 rows
         assert layouts == 0
+
+
+async def test_the_row_under_the_mouse_is_highlighted_as_datatable_does() -> None:
+    app = OnePanel()
+    async with app.run_test(size=(80, 12)) as pilot:
+        panel = app.query_one(Panel)
+        panel.show_rows(rows(5))
+        await pilot.pause()
+        hover = panel.get_component_rich_style("datatable--hover").bgcolor
+
+        def highlighted(y: int) -> bool:
+            return any(segment.style is not None and segment.style.bgcolor == hover
+                       for segment in panel.render_line(y) if segment.text.strip())
+
+        assert not highlighted(3)
+        await pilot.hover(Panel, offset=(5, 3))  # the header, then rows O0, O1: O2 is line 3
+        await pilot.pause()
+        assert panel.hover_coordinate.row == 2
+        assert highlighted(3) and not highlighted(2) and not highlighted(4)
