@@ -49,7 +49,7 @@ from engine.session import PaperSession
 from engine.snapshot import EngineSnapshot
 from engine.store.read import behaviour_history, open_reader
 
-Panels = tuple[PositionsTable, OrdersTable, StrategiesTable, BreakersTable, MarketWatch, EventLog]
+Panels = tuple[DeskHeader, PositionsTable, OrdersTable, StrategiesTable, BreakersTable, MarketWatch, EventLog]
 
 if TYPE_CHECKING:
     from console.cli import StopSignals
@@ -262,14 +262,14 @@ class PaperdeskApp(App[int]):
         snap = self._snapshot = self.desk.snapshot()
         if self._panels is None:
             screen = self.default_screen
-            self._panels = (screen.query_one(PositionsTable), screen.query_one(OrdersTable),
-                            screen.query_one(StrategiesTable), screen.query_one(BreakersTable),
-                            screen.query_one(MarketWatch), screen.query_one(EventLog))
+            self._panels = (screen.query_one(DeskHeader), screen.query_one(PositionsTable),
+                            screen.query_one(OrdersTable), screen.query_one(StrategiesTable),
+                            screen.query_one(BreakersTable), screen.query_one(MarketWatch), screen.query_one(EventLog))
         with self.batch_update():  # one repaint for every panel's changes
-            self.default_screen.query_one(DeskHeader).show(
-                snap, HeaderFacts(self._facts_venue, self.desk.link(), self._threshold, self.wall_now()))
-            for panel in self._panels:
-                panel.show(snap)
+            self._panels[0].show(snap, HeaderFacts(self._facts_venue, self.desk.link(), self._threshold,
+                                                   self.wall_now()))
+            for table in self._panels[1:]:
+                table.show(snap)
         self._alert(snap)
 
     def refresh_chart(self) -> None:

@@ -31,6 +31,7 @@ from console.desk_reads import (
     order_detail,
     strategy_detail,
 )
+from console.widgets.cells import cell_width
 from engine.clock import utc_text
 from engine.snapshot import EngineSnapshot, StrategyView
 from engine.store.database import StoreError
@@ -150,12 +151,8 @@ def fill(out: DataTable, rows: Iterable[Sequence[object]], keys: Iterable[str] |
     for row, key in zip(cells, keys if keys is not None else [None] * len(cells), strict=True):
         out.add_row(*row, key=key)
     for i, column in enumerate(out.ordered_columns):
-        column.width = max([column.label.cell_len, *(_cell_width(row[i]) for row in cells)])
+        column.width = max([column.label.cell_len, *(cell_width(row[i]) for row in cells)])
         column.auto_width = False
-
-
-def _cell_width(cell: object) -> int:
-    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
 
 
 # ---- an order --------------------------------------------------------------------------------------------------
