@@ -5,6 +5,8 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,19 @@ def desk_config(strategy_file):
     return config.model_copy(update={"venue": config.venue.model_copy(update={"latency_ms": 90_000.0})})
 
 
+@contextmanager
+def acting_once(folder: Path) -> Iterator[Path]:
+    """ActsOnceInPaper's file in folder, with PAPER_ONLY set while the block runs the paper session and never after,
+    so the twin of a later validation holds where the session bought."""
+    strategy = folder / "acts_once.py"
+    strategy.write_text(ACTS_ONCE)
+    os.environ[PAPER_ONLY] = "1"
+    try:
+        yield strategy
+    finally:
+        del os.environ[PAPER_ONLY]
+
+
 async def scored_session(db, config):
     """A stepped session that scores itself twice (as it does at its live interval), then stops."""
     session = await stepped_session(db, config, steps=800, close=False)
@@ -72,15 +87,10 @@ async def scored_session(db, config):
 def desk_session(tmp_path_factory):
     """(database, the stopped PaperSession, its config); once_sol bought at its fifth bar, its twin will not."""
     folder = tmp_path_factory.mktemp("desk")
-    strategy = folder / "acts_once.py"
-    strategy.write_text(ACTS_ONCE)
     db = folder / "desk.sqlite"
-    config = desk_config(strategy)
-    os.environ[PAPER_ONLY] = "1"
-    try:
+    with acting_once(folder) as strategy:
+        config = desk_config(strategy)
         session = asyncio.run(scored_session(db, config))
-    finally:
-        del os.environ[PAPER_ONLY]
     return db, session, config
 
 

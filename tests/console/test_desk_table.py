@@ -5,8 +5,12 @@ removing gone orders one by one (DataTable.remove_row renumbers every row after 
 median under 500 order events a second.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.pilot import Pilot
 
 from console.widgets.cells import DeskTable
 
@@ -30,16 +34,23 @@ def rows(n: int, state: str = "ACTIVE", style: str = "green") -> dict[str, tuple
     return {f"O{i}": (f"O{i}", Text(state, style=style), Text(f"{i:.2f}", justify="right")) for i in range(n)}
 
 
+@asynccontextmanager
+async def showing(n: int, size: tuple[int, int] = (80, 24)) -> AsyncIterator[tuple[OnePanel, Panel, Pilot]]:
+    """The panel in a running app, showing rows(n)."""
+    app = OnePanel()
+    async with app.run_test(size=size) as pilot:
+        panel = app.query_one(Panel)
+        panel.show_rows(rows(n))
+        await pilot.pause()
+        yield app, panel, pilot
+
+
 def keys(panel: Panel) -> list[str]:
     return [str(key.value) for key in panel.rows]
 
 
 async def test_only_the_cells_that_changed_are_updated() -> None:
-    app = OnePanel()
-    async with app.run_test() as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(10))
-        await pilot.pause()
+    async with showing(10) as (app, panel, pilot):
         panel.show_rows(rows(10))
         assert panel.updates == []
         changed = rows(10)
@@ -51,33 +62,21 @@ async def test_only_the_cells_that_changed_are_updated() -> None:
 
 async def test_a_colour_alone_is_a_change() -> None:
     """A theme change recolours the cells whose words stay the same (Text equality ignores its style)."""
-    app = OnePanel()
-    async with app.run_test() as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(3))
-        await pilot.pause()
+    async with showing(3) as (app, panel, pilot):
         panel.show_rows(rows(3, style="red"))
         assert sorted(panel.updates) == [("O0", "state"), ("O1", "state"), ("O2", "state")]
         assert panel.get_row("O1")[1].style == "red"
 
 
 async def test_a_wider_value_widens_its_column() -> None:
-    app = OnePanel()
-    async with app.run_test() as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(3))
-        await pilot.pause()
+    async with showing(3) as (app, panel, pilot):
         panel.show_rows(rows(3, state="EMERGENCY_STOPPED"))
         await pilot.pause()
         assert panel.ordered_columns[1].content_width == len("EMERGENCY_STOPPED")
 
 
 async def test_rows_come_and_go_and_the_cursor_stays_on_its_row() -> None:
-    app = OnePanel()
-    async with app.run_test() as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(10))
-        await pilot.pause()
+    async with showing(10) as (app, panel, pilot):
         panel.move_cursor(row=7)
         assert panel.selected_key() == "O7"
         few_gone = {k: v for k, v in rows(12).items() if k not in ("O1", "O2")}
@@ -102,11 +101,7 @@ def drawn(panel: Panel, y: int) -> str:
 async def test_a_line_is_drawn_again_when_its_row_changes_and_only_then() -> None:
     """Each row's line is kept (table_lines.py) until the row changes, the cursor moves onto or off it, or the
     styles change; what is on screen is always what the row holds."""
-    app = OnePanel()
-    async with app.run_test() as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(4))
-        await pilot.pause()
+    async with showing(4) as (app, panel, pilot):
         assert "ACTIVE" in drawn(panel, 3) and "2.00" in drawn(panel, 3)  # the header is line 0
         changed = rows(4)
         changed["O2"] = ("O2", Text("HALTED", style="green"), Text("7.50", justify="right"))
@@ -128,11 +123,8 @@ async def test_a_line_is_drawn_again_when_its_row_changes_and_only_then() -> Non
 async def test_rows_coming_do_not_lay_the_screen_out_again() -> None:
     """A panel's size is its share of the screen: rows it scrolls over change no one else's place, so adding them
     must not lay out (and repaint) every panel, as DataTable's virtual_size did after each refresh that added one."""
-    app = OnePanel()
-    async with app.run_test(size=(80, 12)) as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(30))  # more than the panel shows: its scrollbar is there from now on
-        await pilot.pause()
+    # more rows than the panel shows: its scrollbar is there from now on
+    async with showing(30, size=(80, 12)) as (app, panel, pilot):
         await pilot.pause()
         layouts = 0
         lay_out = app.screen._refresh_layout
@@ -152,11 +144,7 @@ async def test_rows_coming_do_not_lay_the_screen_out_again() -> None:
 
 
 async def test_the_row_under_the_mouse_is_highlighted_as_datatable_does() -> None:
-    app = OnePanel()
-    async with app.run_test(size=(80, 12)) as pilot:
-        panel = app.query_one(Panel)
-        panel.show_rows(rows(5))
-        await pilot.pause()
+    async with showing(5, size=(80, 12)) as (app, panel, pilot):
         hover = panel.get_component_rich_style("datatable--hover").bgcolor
 
         def highlighted(y: int) -> bool:

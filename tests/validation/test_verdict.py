@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import shutil
 import sqlite3
 
@@ -20,7 +19,7 @@ from engine.validation.promotion import evaluate, mark_prices
 from engine.validation.records import load_session
 from engine.validation.validate import validate, validate_records
 from tests.conftest import BASE_CONFIG, make_config, write_config
-from tests.console.test_desk_reads import ACTS_ONCE, PAPER_ONLY
+from tests.console.test_desk_reads import acting_once
 from tests.console.test_operator_commands import paperdesk
 from tests.store.helpers import stepped_session
 from tests.validation.helpers import FAULT_BREAKERS_OFF, venue_config
@@ -69,16 +68,11 @@ def late(tmp_path_factory):
 def paper_only(tmp_path_factory):
     """A session in which once_sol bought where its twin will hold: a difference nothing recorded explains."""
     folder = tmp_path_factory.mktemp("paper_only")
-    strategy = folder / "acts_once.py"
-    strategy.write_text(ACTS_ONCE)
     db = folder / "paper_only.sqlite"
-    config = ideal_venue(make_config(strategies=[{"name": "once_sol", "kind": f"{strategy}:ActsOnceInPaper",
-                                                  "symbols": ["SOL/USDT"], "timeframe": "1m"}]))
-    os.environ[PAPER_ONLY] = "1"  # only while the session runs: the twin of the later validation never sees it
-    try:
+    with acting_once(folder) as strategy:
+        config = ideal_venue(make_config(strategies=[{"name": "once_sol", "kind": f"{strategy}:ActsOnceInPaper",
+                                                      "symbols": ["SOL/USDT"], "timeframe": "1m"}]))
         asyncio.run(stepped_session(db, config))
-    finally:
-        del os.environ[PAPER_ONLY]
     return db
 
 
