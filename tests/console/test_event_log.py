@@ -41,3 +41,22 @@ async def test_the_log_prunes_to_the_newest_lines_while_following_and_not_while_
         log.show(picture(seen + 2 * PRUNE_BATCH + 1, seen + 2 * PRUNE_BATCH + 1))
         await pilot.pause()
         assert log.following and log.row_count == SHOWN
+
+
+async def test_scrolling_up_right_after_lines_came_is_not_undone_by_following_them():
+    """The log follows new lines once they are laid out; an operator who scrolls up before that stays up. Moving the
+    cursor to the newest line at once scrolled it into view after the next refresh and pulled the operator back
+    (a clean-clone CI run's test_console_keys failed on it)."""
+    app = LogApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        log = app.query_one(EventLog)
+        log.show(picture(1, 100))
+        await pilot.pause()
+        await pilot.pause()
+        assert log.following and log.scroll_y == log.max_scroll_y > 0
+        log.show(picture(101, 110))  # following: it will go to the newest line after the next refresh
+        log.scroll_to(y=0, animate=False, immediate=True)  # the operator scrolls up before that
+        assert not log.following
+        for _ in range(3):
+            await pilot.pause()
+        assert log.scroll_y == 0 and not log.following
