@@ -48,6 +48,7 @@ from engine.model.order import Denial, DenialRule, Order, OrderOrigin, OrderSide
 from engine.model.venue_event import VenueEvent, VenueEventKind
 from engine.portfolio.account import Account
 from engine.portfolio.returns import ReturnHistory
+from engine.retention import Forgotten
 from engine.risk.checks import is_reducing
 from engine.risk.manager import RiskManager, RiskRules, Subscription
 from engine.strategy.base import OpenOrder, Strategy, StrategyStatus
@@ -108,6 +109,7 @@ class Engine:
         self.decisions: list[Decision] = []
         self.fills: list[Fill] = []
         self.equity_curve: list[tuple[int, float]] = []
+        self.forgotten = Forgotten()  # how much of those (and of the orders) a saved session no longer holds
         self.recording: list[MarketEvent] | None = None  # set to a list to record what the engine saw
         # operator-facing log lines and each venue report applied (the order flow), numbered in one sequence so a
         # watcher of these bounded logs knows which entries are new

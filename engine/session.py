@@ -31,6 +31,7 @@ from engine.data.feed import Feed, FeedBatch, HasHistory, SteppedFeed
 from engine.data.feed_gaps import RehearsedGaps
 from engine.model.event_log import EventLevel
 from engine.model.market import Bar, Heartbeat, MarketEvent
+from engine.retention import FORGET_SECONDS, forget_history
 from engine.runtime import build_engine, build_instruments
 from engine.session_tasks import Recorder, live_score, poll_commands, score_every
 from engine.snapshot import EngineSnapshot, VenueHealth, take_snapshot, venue_health
@@ -389,7 +390,7 @@ class PaperSession:
         mark_every = self.config.session.equity_mark_seconds
         status_every = self.config.session.status_seconds
         started = loop.time()
-        next_mark = next_status = next_flush = started
+        next_mark = next_status = next_flush = next_forget = started
         engine, journal, writer = self.engine, self.journal, self.writer
         engine.budget_s = self.config.session.strategy_budget_ms / 1000.0  # after a resume's replay: it is not timed
         if journal is not None:
@@ -437,6 +438,9 @@ class PaperSession:
                 if self.recorder is not None and now >= next_flush:
                     await self._flush_recording()
                     next_flush = now + 1.0
+                if journal is not None and now >= next_forget:
+                    forget_history(engine, journal)
+                    next_forget = now + FORGET_SECONDS
                 if writer is not None:
                     writer.check()
                     # the database refusing writes: nothing opens a position while the writer retries

@@ -295,13 +295,15 @@ def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_even
         for symbol, p in sorted(account.positions.items()))
     risk = engine.risk_view()
     curve = engine.equity_curve[-n_equity:]
+    forgotten = engine.forgotten
     return EngineSnapshot(
         ts=engine.clock.now_ns(), equity=account.equity(), cash=account.cash, starting_cash=account.starting_cash,
         realised=account.realised_pnl(), unrealised=account.unrealised_pnl(), fees=account.fees_paid,
         positions=positions, recent_fills=tuple(engine.fills[-n_fills:]),
         equity_series=tuple(e for _, e in curve), strategies=_strategies(engine, risk),
-        orders=len(engine.orders), open_orders=len(engine.open_orders()), fills=len(engine.fills),
-        decisions=len(engine.decisions), events=tuple(engine.events),
+        orders=len(engine.orders) + forgotten.orders, open_orders=len(engine.open_orders()),
+        fills=len(engine.fills) + forgotten.fills, decisions=len(engine.decisions) + forgotten.decisions,
+        events=tuple(engine.events),
         risk=risk, open_order_list=tuple(_order_view(o) for o in engine.open_orders()), quotes=_quotes(engine),
         event_log=_event_log(engine, n_events), equity_ts=tuple(ts for ts, _ in curve),
         markers=tuple(engine.markers[-50:]))

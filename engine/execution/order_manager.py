@@ -9,6 +9,7 @@ rest is held here instead and sent when its price trades (engine/execution/stop_
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -58,6 +59,7 @@ class OrderManager:
         self.journal: OrderJournal | None = None
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # the open ones, kept as they change: risk asks for them on every order
+        self._ends: deque[tuple[int, str]] = deque()  # (when, client id) of each order that ended, oldest first
         self._pending: dict[Key, float] = {}
         self._prefix = id_prefix
         self._seq = 0
@@ -142,6 +144,8 @@ class OrderManager:
             order.apply_fill(fill.qty, fill.price)
             if not order.is_open:
                 self._open.pop(order.client_id, None)
+                if was_open:
+                    self._ends.append((self.clock.now_ns(), order.client_id))
             if was_open and order.origin is not OrderOrigin.EXIT:
                 key = (order.strategy, order.symbol)
                 self._pending[key] -= order.side * fill.qty
@@ -189,6 +193,19 @@ class OrderManager:
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
 
+    def forget_ended(self, keep: int, ended_before_ns: int) -> list[str]:
+        """Drop the orders that ended before ended_before_ns, all but the newest `keep` ended ones; their ids.
+
+        A venue report on a dropped order is then logged as one for an unknown order and ignored."""
+        ends, orders, gone = self._ends, self.orders, []
+        while len(ends) > keep and ends[0][0] < ended_before_ns:
+            client_id = ends.popleft()[1]
+            order = orders.get(client_id)
+            if order is not None and not order.is_open:
+                del orders[client_id]
+                gone.append(client_id)
+        return gone
+
     def pending_qty(self, key: Key) -> float:
         """Signed quantity a strategy's open (non-contingent) orders in a symbol would add."""
         return self._pending.get(key, 0.0)
@@ -228,7 +245,7 @@ class OrderManager:
         """Every transition but a fill's passes here: keep the open set, then journal it."""
         if order.is_open:
             self._open[order.client_id] = order
-        else:
-            self._open.pop(order.client_id, None)
+        elif self._open.pop(order.client_id, None) is not None or order.status is OrderStatus.DENIED:
+            self._ends.append((self.clock.now_ns(), order.client_id))
         if self.journal is not None:
             self.journal.order(order)

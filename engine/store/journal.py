@@ -119,6 +119,11 @@ class StoreJournal:
                          "strategy": order.strategy, "symbol": order.symbol, "side": order.side.name,
                          "qty": order.qty, **_denial_fields(order.denial)})
 
+    def forget_orders(self, client_ids: list[str]) -> None:
+        """Orders the engine no longer holds: a venue report on one is ignored, so no event of theirs comes."""
+        for client_id in client_ids:
+            self._order_events.pop(client_id, None)
+
     def fill(self, fill: Fill) -> None:
         row = fill_row(self.session_id, fill)
         self._add("fill", row)
