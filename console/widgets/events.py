@@ -73,7 +73,9 @@ class EventLog(DeskTable):
     def _rebuild(self) -> None:
         """The table anew from the last SHOWN remembered lines that match: one clear and SHOWN rows cost a tenth of
         removing PRUNE_BATCH rows one by one (DataTable.remove_row renumbers every row after it)."""
+        following = self.following
         self.clear()
+        self.following = following  # clearing scrolled to the top: not the operator scrolling away
         self._by_key.clear()
         self._add_rows([line for line in self.lines if self._matches(line)][-SHOWN:])
 

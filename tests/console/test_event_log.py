@@ -60,3 +60,28 @@ async def test_scrolling_up_right_after_lines_came_is_not_undone_by_following_th
         for _ in range(3):
             await pilot.pause()
         assert log.scroll_y == 0 and not log.following
+
+
+async def test_a_log_that_follows_still_follows_after_it_prunes_and_after_a_filter():
+    """Pruning and filtering rebuild the table, which puts the scroll at the top: that is not the operator scrolling.
+    Taken as such, the log stopped following at its first prune and then grew without bound (bench/console_load.py:
+    +24 MB a minute)."""
+    app = LogApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        log = app.query_one(EventLog)
+        log.show(picture(1, 100))
+        await pilot.pause()
+        assert log.following and log.scroll_y == log.max_scroll_y > 0
+        last = 100
+        for _ in range(4):
+            log.show(picture(last + 1, last + PRUNE_BATCH))
+            last += PRUNE_BATCH
+            await pilot.pause()
+            await pilot.pause()
+        assert log.following and log.row_count <= SHOWN + PRUNE_BATCH
+        assert log.scroll_y == log.max_scroll_y and [k.value for k in log.rows][-1] == str(last)
+
+        log.set_filter("O1")
+        await pilot.pause()
+        await pilot.pause()
+        assert log.following and log.scroll_y == log.max_scroll_y > 0
