@@ -143,7 +143,8 @@ async def flow_rate(session: PaperSession, counts: list[tuple[float, int, int]],
     churn = engine.strategies["churn"]
     assert isinstance(churn, OrderChurn)
     while not stop.is_set():
-        counts.append((time.perf_counter(), len(engine.orders) + churn.canceled, engine.log_seq))
+        placed = len(engine.orders) + engine.forgotten.orders
+        counts.append((time.perf_counter(), placed + churn.canceled, engine.log_seq))
         await asyncio.sleep(1.0)
 
 
