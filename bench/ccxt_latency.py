@@ -393,13 +393,13 @@ class Probe:
         before = perf()
         now = clock.now_ns()
         offset = now - (before + perf()) // 2  # LiveClock is perf_counter_ns plus a constant at speed 1
-        apply = session.apply
+        apply = session.apply_live
 
-        def apply_batch(batch: Any) -> None:
+        async def apply_batch(batch: Any) -> None:
             self._batch_ns = batch.received_ns - offset
-            apply(batch)
+            await apply(batch)
 
-        session.apply = apply_batch  # type: ignore[method-assign]
+        session.apply_live = apply_batch  # type: ignore[method-assign]
         engine = session.engine
         process = engine.process
 

@@ -23,7 +23,7 @@ from engine.breakers.guard import STORE
 from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.brokers.broker import require_paper
 from engine.brokers.transcript import HoldsOrders, Transcribed
-from engine.clock import LiveClock, SimClock
+from engine.clock import LiveClock, SimClock, monotonic_s
 from engine.commands import STORE_COMMAND, OperatorCommand
 from engine.config import AppConfig
 from engine.core import Engine
@@ -44,6 +44,8 @@ from engine.store.writer import StoreWriter
 from engine.venues import ListsInstruments, ReportsGaps, Venue, venue_for
 
 HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
+# a running session lets the loop in this often within a batch (50 symbols' updates take 20-50 ms): a key, a paint
+YIELD_EVERY_S = 0.002
 
 
 class StoppedBeforeStart(BaseException):
@@ -413,7 +415,7 @@ class PaperSession:
                 batch = await self._receive()
                 if batch is None:
                     break
-                self.apply(batch)
+                await self.apply_live(batch)
                 if engine.overruns:
                     self._pause_slow_strategies()
                 if self._commands:
@@ -489,14 +491,48 @@ class PaperSession:
     def apply(self, batch: FeedBatch) -> None:
         """One batch from the feed: each event at its own market time, then a heartbeat if the feed was silent,
         then the venue's state kept for a resume."""
-        clock, engine = self.clock, self.engine
         for event in batch.events:
-            ts = event.end if type(event) is Bar else event.ts
-            clock.catch_up(ts)  # market time never runs back, whatever a venue stamps (replay() does the same)
-            if self._resume_gaps and event.symbol in self._resume_gaps:
-                self._feed_gap(event.symbol, self._resume_gaps.pop(event.symbol), clock.now_ns(),
-                               "the session was down; resumed on live data")
-            engine.process(event)
+            self._market_event(event)
+        self._batch_end(batch)
+
+    async def apply_live(self, batch: FeedBatch) -> None:
+        """apply() as a running session does it: every YIELD_EVERY_S, between two market events, the loop runs what
+        waits (a key, a paint). A command applied there is saved after the market event it followed, which is where
+        a replay applies it; the writer takes none of the batch's rows until the venue state that ends it is queued
+        (recovery checks the two agree)."""
+        journal = self.journal
+        events = iter(batch.events)
+        due = monotonic_s() + YIELD_EVERY_S
+        try:
+            for event in events:
+                self._market_event(event)
+                if monotonic_s() >= due:
+                    if journal is not None:
+                        journal.batch_open = True
+                    await asyncio.sleep(0)
+                    due = monotonic_s() + YIELD_EVERY_S
+        except asyncio.CancelledError:
+            # stopped within a batch: it still ends whole, so what is saved is something a resume can replay
+            for event in events:
+                self._market_event(event)
+            self._batch_end(batch)
+            raise
+        finally:
+            if journal is not None:
+                journal.batch_open = False
+        self._batch_end(batch)
+
+    def _market_event(self, event: MarketEvent) -> None:
+        clock = self.clock
+        ts = event.end if type(event) is Bar else event.ts
+        clock.catch_up(ts)  # market time never runs back, whatever a venue stamps (replay() does the same)
+        if self._resume_gaps and event.symbol in self._resume_gaps:
+            self._feed_gap(event.symbol, self._resume_gaps.pop(event.symbol), clock.now_ns(),
+                           "the session was down; resumed on live data")
+        self.engine.process(event)
+
+    def _batch_end(self, batch: FeedBatch) -> None:
+        clock, engine = self.clock, self.engine
         now = max(batch.received_ns, clock.now_ns())
         if batch.events:
             self._last_event_ns = now

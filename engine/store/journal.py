@@ -80,6 +80,8 @@ class StoreJournal:
         self._order_events: dict[str, int] = {}
         # recovery replays durable market data through the engine: those rows exist already
         self.replaying = False
+        # a running session's feed batch is being applied: its rows wait for the venue state that ends it
+        self.batch_open = False
         self.known_refs: set[str] = set()
         self.venue_view: Callable[[], dict[str, Any]] | None = None  # the venue's health, saved with each risk view
 
@@ -236,7 +238,10 @@ class StoreJournal:
     # ---- the writer's side -------------------------------------------------------------------
 
     def take(self) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[int, str, str, dict[str, Any]]], int]:
-        """Everything queued so far, leaving the journal empty."""
+        """Everything queued so far, leaving the journal empty; nothing while a batch is open (recovery refuses market
+        data saved beyond the venue state that ends its batch)."""
+        if self.batch_open:
+            return {op: [] for op in OPS}, [], 0
         batch, audit, count = self.pending, self.audit, self.count
         self.pending = {op: [] for op in OPS}
         self.audit = []

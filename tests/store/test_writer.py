@@ -51,13 +51,13 @@ async def test_back_pressure_bounds_the_backlog_and_is_counted(tmp_path):
     config = make_config(store={"flush_ms": 5000.0, "max_backlog_rows": 1000})
     session = PaperSession(config, db_path=db)
     backlogs = []
-    original = session.apply
+    original = session.apply_live
 
-    def apply(batch):
-        original(batch)
+    async def apply_live(batch):
+        await original(batch)
         backlogs.append(session.journal.count)
 
-    session.apply = apply
+    session.apply_live = apply_live
     await session.run(duration=2.0)
     rows_per_step = max(b - a for a, b in zip(backlogs, backlogs[1:], strict=False))
     assert session.writer.waits > 0

@@ -1,0 +1,83 @@
+"""A running session lets the loop in between two market events of one feed batch: a key pressed there is saved
+after the event it followed and replayed there, and nothing of the open batch is written before the batch ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.breakers.trading_state import TradingState
+from engine.session import PaperSession
+from tests.conftest import make_config
+from tests.store.helpers import engine_state, query
+
+
+async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.session.YIELD_EVERY_S", 0.0)  # the loop comes in after every market event
+    db = tmp_path / "desk.sqlite"
+    config = make_config()
+    session = PaperSession(config, db_path=db)
+    seen: dict[str, Any] = {}
+
+    async def press_within_a_batch() -> None:
+        for _ in range(50):  # a few batches in, so that something is saved
+            while session.journal is None or not session.journal.batch_open:
+                await asyncio.sleep(0)
+            while session.journal.batch_open:
+                await asyncio.sleep(0)
+        while not session.journal.batch_open:
+            await asyncio.sleep(0)
+        assert await session.writer.flush()
+        seen["saved"] = query(db, "SELECT (SELECT MAX(seq) FROM market_data), (SELECT market_seq FROM venue_state)")[0]
+        seen["applied"] = session.journal.market_seq
+        seen["halt"] = session.operator_command("halt", {}, "drill", "console")
+        await asyncio.sleep(0.3)
+        session.stop()
+
+    pressing = asyncio.create_task(press_within_a_batch())
+    await session.run(duration=30)
+    await asyncio.wait_for(pressing, 1.0)  # it never saw a batch open: the session did not let the loop in
+
+    saved_seq, batch_end_seq = seen["saved"]
+    assert saved_seq == batch_end_seq < seen["applied"]  # the open batch's events were not written
+    assert seen["halt"][0]
+    assert query(db, "SELECT market_seq FROM commands") == [(seen["applied"],)]
+    stopped = engine_state(session)
+    assert session.engine.guard.states.state("portfolio") is TradingState.HALTED
+
+    resumed = PaperSession(config, db_path=db)
+    await resumed.open()
+    try:
+        assert engine_state(resumed) == stopped
+        assert resumed.engine.guard.states.state("portfolio") is TradingState.HALTED
+    finally:
+        await resumed.close()
+
+
+async def test_a_session_cancelled_within_a_batch_ends_the_batch_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.session.YIELD_EVERY_S", 0.0)
+    db = tmp_path / "desk.sqlite"
+    config = make_config()
+    session = PaperSession(config, db_path=db)
+    trading = asyncio.create_task(session.run(duration=30))
+    for _ in range(30):
+        while session.journal is None or not session.journal.batch_open:
+            await asyncio.sleep(0)
+        while session.journal.batch_open:
+            await asyncio.sleep(0)
+    while not session.journal.batch_open:
+        await asyncio.sleep(0)
+    trading.cancel()
+    await asyncio.gather(trading, return_exceptions=True)
+    assert trading.cancelled()
+    (saved_seq, batch_end_seq), = query(db, "SELECT (SELECT MAX(seq) FROM market_data), "
+                                            "(SELECT market_seq FROM venue_state)")
+    assert saved_seq == batch_end_seq == session.journal.market_seq
+    stopped = engine_state(session)
+
+    resumed = PaperSession(config, db_path=db)
+    await resumed.open()
+    try:
+        assert engine_state(resumed) == stopped
+    finally:
+        await resumed.close()
