@@ -23,7 +23,7 @@ from engine.breakers.guard import STORE
 from engine.breakers.trading_state import PORTFOLIO, TradingState
 from engine.brokers.broker import require_paper
 from engine.brokers.transcript import HoldsOrders, Transcribed
-from engine.clock import LiveClock, SimClock, monotonic_s
+from engine.clock import LET_IN_EVERY_S, LiveClock, LoopShare, SimClock
 from engine.commands import STORE_COMMAND, OperatorCommand
 from engine.config import AppConfig
 from engine.core import Engine
@@ -44,8 +44,6 @@ from engine.store.writer import StoreWriter
 from engine.venues import ListsInstruments, ReportsGaps, Venue, venue_for
 
 HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
-# a running session lets the loop in this often within a batch (50 symbols' updates take 20-50 ms): a key, a paint
-YIELD_EVERY_S = 0.002
 
 
 class StoppedBeforeStart(BaseException):
@@ -496,21 +494,20 @@ class PaperSession:
         self._batch_end(batch)
 
     async def apply_live(self, batch: FeedBatch) -> None:
-        """apply() as a running session does it: every YIELD_EVERY_S, between two market events, the loop runs what
+        """apply() as a running session does it: every LET_IN_EVERY_S, between two market events, the loop runs what
         waits (a key, a paint). A command applied there is saved after the market event it followed, which is where
         a replay applies it; the writer takes none of the batch's rows until the venue state that ends it is queued
         (recovery checks the two agree)."""
         journal = self.journal
         events = iter(batch.events)
-        due = monotonic_s() + YIELD_EVERY_S
+        share = LoopShare(LET_IN_EVERY_S)  # 50 symbols' updates took 20-50 ms in one go
         try:
             for event in events:
                 self._market_event(event)
-                if monotonic_s() >= due:
+                if share.due():
                     if journal is not None:
                         journal.batch_open = True
-                    await asyncio.sleep(0)
-                    due = monotonic_s() + YIELD_EVERY_S
+                    await share.let_in()
         except asyncio.CancelledError:
             # stopped within a batch: it still ends whole, so what is saved is something a resume can replay
             for event in events:

@@ -7,6 +7,7 @@ produces the same market; paper sessions record what it produced for later repla
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,10 @@ class SyntheticMarket:
 
     def step(self, ts: int, dt: float) -> list[MarketEvent]:
         """Advance dt market seconds (dt > 0) and describe the market at ts."""
+        return [event for quotes in self.moves(ts, dt) for event in quotes]
+
+    def moves(self, ts: int, dt: float) -> Iterator[list[MarketEvent]]:
+        """step(), symbol by symbol: each symbol's events at ts, in the same order and from the same draws."""
         dyn = self.dynamics
         rng = self.rng
         n = len(self.symbols)
@@ -96,10 +101,8 @@ class SyntheticMarket:
             returns = returns + jumps * rng.normal(0.0, dyn.jump_size, n)
         self._log_price += returns
         self.steps += 1
-        events: list[MarketEvent] = []
         for i, spec in enumerate(self.symbols):
-            events.extend(self._quote(spec, ts, float(math.exp(self._log_price[i])), float(returns[i]), vol_mult))
-        return events
+            yield self._quote(spec, ts, float(math.exp(self._log_price[i])), float(returns[i]), vol_mult)
 
     def _quote(self, spec: SyntheticSymbol, ts: int, mid: float, ret: float, vol_mult: float) -> list[MarketEvent]:
         inst = spec.instrument

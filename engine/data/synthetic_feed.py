@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.clock import LiveClock
+from engine.clock import LET_IN_EVERY_S, LiveClock, LoopShare
 from engine.data.feed import FeedBatch, FeedHealth
 from engine.data.synthetic import SyntheticMarket
+from engine.model.market import MarketEvent
 
 
 class SyntheticFeed:
@@ -30,8 +31,20 @@ class SyntheticFeed:
         """The synthetic market always describes every configured symbol."""
 
     async def receive(self) -> FeedBatch:
+        """step_to() the clock's now, letting the loop in every LET_IN_EVERY_S while the market is described (50
+        symbols take several ms)."""
         await asyncio.sleep(self.interval)
-        return self.step_to(self.clock.now_ns())
+        ts = self.clock.now_ns()
+        if ts <= self._last_ns:
+            return FeedBatch(ts)
+        events: list[MarketEvent] = []
+        share = LoopShare(LET_IN_EVERY_S)
+        for quotes in self.market.moves(ts, (ts - self._last_ns) / 1e9):
+            events.extend(quotes)
+            if share.due():
+                await share.let_in()
+        self._last_ns = self._last_event_ns = ts
+        return FeedBatch(ts, events)
 
     def step_to(self, ts: int) -> FeedBatch:
         """The market moves to ts and describes itself there."""

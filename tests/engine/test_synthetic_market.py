@@ -1,9 +1,12 @@
 """The built-in simulated venue's market: seeded, correlated, regime-switching, with jumps and a sane book."""
 
+import asyncio
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
+from engine.data import synthetic_feed
 from engine.data.synthetic import MarketDynamics, SyntheticMarket, SyntheticSymbol
 from engine.model.instrument import is_multiple
 from engine.model.market import BookSnapshot, TradeTick
@@ -89,3 +92,27 @@ def test_jumps_happen_at_roughly_the_configured_rate():
         big_moves += abs(now - last) > 0.002  # diffusion alone moves ~1e-6 per step
         last = now
     assert 150 < big_moves < 250
+
+
+async def test_the_running_feed_lets_the_loop_in_and_describes_the_same_market(monkeypatch):
+    """receive() lets the loop in between symbols (LET_IN_EVERY_S) and still gives step_to()'s events, in order."""
+    monkeypatch.setattr(synthetic_feed, "LET_IN_EVERY_S", 0.0)
+    times = iter(range(3_000_000_000, 600_000_000_000, 3_000_000_000))
+    running = synthetic_feed.SyntheticFeed(market(seed=4), SimpleNamespace(now_ns=lambda: next(times)), 0.0)
+    stepped = synthetic_feed.SyntheticFeed(market(seed=4), SimpleNamespace(now_ns=lambda: 3_000_000_000), 0.0)
+    let_in = 0
+
+    async def count_let_ins() -> None:
+        nonlocal let_in
+        while True:
+            await asyncio.sleep(0)
+            let_in += 1
+
+    counting = asyncio.create_task(count_let_ins())
+    await asyncio.sleep(0)
+    batches = [await running.receive() for _ in range(20)]
+    counting.cancel()
+    assert let_in >= 20 * 3  # at least once per symbol of each batch
+    for batch in batches:
+        assert batch.events and stepped.step_to(batch.received_ns).events == batch.events
+    assert running.state() == stepped.state()

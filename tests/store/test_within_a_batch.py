@@ -13,7 +13,7 @@ from tests.store.helpers import engine_state, query
 
 
 async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.session.YIELD_EVERY_S", 0.0)  # the loop comes in after every market event
+    monkeypatch.setattr("engine.session.LET_IN_EVERY_S", 0.0)  # the loop comes in after every market event
     db = tmp_path / "desk.sqlite"
     config = make_config()
     session = PaperSession(config, db_path=db)
@@ -55,7 +55,7 @@ async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(
 
 
 async def test_a_session_cancelled_within_a_batch_ends_the_batch_and_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.session.YIELD_EVERY_S", 0.0)
+    monkeypatch.setattr("engine.session.LET_IN_EVERY_S", 0.0)
     db = tmp_path / "desk.sqlite"
     config = make_config()
     session = PaperSession(config, db_path=db)
