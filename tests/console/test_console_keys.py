@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -119,9 +120,11 @@ async def test_x_flattens_the_selected_position_after_asking(tmp_path):
         assert f"Flatten {symbol}" in await answer(pilot, "n")
         assert not query(db, "SELECT 1 FROM commands")  # no: nothing sent
         await pilot.press("x")
-        await answer(pilot, "y")
-        await wait_until(pilot, lambda: any(t.startswith(f"{symbol}: ") for t in toasts(app)))
-    assert query(db, "SELECT command, args FROM commands") == [("flatten", f'{{"symbol": "{symbol}"}}')]
+        # the question names the position the cursor is on now: the one selected may have closed meanwhile (the
+        # session trades on), taking its row away and the cursor to another
+        flattened = re.match(r"Flatten (\S+):", await answer(pilot, "y")).group(1)
+        await wait_until(pilot, lambda: any(t.startswith(f"{flattened}: ") for t in toasts(app)))
+    assert query(db, "SELECT command, args FROM commands") == [("flatten", f'{{"symbol": "{flattened}"}}')]
 
 
 async def test_the_emergency_stop_modal_no_keeps_trading_and_yes_stops(tmp_path):
