@@ -11,6 +11,7 @@ from typing import Any
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -144,10 +145,23 @@ class DeskTable(DataTable):
         self._lines.pop(key, None)
 
     def clear(self, columns: bool = False) -> DeskTable:
+        # the cursor goes to the top without DataTable scrolling it into view after the next refresh: whoever refills
+        # the table places the cursor and the scroll (a following event log is at its end within this frame)
+        self.set_reactive(DataTable.cursor_coordinate, Coordinate(0, 0))
         super().clear(columns)
         self._versions.clear()
         self._lines.clear()
         return self
+
+    def settle(self) -> None:
+        """What DataTable leaves to its next idle moment, done now: the new rows measured and the scrollable size
+        set, so a cursor moved or a scroll made next lands in this frame (DataTable defers it to after the next
+        refresh otherwise, where it can undo an operator's scroll made in between)."""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
 
     def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
         """DataTable's own, for rows like these (one line each, drawn by table_lines.py): each new cell measured by

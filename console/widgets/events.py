@@ -67,7 +67,7 @@ class EventLog(DeskTable):
         self.query_text = text.strip().lower()
         self.following = True
         self._rebuild()
-        self.call_after_refresh(self._follow, True)
+        self._follow(True)
         self._title()
 
     def _rebuild(self) -> None:
@@ -103,15 +103,14 @@ class EventLog(DeskTable):
         if self.following and self.row_count > SHOWN + PRUNE_BATCH:
             self._rebuild()
         if self.following:
-            self.call_after_refresh(self._follow, cursor_at_end)
+            self._follow(cursor_at_end)
         self._title()
 
     def _follow(self, cursor_too: bool) -> None:
-        """To the newest line (the cursor too, if it was on the last), once the rows just added are laid out, unless
-        the operator scrolled up meanwhile. Done at once, moving the cursor scrolled it into view after the next
-        refresh whatever move_cursor was told, pulling back an operator who had just scrolled up."""
-        if not self.following:
-            return
+        """To the newest line (the cursor too, if it was on the last) in this frame, the rows just added measured
+        first: nothing is left for after the refresh (DataTable would scroll a moved cursor into view then, pulling
+        back an operator who had just scrolled up)."""
+        self.settle()
         if cursor_too and self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
         self.scroll_end(animate=False, immediate=True)
