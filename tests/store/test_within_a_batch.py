@@ -12,6 +12,31 @@ from tests.conftest import make_config
 from tests.store.helpers import engine_state, query
 
 
+async def within_a_batch(session: PaperSession, whole_batches_before: int) -> None:
+    """Wait, letting the running session go on, until it is inside a batch after that many whole ones."""
+    for _ in range(whole_batches_before):
+        while session.journal is None or not session.journal.batch_open:
+            await asyncio.sleep(0)
+        while session.journal.batch_open:
+            await asyncio.sleep(0)
+    while session.journal is None or not session.journal.batch_open:
+        await asyncio.sleep(0)
+
+
+def saved_cut(db) -> tuple[int, int]:
+    """The last market event saved, and the one after which the saved venue state was taken."""
+    return query(db, "SELECT (SELECT MAX(seq) FROM market_data), (SELECT market_seq FROM venue_state)")[0]
+
+
+async def resumed(config, db) -> tuple[dict[str, Any], TradingState]:
+    session = PaperSession(config, db_path=db)
+    await session.open()
+    try:
+        return engine_state(session), session.engine.guard.states.state("portfolio")
+    finally:
+        await session.close()
+
+
 async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.session.LET_IN_EVERY_S", 0.0)  # the loop comes in after every market event
     db = tmp_path / "desk.sqlite"
@@ -20,15 +45,9 @@ async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(
     seen: dict[str, Any] = {}
 
     async def press_within_a_batch() -> None:
-        for _ in range(50):  # a few batches in, so that something is saved
-            while session.journal is None or not session.journal.batch_open:
-                await asyncio.sleep(0)
-            while session.journal.batch_open:
-                await asyncio.sleep(0)
-        while not session.journal.batch_open:
-            await asyncio.sleep(0)
+        await within_a_batch(session, 50)  # a few batches in, so that something is saved
         assert await session.writer.flush()
-        seen["saved"] = query(db, "SELECT (SELECT MAX(seq) FROM market_data), (SELECT market_seq FROM venue_state)")[0]
+        seen["saved"] = saved_cut(db)
         seen["applied"] = session.journal.market_seq
         seen["halt"] = session.operator_command("halt", {}, "drill", "console")
         await asyncio.sleep(0.3)
@@ -42,16 +61,8 @@ async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(
     assert saved_seq == batch_end_seq < seen["applied"]  # the open batch's events were not written
     assert seen["halt"][0]
     assert query(db, "SELECT market_seq FROM commands") == [(seen["applied"],)]
-    stopped = engine_state(session)
     assert session.engine.guard.states.state("portfolio") is TradingState.HALTED
-
-    resumed = PaperSession(config, db_path=db)
-    await resumed.open()
-    try:
-        assert engine_state(resumed) == stopped
-        assert resumed.engine.guard.states.state("portfolio") is TradingState.HALTED
-    finally:
-        await resumed.close()
+    assert await resumed(config, db) == (engine_state(session), TradingState.HALTED)
 
 
 async def test_a_session_cancelled_within_a_batch_ends_the_batch_and_resumes(tmp_path, monkeypatch):
@@ -60,24 +71,10 @@ async def test_a_session_cancelled_within_a_batch_ends_the_batch_and_resumes(tmp
     config = make_config()
     session = PaperSession(config, db_path=db)
     trading = asyncio.create_task(session.run(duration=30))
-    for _ in range(30):
-        while session.journal is None or not session.journal.batch_open:
-            await asyncio.sleep(0)
-        while session.journal.batch_open:
-            await asyncio.sleep(0)
-    while not session.journal.batch_open:
-        await asyncio.sleep(0)
+    await within_a_batch(session, 30)
     trading.cancel()
     await asyncio.gather(trading, return_exceptions=True)
     assert trading.cancelled()
-    (saved_seq, batch_end_seq), = query(db, "SELECT (SELECT MAX(seq) FROM market_data), "
-                                            "(SELECT market_seq FROM venue_state)")
+    saved_seq, batch_end_seq = saved_cut(db)
     assert saved_seq == batch_end_seq == session.journal.market_seq
-    stopped = engine_state(session)
-
-    resumed = PaperSession(config, db_path=db)
-    await resumed.open()
-    try:
-        assert engine_state(resumed) == stopped
-    finally:
-        await resumed.close()
+    assert (await resumed(config, db))[0] == engine_state(session)
