@@ -86,14 +86,14 @@ class LoopShare:
 
     def __init__(self, every_s: float) -> None:
         self.every_s = every_s
-        self._due = time.perf_counter() + every_s
+        self._due = monotonic_s() + every_s
 
     def due(self) -> bool:
-        return time.perf_counter() >= self._due
+        return monotonic_s() >= self._due
 
     async def let_in(self) -> None:
         await asyncio.sleep(0)
-        self._due = time.perf_counter() + self.every_s
+        self._due = monotonic_s() + self.every_s
 
 
 def utc_text(ns: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from engine.clock import LET_IN_EVERY_S, LiveClock, LoopShare
@@ -35,24 +36,25 @@ class SyntheticFeed:
         symbols take several ms)."""
         await asyncio.sleep(self.interval)
         ts = self.clock.now_ns()
-        if ts <= self._last_ns:
-            return FeedBatch(ts)
         events: list[MarketEvent] = []
         share = LoopShare(LET_IN_EVERY_S)
-        for quotes in self.market.moves(ts, (ts - self._last_ns) / 1e9):
+        for quotes in self._moves_to(ts):
             events.extend(quotes)
             if share.due():
                 await share.let_in()
-        self._last_ns = self._last_event_ns = ts
         return FeedBatch(ts, events)
 
     def step_to(self, ts: int) -> FeedBatch:
         """The market moves to ts and describes itself there."""
+        return FeedBatch(ts, [event for quotes in self._moves_to(ts) for event in quotes])
+
+    def _moves_to(self, ts: int) -> Iterator[list[MarketEvent]]:
+        """Each symbol's events as the market moves to ts (none when a coarse clock did not move); the feed's time
+        moves once every symbol is described."""
         if ts <= self._last_ns:
-            return FeedBatch(ts)  # a coarse clock did not move: nothing happened yet
-        events = self.market.step(ts, (ts - self._last_ns) / 1e9)
+            return
+        yield from self.market.moves(ts, (ts - self._last_ns) / 1e9)
         self._last_ns = self._last_event_ns = ts
-        return FeedBatch(ts, events)
 
     def health(self) -> FeedHealth:
         return FeedHealth(self._connected, self._last_event_ns, self._last_event_ns, "in-process synthetic market")

@@ -44,9 +44,9 @@ async def test_the_log_prunes_to_the_newest_lines_while_following_and_not_while_
 
 
 async def test_scrolling_up_right_after_lines_came_is_not_undone_by_following_them():
-    """The log follows new lines once they are laid out; an operator who scrolls up before that stays up. Moving the
-    cursor to the newest line at once scrolled it into view after the next refresh and pulled the operator back
-    (a clean-clone CI run's test_console_keys failed on it)."""
+    """An operator who scrolls up right after the log followed new lines stays up: nothing of the following is left
+    for after the refresh (DataTable's deferred scroll of a moved cursor pulled the operator back; a clean-clone CI
+    run's test_console_keys failed on it)."""
     app = LogApp()
     async with app.run_test(size=(120, 30)) as pilot:
         log = app.query_one(EventLog)
@@ -54,7 +54,7 @@ async def test_scrolling_up_right_after_lines_came_is_not_undone_by_following_th
         await pilot.pause()
         await pilot.pause()
         assert log.following and log.scroll_y == log.max_scroll_y > 0
-        log.show(picture(101, 110))  # following: it will go to the newest line after the next refresh
+        log.show(picture(101, 110))  # following: at the newest line at once
         log.scroll_to(y=0, animate=False, immediate=True)  # the operator scrolls up before that
         assert not log.following
         for _ in range(3):
