@@ -320,11 +320,11 @@ def test_a_key_pasted_where_its_variable_name_belongs_is_refused_without_echoing
 # ---------------------------------------------------------------- sessions
 
 
-async def swings(fake: FakeBinance) -> None:
+async def swings(fake: FakeBinance, trades: int = 80) -> None:
     """Once the broker has subscribed: prints swing between two prices each second, so the closes of 1 s bars
-    alternate and sma_crossover(2, 3) crosses once its slow average has warmed up."""
+    alternate and sma_crossover(2, 3) crosses once its slow average has warmed up. Ten trades a second."""
     await until(lambda: any(c.method == "userDataStream.subscribe.signature" for c in fake.calls), 20.0)
-    for i in range(80):
+    for i in range(trades):
         await fake.trade("BTC/USDT", "49900" if i // 10 % 2 else "50100", "0.01")
         await asyncio.sleep(0.1)
 
@@ -376,8 +376,9 @@ async def test_the_keys_reach_nothing_paperdesk_writes_or_prints(fake, tmp_path)
     config, db = tmp_path / "testnet.toml", tmp_path / "desk.sqlite"
     data = ccxt_config(fake.http_url, sma, mode="sandbox")
     config.write_text(toml(data))
-    market = asyncio.create_task(swings(fake))
-    code, out, err = await paperdesk("run", "--no-ui", "--duration", "5", "--config", str(config), "--db", str(db))
+    # the market stops 2 s before the session does, so no order is still on its way when it ends
+    market = asyncio.create_task(swings(fake, trades=40))
+    code, out, err = await paperdesk("run", "--no-ui", "--duration", "6", "--config", str(config), "--db", str(db))
     market.cancel()
     assert code == 0 and "Traceback" not in err, err
     assert " start venue=binance(sandbox) " in out.splitlines()[0]
