@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from weakref import WeakKeyDictionary
 
 from engine.data.feed import FeedHealth
 
@@ -344,13 +345,25 @@ def _quotes(engine: Engine) -> tuple[QuoteView, ...]:
     return tuple(views)
 
 
+# each engine's order-flow lines already worded, by seq: a line never changes once logged (it names the order's fixed
+# fields), and at hundreds of order events a second wording all n of them for every snapshot took milliseconds
+_worded: WeakKeyDictionary[Engine, dict[int, EventView]] = WeakKeyDictionary()
+
+
 def _event_log(engine: Engine, n: int) -> tuple[EventView, ...]:
     """The last n lines of the engine's log and its order flow, merged in the order they happened."""
     lines = [EventView(seq, ts, "engine", level, text)
              for seq, (ts, level, text) in list(zip(engine.event_seqs, engine.events, strict=True))[-n:]]
-    for seq, event in list(engine.order_flow)[-n:]:
-        order = engine.orders.get(event.client_id)
-        lines.append(_flow_line(seq, event, order))
+    flow = list(engine.order_flow)[-n:]
+    before = _worded.get(engine, {})
+    worded = {}
+    for seq, event in flow:
+        line = before.get(seq)
+        if line is None:
+            line = _flow_line(seq, event, engine.orders.get(event.client_id))
+        worded[seq] = line
+    _worded[engine] = worded  # only the lines shown now: older ones have scrolled out of every later snapshot too
+    lines += worded.values()
     lines.sort(key=lambda line: line.seq)
     return tuple(lines[-n:])
 
