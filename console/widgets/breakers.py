@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.widgets.cells import DeskTable, time_left, tone
+from console.widgets.cells import DeskTable, retitle, time_left, tone
 from engine.snapshot import EngineSnapshot
 
 BAR = 10  # cells in a gauge's bar
@@ -42,7 +42,7 @@ class BreakersTable(DeskTable):
                          Text(f"{g['value']:,.4g} / {g['limit']:,.4g}", justify="right"), g["detail"])
         self.show_rows(rows)
         trips = snap.risk.get("trips", 0)
-        self.border_subtitle = f"{trips} trip(s) this session" if trips else ""
+        retitle(self, subtitle=f"{trips} trip(s) this session" if trips else "")
 
     def selected(self) -> tuple[str, str] | None:
         """(breaker, scope) of the selected gauge; None on a restricted scope's row or an empty table."""

@@ -8,6 +8,7 @@ import time
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
+from console.widgets.cells import retitle
 from engine.snapshot import EngineSnapshot
 
 TICKS = 5
@@ -48,6 +49,6 @@ class EquityChart(PlotextPlot):
                     plt.vline(ts / 1e9, colour)
                     plt.text(letter, ts / 1e9, high if high > low else high + 1, color=colour)
         shown = sorted({MARKS.get(what, ("R", ""))[0] for _, what in snap.markers})
-        self.border_subtitle = "  ".join({"H": "H halt", "E": "E emergency stop", "R": "R restart"}[m]
-                                         for m in shown)
+        retitle(self, subtitle="  ".join({"H": "H halt", "E": "E emergency stop", "R": "R restart"}[m]
+                                         for m in shown))
         self.refresh()

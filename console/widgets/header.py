@@ -173,7 +173,7 @@ class DeskHeader(Static):
         snap, facts = self._last
         text = fit(header_fields(self, snap, facts), self.content_size.width or 78)
         self.text, self.line = text, text.plain
-        self.update(text)
+        self.update(text, layout=False)  # one line tall whatever it says: a layout would repaint every panel
         state = snap.trading_state
         self.set_class(state == "EMERGENCY_STOPPED", "-emergency")
         self.set_class(state not in ("ACTIVE", "EMERGENCY_STOPPED"), "-restricted")

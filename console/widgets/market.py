@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from console.widgets.cells import DeskTable, num, tone
+from console.widgets.cells import DeskTable, num, retitle, tone
 from engine.snapshot import EngineSnapshot
 
 STALE_SECONDS = 5.0  # older data is shown as a warning: a strategy may be trading on it
@@ -35,8 +35,8 @@ class MarketWatch(DeskTable):
         self.show_rows(rows)
         venue = snap.venue
         if venue is None:
-            self.border_subtitle = ""
+            retitle(self, subtitle="")
             return
         detail = f" ({venue.detail})" if venue.detail and not venue.simulated else ""
         recon = f" · recon: {venue.reconciliation}" if venue.reconciliation is not None else ""
-        self.border_subtitle = f"{venue.name} {venue.state}{detail} · latency {venue.latency()}{recon}"
+        retitle(self, subtitle=f"{venue.name} {venue.state}{detail} · latency {venue.latency()}{recon}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from console.widgets.cells import DeskTable, duration, num, tone
+from console.widgets.cells import DeskTable, duration, num, retitle, tone
 from engine.snapshot import EngineSnapshot, OrderView
 
 TITLE = "Open orders"
@@ -27,7 +27,7 @@ class OrdersTable(DeskTable):
                                  num(price), Text(duration((snap.ts - o.created_ns) / 1e9), justify="right"),
                                  o.status if o.origin == "strategy" else f"{o.status} ({o.origin})")
         self.show_rows(rows)
-        self.border_title = f"{TITLE} ({len(self.open)})"
+        retitle(self, title=f"{TITLE} ({len(self.open)})")
 
     def selected(self) -> OrderView | None:
         key = self.selected_key()

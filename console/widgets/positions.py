@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.widgets.cells import DeskTable, num, pnl
+from console.widgets.cells import DeskTable, num, pnl, retitle
 from engine.snapshot import EngineSnapshot
 
 TITLE = "Positions"
@@ -16,5 +16,4 @@ class PositionsTable(DeskTable):
         held = [p for p in snap.positions if p.qty]
         self.show_rows({p.symbol: (p.symbol, num(p.qty, 4, signed=True), num(p.avg_price), num(p.mark),
                                    pnl(self, p.unrealised), pnl(self, p.realised)) for p in held})
-        self.border_title = f"{TITLE} ({len(held)})"
-        self.border_subtitle = f"realised {snap.realised:+,.2f}  unrealised {snap.unrealised:+,.2f}"
+        retitle(self, f"{TITLE} ({len(held)})", f"realised {snap.realised:+,.2f}  unrealised {snap.unrealised:+,.2f}")

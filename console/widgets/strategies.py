@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 
-from console.widgets.cells import DeskTable, num, pnl, sparkline, tone
+from console.widgets.cells import DeskTable, num, pnl, retitle, sparkline, tone
 from engine.snapshot import EngineSnapshot, StrategyView
 
 TREND_POINTS = 12
@@ -34,15 +34,15 @@ class StrategiesTable(DeskTable):
     def show(self, snap: EngineSnapshot) -> None:
         self.show_rows({s.name: self._cells(s) for s in snap.strategies})
         if snap.session_id is None:
-            self.border_subtitle = "behaviour: session not saved, no live score"
+            retitle(self, subtitle="behaviour: session not saved, no live score")
         elif not self.portfolio:
-            self.border_subtitle = "behaviour: no live score yet"
+            retitle(self, subtitle="behaviour: no live score yet")
         else:
             last = self.portfolio[-1]
             mark = "ok" if last >= self.threshold else "LOW"
             own = "" if self.history else " (per strategy: not in the saved series)"
-            self.border_subtitle = (f"portfolio behaviour {last:.1f} {mark} {sparkline(self.portfolio[-TREND_POINTS:])}"
-                                    f"{own}")
+            retitle(self, subtitle=f"portfolio behaviour {last:.1f} {mark} "
+                                   f"{sparkline(self.portfolio[-TREND_POINTS:])}{own}")
 
     def _cells(self, s: StrategyView) -> tuple[object, ...]:
         failed = s.status != "RUNNING"
