@@ -12,7 +12,7 @@ from collections import deque
 
 from rich.text import Text
 
-from console.widgets.cells import DeskTable, market_time, tone
+from console.widgets.cells import DeskTable, market_time, retitle, tone
 from engine.snapshot import EngineSnapshot, EventView
 
 KEPT = 5000           # lines remembered for filtering
@@ -50,7 +50,7 @@ class EventLog(DeskTable):
         self._by_key: dict[str, EventView] = {}
 
     def show(self, snap: EngineSnapshot) -> None:
-        self.border_subtitle = store_line(snap)
+        retitle(self, subtitle=store_line(snap))
         new = [line for line in snap.event_log if line.seq > self.last_seq]
         if not new:
             return
@@ -71,8 +71,7 @@ class EventLog(DeskTable):
         self._title()
 
     def _rebuild(self) -> None:
-        """The table anew from the last SHOWN remembered lines that match: one clear and SHOWN rows cost a tenth of
-        removing PRUNE_BATCH rows one by one (DataTable.remove_row renumbers every row after it)."""
+        """The table anew from the last SHOWN remembered lines that match (a new filter)."""
         following = self.following
         self.clear()
         self.following = following  # clearing scrolled to the top: not the operator scrolling away
@@ -101,7 +100,8 @@ class EventLog(DeskTable):
         self._add_rows(lines)
         # pruned only while following: scrolled up, the operator's lines stay put (up to the KEPT remembered)
         if self.following and self.row_count > SHOWN + PRUNE_BATCH:
-            self._rebuild()
+            for key in self.drop_first(self.row_count - SHOWN):
+                del self._by_key[key]
         if self.following:
             self._follow(cursor_at_end)
         self._title()
@@ -127,7 +127,7 @@ class EventLog(DeskTable):
     def _title(self) -> None:
         shown = f" matching '{self.query_text}'" if self.query_text else ""
         paused = "" if self.following else " — paused: scrolled up (End resumes)"
-        self.border_title = f"{TITLE}{shown}{paused}"
+        retitle(self, title=f"{TITLE}{shown}{paused}")
 
     def selected_order(self) -> str | None:
         key = self.selected_key()

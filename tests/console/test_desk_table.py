@@ -120,6 +120,27 @@ async def test_a_line_is_drawn_again_when_its_row_changes_and_only_then() -> Non
         assert "O1" in drawn(panel, 2)
 
 
+async def test_the_first_rows_go_in_one_pass_and_the_cursor_stays_on_its_row() -> None:
+    """drop_first is how the event log drops its oldest lines (remove_row, one by one, renumbered every later row
+    each time: 100 ms for 200 of 1,200 lines)."""
+    async with showing(10) as (app, panel, pilot):
+        panel.move_cursor(row=6)
+        await pilot.pause()
+        assert panel.drop_first(4) == ["O0", "O1", "O2", "O3"]
+        assert keys(panel) == [f"O{i}" for i in range(4, 10)] and panel.selected_key() == "O6"
+        assert panel.get_row_at(0)[0] == "O4" and panel.get_row("O9")[2].plain == "9.00"
+        after = {key: cells for key, cells in rows(11).items() if int(key[1:]) >= 4}
+        panel.show_rows(after)  # the same rows and a new one: only the new one is added, after them
+        await pilot.pause()
+        assert panel.updates == [] and keys(panel) == list(after)
+        assert panel.get_row_at(6)[0] == "O10" and panel.virtual_size.height == 7 + 1  # seven rows, the header
+        assert "O4" in drawn(panel, 1) and "O10" in drawn(panel, 7)
+        panel.move_cursor(row=1)
+        panel.drop_first(3)  # the cursor's row went too: it goes to the first
+        await pilot.pause()
+        assert panel.selected_key() == "O7" and panel.drop_first(0) == []
+
+
 async def test_rows_coming_do_not_lay_the_screen_out_again() -> None:
     """A panel's size is its share of the screen: rows it scrolls over change no one else's place, so adding them
     must not lay out (and repaint) every panel, as DataTable's virtual_size did after each refresh that added one."""
