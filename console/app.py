@@ -31,7 +31,7 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState
 
 from console.commands_palette import TradingCommands
-from console.desk import Desk, LocalDesk
+from console.desk import Desk, ThreadDesk
 from console.headless import stop_signals
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import HelpScreen
@@ -46,6 +46,7 @@ from console.widgets.positions import PositionsTable
 from console.widgets.strategies import StrategiesTable
 from engine.config import AppConfig, ConfigError, ConsoleConfig
 from engine.session import PaperSession
+from engine.session_thread import SessionThread
 from engine.snapshot import EngineSnapshot
 from engine.store.read import behaviour_history, open_reader
 
@@ -564,13 +565,15 @@ def check_theme(name: str | None) -> None:
 async def run_console(config: AppConfig, duration: float | None, record_to: Path | None = None,
                       db: Path | None = None, new_session: bool = False, signals: StopSignals | None = None,
                       theme: str | None = None) -> int:
-    """Run the session and the console on one loop; SIGINT, SIGTERM and SIGHUP stop both cleanly (in a terminal,
-    Ctrl-C is a key to Textual, not a signal).
+    """Run the console here and the session on a loop of its own (engine/session_thread.py), so a frame being
+    painted never delays a market event; SIGINT, SIGTERM and SIGHUP stop both cleanly (in a terminal, Ctrl-C is a
+    key to Textual, not a signal).
 
     Raises StoppedBeforeStart if a signal came before the session wrote anything."""
     check_keys(config.console.keys)  # before the session opens: a typo in a key costs nothing
     check_theme(theme)
     session = PaperSession(config, record_to, db, new_session)
+    runner = SessionThread(session)
     stopped_by: list[str] = []
     app: PaperdeskApp | None = None
 
@@ -578,24 +581,24 @@ async def run_console(config: AppConfig, duration: float | None, record_to: Path
         if stopped_by:
             return  # already stopping: the close under way must finish
         stopped_by.append(sig.name)
-        session.stop(sig.name)
+        runner.stop(sig.name)
         if app is not None:
             app.exit(0)
 
     with stop_signals(signals, on_signal):
-        await session.open()  # a database that cannot be used is reported before the screen takes over
+        await runner.open()  # a database that cannot be used is reported before the screen takes over
         try:
-            app = PaperdeskApp(LocalDesk(session), config, theme)
+            app = PaperdeskApp(ThreadDesk(runner), config, theme)
         except BaseException:
-            await session.close()  # the writer's thread would otherwise keep the process from exiting
+            await runner.close()  # the writer's thread would otherwise keep the process from exiting
             raise
-        trading = asyncio.create_task(session.run(duration))
+        trading = asyncio.ensure_future(runner.run(duration))
         trading.add_done_callback(lambda _: app.exit(0))
         try:
             await app.run_async()
         finally:
             reason = stopped_by[0] if stopped_by else "quit" if session.stopping else "duration"
-            session.stop()
+            runner.stop("stop requested")
             snapshot = await trading
     print(f"summary stopped_by={reason} {snapshot.status_line()}")
     return app.return_code or 0

@@ -1,17 +1,20 @@
 """What the console watches and commands: a desk.
 
-A session running in this process (LocalDesk), or one another process runs on the same database
-(console/attach.py). The console only ever reads snapshots from it and sends it commands; anything
-deeper (an order's history, a strategy's decisions, the behaviour score's differences) it reads from
-the desk's database, off the event loop.
+A session running in this process, on the console's loop (LocalDesk: tests step it) or on a loop of
+its own in a thread of its own (ThreadDesk: `paperdesk run`, so painting never delays trading), or one
+another process runs on the same database (console/attach.py). The console only ever reads snapshots
+from it and sends it commands; anything deeper (an order's history, a strategy's decisions, the
+behaviour score's differences) it reads from the desk's database, off the event loop.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from engine.session import PaperSession
+from engine.session_thread import SessionNotAnswering, SessionThread
 from engine.snapshot import EngineSnapshot
 
 
@@ -88,3 +91,24 @@ class LocalDesk:
 
     def stop(self, reason: str) -> None:
         self.session.stop(reason)
+
+
+class ThreadDesk(LocalDesk):
+    """The session this process runs on a loop of its own (engine/session_thread.py): the console reads what that
+    loop publishes, and its commands run there between two market events."""
+
+    def __init__(self, runner: SessionThread) -> None:
+        super().__init__(runner.session)
+        self.runner = runner
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.runner.snapshot()
+
+    def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
+        try:
+            return self.runner.call(partial(self.session.operator_command, command, args, reason, source))
+        except SessionNotAnswering as late:
+            return False, f"{command}: {late}"
+
+    def stop(self, reason: str) -> None:
+        self.runner.stop(reason)
