@@ -1,6 +1,7 @@
 """The real console app, driven by Textual's Pilot over a real paper session on the simulated venue."""
 
 import asyncio
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 
@@ -8,11 +9,12 @@ import pytest
 from textual.widgets import DataTable
 
 from console.app import PaperdeskApp
-from console.desk import LocalDesk
+from console.desk import LocalDesk, ThreadDesk
 from console.screens.confirm import ConfirmScreen
 from engine.model.market import Bar
 from engine.runtime import ideal_venue
 from engine.session import PaperSession
+from engine.session_thread import SessionThread
 from engine.strategy.base import Strategy
 from engine.strategy.registry import register
 from tests.conftest import BASE_CONFIG, make_config
@@ -294,3 +296,31 @@ def test_the_console_keeps_writing_after_its_terminal_is_gone():
     threading.Thread(target=frames, daemon=True).start()
     assert done.wait(30), "the writes blocked: the output thread died"
     assert out.lost
+
+
+async def test_keys_reach_a_session_trading_on_a_loop_of_its_own_and_q_stops_it(tmp_path):
+    """How `paperdesk run` runs them: the session in a thread of its own (ThreadDesk), the console on this loop."""
+    db = tmp_path / "desk.sqlite"
+    session = PaperSession(make_config(), db_path=db)
+    runner = SessionThread(session)
+    await runner.open()
+    trading = asyncio.ensure_future(runner.run())
+    app = PaperdeskApp(ThreadDesk(runner), session.config)
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: any(p.qty for p in session.engine.account.positions.values()))
+            await pilot.press("h")
+            assert session.engine.guard.states.state("portfolio").value == "HALTED"
+            assert "HALTED (operator: halt key in the console)" in header(app)  # the command's own snapshot
+            await wait_until(pilot, lambda: app.query_one("#events").row_count > 0)
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))  # a position is open
+            await pilot.press("y")
+        await asyncio.wait_for(trading, 30)
+    finally:
+        runner.stop("the test is over")
+        await asyncio.gather(trading, return_exceptions=True)
+    with sqlite3.connect(db) as conn:
+        [(command, source)] = conn.execute("SELECT command, source FROM commands").fetchall()
+        assert command == "halt" and source.startswith("console")
+        assert conn.execute("SELECT stop_reason FROM sessions").fetchall() == [("operator pressed q",)]
