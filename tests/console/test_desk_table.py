@@ -20,9 +20,9 @@ class Panel(DeskTable):
         super().__init__("panel", ("id", "state", "qty"), id="panel")
         self.updates: list[tuple[str, str]] = []
 
-    def update_cell(self, row_key, column_key, value, *, update_width=False):  # type: ignore[no-untyped-def]
-        self.updates.append((str(getattr(row_key, "value", row_key)), str(getattr(column_key, "value", column_key))))
-        return super().update_cell(row_key, column_key, value, update_width=update_width)
+    def _set_cell(self, key, column, value):  # type: ignore[no-untyped-def]
+        self.updates.append((key, str(column.key.value)))
+        return super()._set_cell(key, column, value)
 
 
 class OnePanel(App[None]):
