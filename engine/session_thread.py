@@ -103,11 +103,15 @@ class SessionThread:
         """Run fn on the session's loop, between two market events, and return what it returns; publishes a fresh
         snapshot with it, so the caller sees the effect at once. Blocks the calling thread (never the session's).
 
-        Raises SessionNotAnswering if the loop did not get to it within timeout."""
+        Raises SessionNotAnswering if the loop did not get to it within timeout, or has ended."""
+        loop = self.loop
+        if loop.is_closed():  # a key pressed as the session ended
+            raise SessionNotAnswering("the session has ended; nothing was applied")
+
         async def both() -> tuple[T, EngineSnapshot]:
             return fn(), self.session.snapshot()
 
-        future = asyncio.run_coroutine_threadsafe(both(), self.loop)
+        future = asyncio.run_coroutine_threadsafe(both(), loop)
         try:
             result, self._latest = future.result(timeout)
         except concurrent.futures.TimeoutError:

@@ -67,6 +67,8 @@ async def test_a_command_runs_on_the_sessions_loop_and_the_next_snapshot_shows_i
     finally:
         runner.stop("the test is over")
         await trading
+    with pytest.raises(SessionNotAnswering, match="the session has ended; nothing was applied"):
+        runner.call(halt)  # a key pressed as it ended
     with sqlite3.connect(tmp_path / "desk.sqlite") as conn:
         assert conn.execute("SELECT command, source FROM commands").fetchall() == [("halt", "console")]
 
