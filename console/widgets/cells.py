@@ -128,7 +128,9 @@ class DeskTable(DataTable):
                     self.remove_row(key)
                 if selected in wanted:  # the cursor stays at its row number as rows above it go
                     self.move_cursor(row=kept.index(selected), animate=False)
-            changed = [key for key in kept if self._update(key, self._shown[key], wanted[key])]
+            changed = False
+            for key in kept:
+                changed |= self._update(key, self._shown[key], wanted[key])
             if changed:
                 self._update_count += 1  # DataTable's caches are keyed by it
                 self.refresh()
@@ -188,8 +190,7 @@ class DeskTable(DataTable):
         self._update_count += 1  # DataTable's row order and line offsets are cached by it
         self._require_update_dimensions = True
         self.set_reactive(DataTable.cursor_coordinate, Coordinate(max(0, cursor.row - n), cursor.column))
-        self.refresh()
-        self.check_idle()
+        self.refresh()  # which also has DataTable measure the table again when next idle
         return [key.value for key in gone if key.value is not None]
 
     def settle(self) -> None:
