@@ -43,10 +43,29 @@ async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(
     config = make_config()
     session = PaperSession(config, db_path=db)
     seen: dict[str, Any] = {}
+    ended = [0]
+    end_batch = session._batch_end
+
+    def counted(batch) -> None:
+        ended[0] += 1
+        end_batch(batch)
+
+    monkeypatch.setattr(session, "_batch_end", counted)
 
     async def press_within_a_batch() -> None:
-        await within_a_batch(session, 50)  # a few batches in, so that something is saved
-        assert await session.writer.flush()
+        await within_a_batch(session, 50)  # a few batches in
+        while saved_cut(db)[1] is None:  # the writer takes rows between batches only: until it has saved some
+            await asyncio.sleep(0.01)
+        # a flush from within a batch, still open when it is done: it takes nothing, so it only waits (and the session
+        # goes on) while the writer's own flush holds the lock
+        for _ in range(20):
+            await within_a_batch(session, 0)
+            before = ended[0]
+            assert await session.writer.flush()
+            if ended[0] == before:
+                break
+        else:
+            raise AssertionError("every flush from within a batch outlasted it: it wrote (part of) an open batch?")
         seen["saved"] = saved_cut(db)
         seen["applied"] = session.journal.market_seq
         seen["halt"] = session.operator_command("halt", {}, "drill", "console")
