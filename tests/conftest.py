@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,14 @@ BASE_CONFIG: dict[str, Any] = {
          "params": {"period": 6, "k": 1.0, "size": 20.0}},
     ],
 }
+
+
+async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let the loop run until check() holds; fails after seconds."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.03)
 
 
 def make_config(**sections: Any) -> AppConfig:

@@ -13,18 +13,11 @@ import pytest
 from engine.session import PaperSession
 from engine.session_thread import SWITCH_SECONDS, SessionNotAnswering, SessionThread
 from engine.store.database import StoreError
-from tests.conftest import make_config
+from tests.conftest import make_config, until
 
 
 def session_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "paperdesk-session"]
-
-
-async def until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_session_trades_while_the_loop_watching_it_is_blocked(tmp_path):
@@ -35,7 +28,7 @@ async def test_the_session_trades_while_the_loop_watching_it_is_blocked(tmp_path
     assert runner.loop is not asyncio.get_running_loop() and len(session_threads()) == 1
     assert sys.getswitchinterval() == min(switch, SWITCH_SECONDS)  # it waits less for the interpreter meanwhile
     trading = asyncio.ensure_future(runner.run())
-    await until(lambda: len(session.engine.decisions) > 0)
+    await until(lambda: len(session.engine.decisions) > 0, 20.0)
     decisions, published = len(session.engine.decisions), runner.snapshot().ts
     time.sleep(1.0)  # this loop painting a long frame: the session's loop goes on without it
     assert len(session.engine.decisions) > decisions
@@ -90,7 +83,7 @@ async def test_a_loop_that_does_not_answer_is_reported_instead_of_waited_for(tmp
     finally:
         gate.set()
         await held
-    await until(lambda: session.engine.guard.states.state("portfolio").value == "HALTED")  # it did, once let in
+    await until(lambda: session.engine.guard.states.state("portfolio").value == "HALTED", 20.0)  # it did, once let in
     runner.stop("the test is over")
     await trading
 
@@ -121,7 +114,7 @@ async def test_a_snapshot_that_fails_is_raised_to_whoever_reads_it_not_shown_sta
                 return True
             return False
 
-        await until(failed)
+        await until(failed, 20.0)
         with pytest.raises(RuntimeError, match="the session's snapshot failed: ZeroDivisionError"):
             runner.snapshot()
     finally:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from engine.config import AppConfig, parse_config
 from engine.data.feed import FeedHealth
 from engine.session import PaperSession
 from engine.snapshot import VenueHealth, venue_health
-from tests.conftest import make_config
+from tests.conftest import make_config, until
 from tests.console.test_app import wait_until
 from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, tape
 
@@ -33,13 +32,6 @@ def saved(db: Path) -> tuple[dict[str, Any], str]:
     print_status(db, None, True, as_json)
     print_status(db, None, False, text)
     return json.loads(as_json.getvalue()), text.getvalue()
-
-
-async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.03)
 
 
 def venue_of(db: Path) -> dict[str, Any]:
