@@ -55,7 +55,7 @@ async def test_scrolling_up_right_after_lines_came_is_not_undone_by_following_th
         await pilot.pause()
         assert log.following and log.scroll_y == log.max_scroll_y > 0
         log.show(picture(101, 110))  # following: at the newest line at once
-        log.scroll_to(y=0, animate=False, immediate=True)  # the operator scrolls up before that
+        log.scroll_to(y=0, animate=False, immediate=True)  # the operator scrolls up before the next refresh
         assert not log.following
         for _ in range(3):
             await pilot.pause()
