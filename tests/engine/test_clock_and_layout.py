@@ -1,10 +1,11 @@
 import ast
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
-from engine.clock import LiveClock, SimClock
+from engine.clock import LiveClock, LoopShare, SimClock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +33,19 @@ def test_live_clock_runs_at_its_speed():
     assert abs(LiveClock().now_ns() - time.time_ns()) < 50_000_000
     with pytest.raises(ValueError):
         LiveClock(speed=0)
+
+
+async def test_letting_the_loop_in_runs_what_became_due_during_the_work():
+    """A timer that fell due (or a socket that became readable) while a stretch of work ran gets its turn before
+    the next stretch: the loop queues it behind the work's own next step, so one yield is not enough."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    share = LoopShare(0.0)
+    for stretch in range(3):
+        loop.call_at(loop.time(), ran.append, f"due in stretch {stretch}")  # already due: the next poll queues it
+        await share.let_in()
+        assert ran == [f"due in stretch {s}" for s in range(stretch + 1)]
+    assert share.due()
 
 
 def imported_modules(path: Path) -> set[str]:
