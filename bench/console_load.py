@@ -192,12 +192,18 @@ async def measure(session: PaperSession, seconds: float, figures: Figures, pilot
                      asyncio.create_task(loop_lag(figures.console_lags, stop))]
     started = time.perf_counter()
     next_key, next_memory = started + KEY_EVERY_S, started
+    seen = {"lags": 0, "console_lags": 0, "gc_ms": 0}  # how many of each were in by the last progress line
     while (now := time.perf_counter()) - started < seconds:
         if now >= next_memory:
             engine = session.engine
             figures.memory.append((now - started, rss_mb(), len(engine.orders), len(engine.decisions)))
+            # the last 10 s, so a figure that drifts over the run shows where
+            recent = {name: getattr(figures, name)[count:] for name, count in seen.items()}
+            seen = {name: len(getattr(figures, name)) for name in seen}
+            lags = "  ".join(f"{label} lag p99 {pct(recent[name], 99) * 1000:5.1f} ms" for name, label in
+                             (("lags", "session"), ("console_lags", "console")) if recent[name])
             print(f"{now - started:6.0f} s  RSS {figures.memory[-1][1]:7.1f} MB  orders {len(engine.orders):>8,}  "
-                  f"decisions {len(engine.decisions):>8,}", flush=True)
+                  f"decisions {len(engine.decisions):>8,}  {lags}  full GCs {len(recent['gc_ms'])}", flush=True)
             next_memory += MEMORY_EVERY_S
         if pilot is not None and desk is not None and now >= next_key:
             pressed = time.perf_counter()
