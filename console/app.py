@@ -30,6 +30,7 @@ from textual.theme import BUILTIN_THEMES
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState
 
+from console import strip_cycles
 from console.commands_palette import TradingCommands
 from console.desk import Desk, ThreadDesk
 from console.headless import stop_signals
@@ -180,6 +181,7 @@ class PaperdeskApp(App[int]):
                  settings: ConsoleConfig | None = None) -> None:
         """settings: [console] when it is not config's (an attached console: a stored config has none)."""
         super().__init__(driver_class=TerminalDriver if os.name == "posix" else None)
+        strip_cycles.install()
         self.desk = desk
         self.config = config
         self.settings = settings or (config.console if config is not None else ConsoleConfig())
