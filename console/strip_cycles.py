@@ -10,14 +10,14 @@ tests/console/test_strip_cycles.py fails if a new one paints cycles again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from textual.strip import Strip
 
 _DIVIDE = Strip.divide  # Textual's own, which still divides (and caches) every line that does need a cut
 
 
-def _divide(self: Strip, cuts: Iterable[int]) -> list[Strip]:
+def _divide(self: Strip, cuts: Iterable[int]) -> Sequence[Strip]:
     kept = [cut for cut in cuts if cut <= self.cell_length]
     if kept == [self.cell_length]:
         return [self]  # the whole line: not cached, the cache would hold the strip itself
