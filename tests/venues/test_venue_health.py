@@ -24,6 +24,7 @@ from engine.snapshot import VenueHealth, venue_health
 from tests.conftest import make_config, until
 from tests.console.test_app import wait_until
 from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, tape
+from tests.venues.test_ccxt_sandbox import SandboxScript  # registers its strategy: this file runs alone too
 
 
 def saved(db: Path) -> tuple[dict[str, Any], str]:
@@ -89,7 +90,7 @@ async def test_a_dropped_connection_shows_as_reconnecting_then_connected_again(f
 
 async def test_a_sandbox_session_shows_measured_order_latency_and_its_reconciliation(fake, tmp_path):
     db = tmp_path / "desk.sqlite"
-    script = {"name": "script", "kind": "test_sandbox_script", "symbols": ["BTC/USDT"]}
+    script = {"name": "script", "kind": SandboxScript.kind, "symbols": ["BTC/USDT"]}
     session = PaperSession(parse_config(ccxt_config(fake.http_url, script, mode="sandbox")), db_path=db)
     market = asyncio.create_task(tape(fake, 3.0))
     trading = asyncio.create_task(session.run(duration=3.0))
