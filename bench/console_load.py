@@ -202,8 +202,10 @@ async def measure(session: PaperSession, seconds: float, figures: Figures, pilot
             seen = {name: len(getattr(figures, name)) for name in seen}
             lags = "  ".join(f"{label} lag p99 {pct(recent[name], 99) * 1000:5.1f} ms" for name, label in
                              (("lags", "session"), ("console_lags", "console")) if recent[name])
+            unsaved = f"  rows not yet saved {session.writer.backlog:,}" if session.writer is not None else ""
             print(f"{now - started:6.0f} s  RSS {figures.memory[-1][1]:7.1f} MB  orders {len(engine.orders):>8,}  "
-                  f"decisions {len(engine.decisions):>8,}  {lags}  full GCs {len(recent['gc_ms'])}", flush=True)
+                  f"decisions {len(engine.decisions):>8,}  {lags}  full GCs {len(recent['gc_ms'])}{unsaved}",
+                  flush=True)
             next_memory += MEMORY_EVERY_S
         if pilot is not None and desk is not None and now >= next_key:
             pressed = time.perf_counter()
