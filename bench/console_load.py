@@ -24,7 +24,8 @@ each from outside the app:
   with a console, the same on the console's loop (how late a key or a frame can be);
 - full garbage collections (generation 2), each a pause of the whole process: how many and the longest;
 - memory: the process's RSS every 10 s, and the engine's orders and decisions then (it keeps every order and
-  decision of the session by design, so they grow with the run whatever the console does).
+  decision of the session by design, so they grow with the run whatever the console does). Each of these progress
+  lines also gives the last 10 s's loop lag p99 and full collections, and the rows the writer has not saved yet.
 Goals (issue 15): refresh >= 10 Hz, key to command < 50 ms, loop lag p99 < 5 ms, memory flat over 10 minutes.
 Last line, for scripts: seconds= order_events_per_s= refresh_hz= key_ms_p50= key_ms_max= lag_ms_p99= rss_mb_...
 """
