@@ -57,6 +57,5 @@ async def test_frames_painted_while_a_session_trades_leave_no_line_for_the_cycle
         found: list[object] = []
         with unreachable_kept(found):
             await pilot.pause(app.REFRESH_SECONDS * 10)  # ten refreshes, each painted
-        monkeypatch.setattr(Strip, "divide", divide)
     assert divided > 100  # lines were painted in the meantime
     assert [o for o in found if isinstance(o, Strip)] == []
