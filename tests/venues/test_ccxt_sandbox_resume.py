@@ -8,6 +8,7 @@ The real ccxt.pro binance client against the loopback Binance fake, a real SQLit
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -230,12 +231,17 @@ async def test_kill_9_while_a_take_profit_rests_then_the_exchange_fills_it_and_t
     try:
         for _ in range(300):  # until the take-profit's acknowledgement is saved
             await asyncio.sleep(0.1)
-            if db.exists():
+            if not db.exists():
+                continue
+            try:
                 resting = query(db, "SELECT o.client_id, v.venue_ref FROM orders o JOIN venue_events v ON "
                                     "v.client_id = o.client_id AND v.kind = 'SENT' WHERE o.type = 'LIMIT' AND "
                                     "o.side = 'SELL' AND o.status = 'ACCEPTED'")
-                if resting:
-                    break
+            except sqlite3.OperationalError as early:  # the child creates the file, then its tables
+                assert "no such table" in str(early)
+                continue
+            if resting:
+                break
         assert resting, "the take-profit never rested"
     finally:
         os.kill(child.pid, signal.SIGKILL)
