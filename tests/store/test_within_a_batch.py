@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.breakers.trading_state import TradingState
 from engine.session import PaperSession
-from tests.conftest import make_config
+from tests.conftest import make_config, until
 from tests.store.helpers import engine_state, query
 
 
@@ -54,8 +54,7 @@ async def test_a_halt_pressed_within_a_batch_is_saved_where_a_resume_replays_it(
 
     async def press_within_a_batch() -> None:
         await within_a_batch(session, 50)  # a few batches in
-        while saved_cut(db)[1] is None:  # the writer takes rows between batches only: until it has saved some
-            await asyncio.sleep(0.01)
+        await until(lambda: saved_cut(db)[1] is not None, 20.0)  # the writer takes rows between batches only
         # a flush from within a batch, still open when it is done: it takes nothing, so it only waits (and the session
         # goes on) while the writer's own flush holds the lock
         for _ in range(20):
