@@ -7,7 +7,11 @@ command line; the testnet key and secret never reach anything paperdesk writes o
 from __future__ import annotations
 
 import asyncio
+import signal
+import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -27,7 +31,7 @@ from engine.venues import CcxtVenue
 from engine.venues_ccxt import CredentialsError
 from tests.fakes.binance import FakeBinance
 from tests.venues.conftest import KEY, SECRET
-from tests.venues.test_ccxt_paper_session import ccxt_config, paperdesk, query, tape, toml
+from tests.venues.test_ccxt_paper_session import REPO, ccxt_config, paperdesk, query, tape, toml
 
 K = VenueEventKind
 
@@ -370,16 +374,41 @@ async def test_a_sandbox_session_trades_end_to_end(fake, tmp_path):
     assert len(fake.exchange.orders) == 3
 
 
+def saved_fills(db: Path) -> int:
+    """How many fills the session in another process has saved so far (0 before it has made its tables)."""
+    if not db.exists():
+        return 0
+    try:
+        return int(query(db, "SELECT COUNT(*) FROM fills")[0][0])
+    except sqlite3.OperationalError as early:  # the child creates the file, then its tables
+        assert "no such table" in str(early)
+        return 0
+
+
 async def test_the_keys_reach_nothing_paperdesk_writes_or_prints(fake, tmp_path):
     sma = {"name": "sma_btc", "kind": "sma_crossover", "symbols": ["BTC/USDT"], "timeframe": "1s",
            "params": {"fast": 2, "slow": 3, "size": 0.01}}
     config, db = tmp_path / "testnet.toml", tmp_path / "desk.sqlite"
     data = ccxt_config(fake.http_url, sma, mode="sandbox")
     config.write_text(toml(data))
-    # the market stops 2 s before the session does, so no order is still on its way when it ends
-    market = asyncio.create_task(swings(fake, trades=40))
-    code, out, err = await paperdesk("run", "--no-ui", "--duration", "6", "--config", str(config), "--db", str(db))
-    market.cancel()
+    # the market swings until a fill is saved, then goes quiet, then the session is asked to stop: a fixed
+    # duration was a race on a loaded machine (the crossover needs four 1 s bars, so 6 s sometimes saw no order)
+    market = asyncio.create_task(swings(fake, trades=300))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "run", "--no-ui", "--duration", "60", "--config", str(config),
+        "--db", str(db), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await until(lambda: saved_fills(db) > 0, 45.0)
+        market.cancel()
+        await asyncio.sleep(1.0)  # so no order is still on its way when the session stops
+        child.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(child.communicate(), 30)
+    finally:
+        market.cancel()
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    code, out, err = child.returncode, stdout.decode(), stderr.decode()
     assert code == 0 and "Traceback" not in err, err
     assert " start venue=binance(sandbox) " in out.splitlines()[0]
     statuses = query(db, "SELECT status FROM orders")
