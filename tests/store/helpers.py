@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from pydantic import PositiveFloat
 
@@ -60,10 +62,23 @@ async def crash(session: PaperSession) -> None:
 STEP_NS = 3_000_000_000  # one market update every 3 s of market time, as the default venue at speed 120
 
 
+# every stepped session starts at this market time, so how its steps fall into bars and hourly periods (and with
+# that its decisions, marks and validation) is the same on every run: from the wall clock, two CI runs differed
+MARKET_START_NS = int(datetime(2026, 3, 2, 14, 7, 20, tzinfo=UTC).timestamp()) * 1_000_000_000 \
+    + 250_000_000
+
+
+def session_at(db: Path, config: AppConfig, start_ns: int = MARKET_START_NS) -> PaperSession:
+    """A new paper session on db whose market clock starts at start_ns instead of the wall clock's now."""
+    with mock.patch("engine.clock.time.time_ns", return_value=start_ns):  # LiveClock reads it once, when built
+        return PaperSession(config, db_path=db)
+
+
 async def stepped_session(db: Path, config: AppConfig, steps: int = 1500, close: bool = True,
-                          step_ns: int = STEP_NS) -> PaperSession:
-    """A session on db that takes `steps` market updates step_ns apart and (unless close=False) stops."""
-    session = PaperSession(config, db_path=db)
+                          step_ns: int = STEP_NS, start_ns: int = MARKET_START_NS) -> PaperSession:
+    """A session on db, started at start_ns, that takes `steps` market updates step_ns apart and (unless
+    close=False) stops."""
+    session = session_at(db, config, start_ns)
     await session.open()
     start = session.clock.now_ns()
     for i in range(1, steps + 1):
