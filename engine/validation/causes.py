@@ -7,10 +7,11 @@ a feed gap, a late or partial fill, an operator command, a restart) is a hint. A
 the window may reach back to the session's start. A difference is explained only when a replay of
 the twin with some of those conditions put back (engine/validation/counterfactual.py) makes
 paper's decision there: the cause is the first such set, smallest first (Explainer.candidate_sets
-says in what order). Otherwise it is unexplained, saying what was tried; and a difference whose
-replays would take longer than `[validation] proof_budget_s` is "not proven", never guessed. How long a
-replay takes is estimated at a reference speed (REPLAY_SECONDS_PER_EVENT), never measured, so the same
-database gets the same verdict on every machine and in every process.
+says in what order), one of the market's, the venue's or the operator's doing before a refusal or a
+breaker state paper's engine imposed in answer. Otherwise it is unexplained, saying what was tried;
+and a difference whose replays would take longer than `[validation] proof_budget_s` is "not proven",
+never guessed. How long a replay takes is estimated at a reference speed (REPLAY_SECONDS_PER_EVENT),
+never measured, so the same database gets the same verdict on every machine and in every process.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ REFUSED = {"DENIED", "REJECTED"}
 IN_FLIGHT = {"SUBMITTED", "ACCEPTED", "TRIGGERED", "PARTIALLY_FILLED", "PENDING_CANCEL"}
 MAX_CANDIDATES = 5  # conditions nearest a difference, tried alone and in pairs
 RISK_RULES = {rule.value for rule in DenialRule}
+CONSEQUENCES = {"refusal", "trading_state"}  # conditions paper's own engine imposed in answer to something else
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +424,10 @@ class Explainer:
             return Proof(tried=tried, note=f"unexplained: none of {len(tried)} replays of the twin with what paper "
                                            "recorded put back made paper's decision")
         smallest = min(len(s) for s in proven)
-        first, *others = [s for s in proven if len(s) == smallest]
+        # a refusal or a breaker's state follows from what the market, the venue or the operator did: when one of
+        # those proves the difference as well, it is the cause to name (a feed gap, not the stale-data refusal)
+        first, *others = sorted((s for s in proven if len(s) == smallest),
+                                key=lambda s: sum(c.kind in CONSEQUENCES for c in s))
         causes = [Cause(c.kind, c.ts, c.text) for c in first]
         note = "also proven alone: " + " | ".join(_set_text(s) for s in others) if others else ""
         return Proof(causes, tried, note)

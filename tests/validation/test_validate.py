@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
@@ -61,6 +62,20 @@ async def test_a_feed_gap_lowers_the_score_and_every_difference_names_the_gap(tm
     missed = query(gap, "SELECT COUNT(*) FROM missed_market_data")[0][0]
     seen = query(gap, "SELECT COUNT(*) FROM market_data")[0][0]
     assert missed > 100 and report.market_events == seen + missed  # the twin saw what the outage kept from paper
+
+
+async def test_a_refusal_the_feed_gap_caused_is_explained_by_the_gap(tmp_path):
+    """From this start, sma_btc's bar before the gap closes after it: its LONG is refused for stale data, and both the
+    refusal and the gap prove the twin's later SHORT away. The gap is named; the refusal is one of its effects."""
+    db = tmp_path / "gap.sqlite"
+    start = int(datetime(2026, 12, 1, 2, 3, tzinfo=UTC).timestamp()) * 1_000_000_000 + 500_000_000
+    await stepped_session(db, venue_config(feed_gaps=[FeedGapConfig(start_minutes=40, minutes=4)]), start_ns=start)
+    report = validate(db)
+    stale = [d for d in report.differences if "refused by trading_state" in " ".join(d.tried)]
+    assert stale, "this start no longer has the gap's refusal: the test must find another"
+    for d in stale:
+        assert [c.kind for c in d.causes] == ["feed_gap"], d.causes
+        assert "also proven alone: [refusal] paper's LONG refused by trading_state" in d.proof, d.proof
 
 
 async def test_the_same_session_validates_to_the_same_report_twice(tmp_path):
