@@ -424,7 +424,12 @@ class PaperdeskApp(App[int]):
             self.notify("no position selected (Tab to Positions, arrows to pick one)", severity="warning")
             return
         qty = str(table.get_row(symbol)[1]).strip()
-        self._ask(f"Flatten {symbol}: close the position ({qty}) at market and cancel its open orders?",
+        # flatten leaves trading states alone: a strategy free to trade would be seen to undo it as a surprise
+        free = {s.name for s in self.desk.snapshot().strategies if s.status == "RUNNING" and s.state == "ACTIVE"}
+        again = [c.name for c in self.config.strategies if symbol in c.symbols and c.name in free]
+        warning = (f" {', '.join(again)} may trade it again: pause {'them' if len(again) > 1 else 'it'} first to keep "
+                   "it flat." if again else "")
+        self._ask(f"Flatten {symbol}: close the position ({qty}) at market and cancel its open orders?{warning}",
                   f"flatten {symbol}",
                   lambda: self._send("flatten", {"symbol": symbol}, "flatten key in the console", symbol))
 

@@ -117,14 +117,22 @@ async def test_x_flattens_the_selected_position_after_asking(tmp_path):
         symbol = positions.coordinate_to_cell_key((0, 0)).row_key.value
         select(positions, symbol)
         await pilot.press("x")
-        assert f"Flatten {symbol}" in await answer(pilot, "n")
+        question = await answer(pilot, "n")
+        holders = [c.name for c in session.config.strategies if symbol in c.symbols]
+        assert f"Flatten {symbol}" in question and "may trade it again: pause" in question, question
+        assert all(name in question for name in holders), (holders, question)
         assert not query(db, "SELECT 1 FROM commands")  # no: nothing sent
+        await pilot.press("p")  # the portfolio paused: nothing trades the symbol again, and the question says so
+        await wait_until(pilot, lambda: state_of(session) == "PAUSED")
         await pilot.press("x")
         # the question names the position the cursor is on now: the one selected may have closed meanwhile (the
         # session trades on), taking its row away and the cursor to another
-        flattened = re.match(r"Flatten (\S+):", await answer(pilot, "y")).group(1)
+        question = await answer(pilot, "y")
+        assert "may trade it again" not in question, question
+        flattened = re.match(r"Flatten (\S+):", question).group(1)
         await wait_until(pilot, lambda: any(t.startswith(f"{flattened}: ") for t in toasts(app)))
-    assert query(db, "SELECT command, args FROM commands") == [("flatten", f'{{"symbol": "{flattened}"}}')]
+    assert query(db, "SELECT command, args FROM commands") == [("pause", "{}"),
+                                                               ("flatten", f'{{"symbol": "{flattened}"}}')]
 
 
 async def test_the_emergency_stop_modal_no_keeps_trading_and_yes_stops(tmp_path):
