@@ -425,8 +425,10 @@ class PaperdeskApp(App[int]):
             return
         qty = str(table.get_row(symbol)[1]).strip()
         # flatten leaves trading states alone: a strategy free to trade would be seen to undo it as a surprise
-        free = {s.name for s in self.desk.snapshot().strategies if s.status == "RUNNING" and s.state == "ACTIVE"}
-        again = [c.name for c in self.config.strategies if symbol in c.symbols and c.name in free]
+        config = self.config
+        trades_it = {c.name for c in config.strategies if symbol in c.symbols} if config is not None else set()
+        again = [s.name for s in self.desk.snapshot().strategies if s.status == "RUNNING" and s.state == "ACTIVE"
+                 and (s.name in trades_it or any(held == symbol for held, _ in s.positions))]
         warning = (f" {', '.join(again)} may trade it again: pause {'them' if len(again) > 1 else 'it'} first to keep "
                    "it flat." if again else "")
         self._ask(f"Flatten {symbol}: close the position ({qty}) at market and cancel its open orders?{warning}",
