@@ -41,7 +41,7 @@ from engine.store.journal import StoreJournal
 from engine.store.recovery import Recovered, recover
 from engine.store.sessions import STOPPED, SessionRecord, mark_resumed, open_session
 from engine.store.writer import StoreWriter
-from engine.venues import ListsInstruments, ReportsGaps, Venue, venue_for
+from engine.venues import ListsInstruments, ReportsDrops, ReportsGaps, Venue, venue_for
 
 HEARTBEAT_NS = 1_000_000_000  # a silent feed still moves market time, once a market second
 
@@ -159,6 +159,8 @@ class PaperSession:
             feed = self.venue.feed(self.config, self.wall_clock)
         if isinstance(feed, ReportsGaps):
             feed.on_gap = self._feed_gap
+        if isinstance(feed, ReportsDrops):
+            feed.on_dropped = self._feed_dropped
         if not windows:
             return feed
         return RehearsedGaps(feed, windows, self._missed)
@@ -171,6 +173,11 @@ class PaperSession:
         self._engine.log_event(EventLevel.WARN, f"feed gap on {line}")
         if self.journal is not None:
             self.journal.state_event("feed", "GAP", line, start_ns)
+
+    def _feed_dropped(self, line: str) -> None:
+        """A live feed dropped an update the engine could not use: the operator hears of it (the feed rations it)."""
+        if self._engine is not None:
+            self._engine.log_event(EventLevel.WARN, f"market data {line}")
 
     def _missed(self, event: Any) -> None:
         if self.journal is not None:  # the engine hears nothing; the venue's data is kept as missed
@@ -292,11 +299,15 @@ class PaperSession:
         caps = broker.capabilities
         live = self.feed.feed if isinstance(self.feed, RehearsedGaps) else self.feed
         held: list[tuple[str, int, int, str]] = []
+        dropped: list[str] = []
         if not caps.live_market:
             await self.feed.close()
-        elif isinstance(live, ReportsGaps):
-            # recovery's worker thread owns the engine until the replay is done: the feed's own gaps wait for it
-            live.on_gap = lambda symbol, start, end, reason: held.append((symbol, start, end, reason))
+        else:
+            # recovery's worker thread owns the engine until the replay is done: what the feed reports waits for it
+            if isinstance(live, ReportsGaps):
+                live.on_gap = lambda symbol, start, end, reason: held.append((symbol, start, end, reason))
+            if isinstance(live, ReportsDrops):
+                live.on_dropped = dropped.append
         journal = _ResumeJournal(session_id, self.clock, self._stop)
         self.journal = self.engine.journal = journal
         self.recovered = await asyncio.to_thread(recover, self.db_path, session_id, record.restarts, market_start_ns,
@@ -330,6 +341,8 @@ class PaperSession:
         self.engine.log_event(EventLevel.INFO, f"resumed session {session_id}: {self.recovered.summary()}")
         for gap in held:
             self._feed_gap(*gap)
+        for line in dropped:
+            self._feed_dropped(line)
         if isinstance(venue, HoldsOrders):
             self._reconciled(venue)
 

@@ -49,6 +49,13 @@ class ReportsGaps(Protocol):
     on_gap: Callable[[str, int, int, str], None] | None
 
 
+@runtime_checkable
+class ReportsDrops(Protocol):
+    """A feed that drops updates it cannot use (a price that is no number, a message its client could not read)."""
+
+    on_dropped: Callable[[str], None] | None
+
+
 def build_market(config: AppConfig) -> SyntheticMarket:
     """The synthetic market of a simulated venue's config."""
     symbols = [SyntheticSymbol(build_instrument(i), i.start_price, i.daily_vol, i.spread_bps, i.depth)

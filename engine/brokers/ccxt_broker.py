@@ -44,7 +44,7 @@ from engine.model.instrument import Instrument
 from engine.model.market import Bar, BookSnapshot, TradeTick
 from engine.model.order import Order, OrderStatus, OrderType, TimeInForce
 from engine.model.venue_event import CancelAck, VenueEvent, VenueEventKind
-from engine.venues_ccxt.connection import Backoff, retry_after_s
+from engine.venues_ccxt.connection import Backoff, UnreadableMessages, retry_after_s
 from engine.venues_ccxt.credentials import Credentials, CredentialsError
 from engine.venues_ccxt.markets import VenueInputError
 
@@ -157,6 +157,9 @@ class CcxtBroker:
         self._seen_trades: set[str] = set()
         self._books: dict[str, BookSnapshot] = {}
         self._health = _Health()
+        unreadable = getattr(exchange, "unreadable", None)
+        if isinstance(unreadable, UnreadableMessages):  # the user-data stream reads on past it, and says so here
+            unreadable.listeners.append(self._unreadable)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_heard = monotonic_s()
         self._check_due = False
@@ -731,6 +734,11 @@ class CcxtBroker:
         if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
             self._health.rate_limited += 1
         self._health.last_error = exchange_message(exc)
+        self._health.last_error_at = wall_ns() / 1e9
+        log.warning("%s: %s", self.capabilities.name, self._health.last_error)
+
+    def _unreadable(self, why: str) -> None:
+        self._health.last_error = f"dropped a message ccxt could not read ({why})"
         self._health.last_error_at = wall_ns() / 1e9
         log.warning("%s: %s", self.capabilities.name, self._health.last_error)
 

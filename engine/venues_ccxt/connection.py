@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -69,7 +69,44 @@ def make_exchange(exchange_id: str, base_url: str | None = None, settings: Mappi
                                   f"one (use mode 'paper')") from None
     if base_url is not None:
         point_at_loopback(exchange, base_url)
+    exchange.unreadable = UnreadableMessages.guard(exchange)
     return exchange
+
+
+@dataclass(slots=True)
+class UnreadableMessages:
+    """Websocket messages ccxt could not read, dropped so the connection reads on.
+
+    ccxt reads a connection's next message only after handle_message has returned, so one message that raises (a
+    Binance trade priced "NaN" does, in ccxt's number parsing) would end every stream on that socket for good, with
+    no error to anyone watching them. listeners hear about each dropped message: what ccxt raised, in a line.
+    """
+
+    count: int = 0
+    last: str = ""
+    listeners: list[Callable[[str], None]] = field(default_factory=list)
+
+    @classmethod
+    def guard(cls, exchange: Any) -> UnreadableMessages:
+        """Wrap the exchange's handle_message (before any websocket is opened: each takes it when created)."""
+        record = cls()
+        handle = exchange.handle_message
+
+        def handle_message(client: Any, message: Any) -> Any:
+            try:
+                return handle(client, message)
+            except Exception as error:  # any error here, ours or ccxt's, would stop the socket's reading
+                record.dropped(f"{type(error).__name__}: {' '.join(str(error).split())[:160]}")
+                return None
+
+        exchange.handle_message = handle_message
+        return record
+
+    def dropped(self, why: str) -> None:
+        self.count += 1
+        self.last = why
+        for listener in self.listeners:
+            listener(why)
 
 
 def make_keyed_exchange(exchange_id: str, credentials: Credentials, base_url: str | None = None,

@@ -5,13 +5,16 @@ Each symbol runs its own tasks; what they receive waits in a buffer that receive
 timestamp (our clock's where the venue gives none); the batch carries our clock at delivery. When a symbol's data can
 no longer be vouched for (a skipped book update, a dropped connection, a rate limit) the feed retries with backoff and
 says so in health(); once the symbol is whole again it reports the gap through on_gap, from the last event received
-for the symbol to the moment it recovered, in our clock's nanoseconds.
+for the symbol to the moment it recovered, in our clock's nanoseconds. An update the engine cannot use (a price or
+size that is not a finite number above zero, a message ccxt could not read) is dropped, counted in health() and told
+to on_dropped: the 1st, 10th, 100th... so a venue sending nothing but garbage cannot flood the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +26,13 @@ from engine.clock import Clock
 from engine.data.feed import FeedBatch, FeedHealth
 from engine.model.market import Bar, BookSnapshot, MarketEvent, TradeTick, event_time
 from engine.model.order import OrderSide
-from engine.venues_ccxt.connection import Backoff, retry_after_s
+from engine.venues_ccxt.connection import Backoff, UnreadableMessages, retry_after_s
 from engine.venues_ccxt.history import warmup_bars
 from engine.venues_ccxt.markets import find_market
 
 NS_PER_MS = 1_000_000
 GapListener = Callable[[str, int, int, str], None]  # (symbol, start_ns, end_ns, reason)
+DropListener = Callable[[str], None]  # a line: what was dropped, and how many so far
 
 
 TRADES_CONFIRM_S = 1.0  # a re-watched trade stream that has not failed for this long counts as back
@@ -76,7 +80,13 @@ class CcxtFeed:
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
         self.on_gap = on_gap
+        self.on_dropped: DropListener | None = None
         self.last_gap: FeedGap | None = None
+        self.dropped = 0
+        self.last_dropped = ""
+        unreadable = getattr(exchange, "unreadable", None)
+        if isinstance(unreadable, UnreadableMessages):
+            unreadable.listeners.append(lambda why: self._drop("", f"a message ccxt could not read ({why})"))
         self._symbols: dict[str, _SymbolState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: list[MarketEvent] = []
@@ -131,6 +141,8 @@ class CcxtFeed:
                 gap = self.last_gap
                 detail += (f"; last gap {gap.symbol} {(gap.end_ns - gap.start_ns) / 1e9:.3g} s "
                            f"({gap.reason})")
+        if self.dropped and not self._closed:
+            detail += f"; dropped {self.dropped} unusable update(s), the last: {self.last_dropped}"
         connected = self._connected and not self._closed and not problems
         return FeedHealth(connected, self._last_event_ns, self._last_received_ns, detail,
                           {symbol: state.last_received_ns for symbol, state in self._symbols.items()})
@@ -247,7 +259,11 @@ class CcxtFeed:
     def _on_book(self, symbol: str, book: Mapping[str, Any]) -> None:
         now = self.clock.now_ns()
         state = self._symbols[symbol]
-        bids, asks = _levels(book["bids"], self.depth), _levels(book["asks"], self.depth)
+        unusable: list[Sequence[Any]] = []
+        bids = _levels(book.get("bids") or (), self.depth, unusable)
+        asks = _levels(book.get("asks") or (), self.depth, unusable)
+        if unusable:
+            self._drop(symbol, f"{len(unusable)} book level(s) like {list(unusable[0][:2])!r}")
         if bids and asks:
             state.mid = (bids[0][0] + asks[0][0]) / 2.0
         self._emit(state, BookSnapshot(_stamp(book, now), symbol, bids, asks), now)
@@ -255,13 +271,23 @@ class CcxtFeed:
     def _on_trade(self, symbol: str, trade: Mapping[str, Any]) -> None:
         now = self.clock.now_ns()
         state = self._symbols[symbol]
-        price, side = float(trade["price"]), trade.get("side")
+        price, amount, side = _positive(trade.get("price")), _positive(trade.get("amount")), trade.get("side")
+        if price is None or amount is None:
+            self._drop(symbol, f"a trade of {trade.get('amount')!r} at {trade.get('price')!r}")
+            return
         if side in ("buy", "sell"):
             aggressor = OrderSide.BUY if side == "buy" else OrderSide.SELL
         else:
             # the venue does not say who took liquidity: a print at or above the mid took the ask
             aggressor = OrderSide.BUY if state.mid is None or price >= state.mid else OrderSide.SELL
-        self._emit(state, TradeTick(_stamp(trade, now), symbol, price, float(trade["amount"]), aggressor), now)
+        self._emit(state, TradeTick(_stamp(trade, now), symbol, price, amount, aggressor), now)
+
+    def _drop(self, symbol: str, what: str) -> None:
+        self.dropped += 1
+        self.last_dropped = f"{symbol} {what}".strip()
+        n = self.dropped
+        if self.on_dropped is not None and n == 10 ** (len(str(n)) - 1):  # the 1st, 10th, 100th...
+            self.on_dropped(f"{self.exchange.id}: dropped {self.last_dropped} ({n} so far)")
 
     def _emit(self, state: _SymbolState, event: MarketEvent, now: int) -> None:
         self._pending.append(event)
@@ -327,8 +353,30 @@ class _TapeCursor:
         return fresh if primed else []
 
 
-def _levels(side: Sequence[Sequence[Any]], depth: int) -> tuple[tuple[float, float], ...]:
-    return tuple((float(level[0]), float(level[1])) for level in side[:depth])
+def _levels(side: Sequence[Sequence[Any]], depth: int,
+            unusable: list[Sequence[Any]]) -> tuple[tuple[float, float], ...]:
+    """The best `depth` levels of a side whose price and size the engine can use; the others met on the way are
+    added to unusable."""
+    out: list[tuple[float, float]] = []
+    for level in side:
+        price, qty = _positive(level[0]), _positive(level[1])
+        if price is None or qty is None:
+            unusable.append(level)
+            continue
+        out.append((price, qty))
+        if len(out) == depth:
+            break
+    return tuple(out)
+
+
+def _positive(value: Any) -> float | None:
+    """value as a price or a size: a finite number above zero, else None (ccxt gives -1, 0, inf or None for what a
+    venue sent wrong)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _stamp(item: Mapping[str, Any], received_ns: int) -> int:

@@ -203,6 +203,23 @@ class FakeBinance:
         self.exchange.trade(symbol, price, qty, buyer_maker, ts)
         await self._flush()
 
+    async def garbled_trade(self, symbol: str, price: str, qty: str = "0.01") -> None:
+        """A public trade as an exchange in trouble may push it (price "-1", "0", "1e400", "NaN", ""): on @trade and
+        @aggTrade only, never matched against resting orders or put into candles."""
+        name = self.exchange.spec(symbol).symbol
+        now = self.exchange.clock()
+        self.exchange.outbox.append(Event("trade", name, {"e": "trade", "E": now, "s": name, "t": 10 ** 9 + now,
+                                                          "p": price, "q": qty, "T": now, "m": False, "M": True}))
+        await self._flush()
+
+    async def garbled_report(self, ref: int | str, **fields: str) -> None:
+        """An executionReport of an order as it stands, with fields overwritten by what an exchange in trouble may
+        send ("q": "NaN"), pushed on the user-data stream; the order itself is unchanged."""
+        order = self.exchange.resolve(ref)
+        self.exchange._report(order, "NEW")  # the report as it stands, then garbled before it goes out
+        self.exchange.outbox[-1].payload.update(fields)
+        await self._flush()
+
     async def fill(self, ref: int | str, qty: Number | None = None, price: Number | None = None) -> Order:
         """Fill a resting order (by order id or client order id), fully unless qty is given."""
         order = self.exchange.resolve(ref)
@@ -504,7 +521,7 @@ class FakeBinance:
                 p = event.payload
                 out.append({"e": "aggTrade", "E": p["E"], "s": p["s"], "a": p["t"], "p": p["p"], "q": p["q"],
                             "f": p["t"], "l": p["t"], "T": p["T"], "m": p["m"], "M": True})
-            elif event.kind == "trade" and stream.startswith(f"{name}@kline_"):
+            elif event.kind == "trade" and stream.startswith(f"{name}@kline_") and event.index >= 0:
                 out.append(self._kline_event(event, stream.split("_", 1)[1]))
         return out
 

@@ -159,6 +159,19 @@ async def test_market_limit_and_cancel_with_namespaced_client_ids(fake, broker):
     assert account.balances["BTC"] == pytest.approx(1 + 0.7 * 0.999) and account.open_orders == ()
 
 
+async def test_the_order_stream_reads_on_past_a_report_ccxt_cannot_read(fake, broker):
+    o = order(0.3, 49900.0)
+    broker.submit(o)
+    await until(has(broker, o.client_id, K.ACCEPTED))
+    [placed] = [x.order_id for x in fake.exchange.orders.values() if x.client_id.endswith(o.client_id)]
+    await fake.garbled_report(placed, q="NaN")
+    await until(lambda: "could not read" in broker.health()["last_error"])
+    assert broker.health()["last_error"].startswith("dropped a message ccxt could not read (ValueError: ")
+    await fake.trade("BTC/USDT", "49900", "0.1")  # its fill still comes over the same socket
+    await until(lambda: filled(broker, o.client_id) >= 0.1)
+    assert kinds(broker, o.client_id) == [(K.ACCEPTED, 0.0), (K.FILLED, 0.1)]
+
+
 async def test_partial_fills_are_applied_once_though_rest_reports_them_again(fake, broker):
     o = order(0.3, 49900.0)
     broker.submit(o)
