@@ -7,7 +7,9 @@ is processed, speed 1: market time is wall time) runs a synthetic strategy defin
 each symbol it cancels its resting limit order and rests a new one 10% under the last trade (never filled): two order
 events (CANCELED, ACCEPTED), so 50 x 2 x 5 = 500 a second, through the engine's own order path (risk checks, the
 venue simulator, the order flow the console shows, the database). Fewer than 500 measured means the event loop did
-not get through the market updates in time. (The engine's log, which the console's event log shows, gets a line for
+not get through the market updates in time, or (with a console) the halts: each key press halts the portfolio until
+r resumes it, and meanwhile its orders are denied, so the next action has nothing to cancel (with presses 38 s
+apart instead of 5, 496 a second over 40 s). (The engine's log, which the console's event log shows, gets a line for
 each ACCEPTED but none for a strategy's cancel: 250 lines a second.) The pre-trade limits that would refuse such
 churn (submit rate, exposure, correlation, VaR) and the volatility breaker are off; the live behaviour score is off
 (the engine's work, not the console's). The session saves to a database in a temporary folder unless --no-db;
