@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from weakref import WeakKeyDictionary
 
 from engine.data.feed import FeedHealth
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # `paperdesk status` formats a saved VenueHealth: importing t
     from engine.model.fill import Fill
     from engine.model.order import Order
     from engine.model.venue_event import VenueEvent
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,15 +300,16 @@ def take_snapshot(engine: Engine, n_fills: int = 20, n_equity: int = 600, n_even
     risk = engine.risk_view()
     curve = engine.equity_curve[-n_equity:]
     forgotten = engine.forgotten
+    open_orders = engine.open_orders()
     return EngineSnapshot(
         ts=engine.clock.now_ns(), equity=account.equity(), cash=account.cash, starting_cash=account.starting_cash,
         realised=account.realised_pnl(), unrealised=account.unrealised_pnl(), fees=account.fees_paid,
         positions=positions, recent_fills=tuple(engine.fills[-n_fills:]),
         equity_series=tuple(e for _, e in curve), strategies=_strategies(engine, risk),
-        orders=len(engine.orders) + forgotten.orders, open_orders=len(engine.open_orders()),
+        orders=len(engine.orders) + forgotten.orders, open_orders=len(open_orders),
         fills=len(engine.fills) + forgotten.fills, decisions=len(engine.decisions) + forgotten.decisions,
         events=tuple(engine.events),
-        risk=risk, open_order_list=tuple(_order_view(o) for o in engine.open_orders()), quotes=_quotes(engine),
+        risk=risk, open_order_list=tuple(_order_view(o) for o in open_orders), quotes=_quotes(engine),
         event_log=_event_log(engine, n_events), equity_ts=tuple(ts for ts, _ in curve),
         markers=tuple(engine.markers[-50:]))
 
@@ -345,27 +349,47 @@ def _quotes(engine: Engine) -> tuple[QuoteView, ...]:
     return tuple(views)
 
 
-# each engine's order-flow lines already worded, by seq: a line never changes once logged (it names the order's fixed
-# fields), and at hundreds of order events a second wording all n of them for every snapshot took milliseconds
-_worded: WeakKeyDictionary[Engine, dict[int, EventView]] = WeakKeyDictionary()
+@dataclass(slots=True)
+class _Shown:
+    """The event log the last snapshot gave: each snapshot adds only the lines logged since (hundreds a second), as
+    building all n again took milliseconds on the session's loop, ten times a second."""
+
+    lines: deque[EventView]
+    upto: int = 0  # the newest line's number in the log's sequence
+
+
+# per engine and per length asked for
+_shown: WeakKeyDictionary[Engine, dict[int, _Shown]] = WeakKeyDictionary()
 
 
 def _event_log(engine: Engine, n: int) -> tuple[EventView, ...]:
     """The last n lines of the engine's log and its order flow, merged in the order they happened."""
-    lines = [EventView(seq, ts, "engine", level, text)
-             for seq, (ts, level, text) in list(zip(engine.event_seqs, engine.events, strict=True))[-n:]]
-    flow = list(engine.order_flow)[-n:]
-    before = _worded.get(engine, {})
-    worded = {}
-    for seq, event in flow:
-        line = before.get(seq)
-        if line is None:
-            line = _flow_line(seq, event, engine.orders.get(event.client_id))
-        worded[seq] = line
-    _worded[engine] = worded  # only the lines shown now: older ones have scrolled out of every later snapshot too
-    lines += worded.values()
-    lines.sort(key=lambda line: line.seq)
-    return tuple(lines[-n:])
+    by_length = _shown.setdefault(engine, {})
+    shown = by_length.get(n)
+    if shown is None:
+        shown = by_length[n] = _Shown(deque(maxlen=n))
+    upto = shown.upto
+    logged = zip(reversed(engine.event_seqs), reversed(engine.events), strict=True)
+    new = [EventView(seq, ts, "engine", level, text) for seq, (ts, level, text) in _newer(logged, upto)]
+    flow = _newer(reversed(engine.order_flow), upto)
+    # a flow line names the order as it was when first shown: worded once, never again
+    new += [_flow_line(seq, event, engine.orders.get(event.client_id)) for seq, event in flow]
+    if new:
+        new.sort(key=lambda line: line.seq)  # two runs already in order: one merge
+        shown.lines.extend(new)
+        shown.upto = new[-1].seq
+    return tuple(shown.lines)
+
+
+def _newer(newest_first: Iterable[tuple[int, T]], upto: int) -> list[tuple[int, T]]:
+    """The (seq, item) pairs numbered after upto, oldest first, reading back from the newest."""
+    out = []
+    for seq, item in newest_first:
+        if seq <= upto:
+            break
+        out.append((seq, item))
+    out.reverse()
+    return out
 
 
 def _flow_line(seq: int, event: VenueEvent, order: Order | None) -> EventView:

@@ -89,3 +89,31 @@ def test_an_operator_flatten_is_labelled_the_operators_whatever_its_reason_says(
     assert ok
     exits = [d for d in desk.engine.decisions if decision_origin(d.reason) != "strategy"]
     assert [decision_origin(d.reason) for d in exits] == ["operator flatten"]
+
+
+def test_each_snapshot_adds_the_lines_logged_since_the_last_and_keeps_the_newest_n():
+    """The event log is built on from the last snapshot: it must be what merging the whole log would give."""
+    desk = Desk(strategies={"a": ["BTC/USDT"], "b": ["ETH/USDT"]})
+    engine = desk.engine
+
+    def whole_log(n: int) -> list[tuple[int, str, str]]:
+        lines = [(seq, "engine", text) for seq, (_, _, text) in zip(engine.event_seqs, engine.events, strict=True)]
+        lines += [(seq, "order", event.client_id) for seq, event in engine.order_flow]
+        return sorted(lines)[-n:]
+
+    seen = []
+    for round_ in range(12):  # a round with no new line, then rounds past n lines in all
+        if round_ % 4:
+            desk.buy("a", "BTC/USDT", 1.0)
+            desk.tick(1)
+            desk.sell("a", "BTC/USDT", 1.0)
+            desk.buy("b", "ETH/USDT", 2.0, price=45.0)
+            engine.log_event("INFO", f"round {round_}")
+        log = take_snapshot(engine, n_events=8).event_log
+        assert [line.seq for line in log] == [seq for seq, _, _ in whole_log(8)]
+        assert [line.text for line in log if line.kind == "engine"] == [
+            text for _, kind, text in whole_log(8) if kind == "engine"]
+        assert all(client_id in line.text for line, (_, kind, client_id) in zip(log, whole_log(8), strict=True)
+                   if kind == "order")
+        seen.append(len(log))
+    assert seen[-1] == 8 and take_snapshot(engine, n_events=300).event_log[-8:] == log  # another length: its own
