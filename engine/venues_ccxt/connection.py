@@ -79,11 +79,10 @@ class UnreadableMessages:
 
     ccxt reads a connection's next message only after handle_message has returned, so one message that raises (a
     Binance trade priced "NaN" does, in ccxt's number parsing) would end every stream on that socket for good, with
-    no error to anyone watching them. listeners hear about each dropped message: what ccxt raised, in a line.
+    no error to anyone watching them. listeners hear about each dropped message (what ccxt raised, in a line) and
+    keep the count: the feed, and the sandbox broker for its order stream.
     """
 
-    count: int = 0
-    last: str = ""
     listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     @classmethod
@@ -103,8 +102,6 @@ class UnreadableMessages:
         return record
 
     def dropped(self, why: str) -> None:
-        self.count += 1
-        self.last = why
         for listener in self.listeners:
             listener(why)
 
