@@ -43,6 +43,8 @@ def is_reducing(before: float, after: float) -> bool:
     return abs(after) <= abs(before) + 1e-12 and before * after >= 0
 
 
+SUBMIT_WINDOW_NS = 1_000_000_000  # max_submit_rate counts the orders sent in one second of market time
+
 class PreTradeChecks:
     def __init__(self, config: RiskConfig, instruments: dict[str, Instrument], history: ReturnHistory) -> None:
         self.config = config
@@ -58,7 +60,7 @@ class PreTradeChecks:
         if rate is None:
             return None
         window = self._submits
-        while window and window[0] <= ts - 1_000_000_000:
+        while window and window[0] <= ts - SUBMIT_WINDOW_NS:
             window.popleft()
         if len(window) + 1 > rate:
             return Denial(DenialRule.SUBMIT_RATE, rate, len(window) + 1,
@@ -66,7 +68,11 @@ class PreTradeChecks:
         return None
 
     def submitted(self, ts: int, entry: bool) -> None:
-        self._submits.append(ts)
+        window = self._submits
+        window.append(ts)
+        # the last second only, limit or none: with no max_submit_rate it grew by every order for the whole session
+        while window[0] <= ts - SUBMIT_WINDOW_NS:
+            window.popleft()
         if entry:
             self._roll_day(ts)
             self.entries_today += 1

@@ -81,6 +81,18 @@ def test_submit_rate_is_throttled_per_second_of_market_time():
     assert desk.last_order().status is OrderStatus.ACCEPTED
 
 
+def test_the_submit_window_keeps_one_second_of_orders_with_or_without_a_limit():
+    """It counted every order of the session when no rate was set: 250 orders a second under load, for 14 days."""
+    for limit in (None, 1000.0):
+        desk = Desk(risk(max_submit_rate=limit))
+        for _ in range(5):
+            for _ in range(4):
+                desk.buy("a", "BTC/USDT", 0.1, price=90.0)
+            desk.tick(0.5)
+        # the newest order's last second: the rounds 0.5 s apart at its time and before, not the three older ones
+        assert len(desk.risk.checks._submits) == 8, limit
+
+
 def test_reduce_only_cannot_increase():
     desk = Desk()
     desk.buy("a", "BTC/USDT", 1.0)
