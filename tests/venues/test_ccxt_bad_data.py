@@ -58,22 +58,25 @@ async def test_garbled_prints_and_book_levels_are_dropped_counted_and_told_and_t
     assert lines[1].endswith(" (10 so far)")  # the tenth print was "NaN"
 
 
-async def test_the_feed_says_what_it_dropped_while_it_runs(fake, tmp_path):
-    session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=tmp_path / "desk.sqlite")
+async def test_a_message_ccxt_cannot_read_is_one_warn_line_and_the_prints_after_it_still_arrive(fake, tmp_path):
+    db = tmp_path / "desk.sqlite"
+    session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=db)
     await session.open()
 
     async def market() -> None:
         await prints(fake, 3)
         await fake.garbled_trade("BTC/USDT", "NaN")
         await asyncio.sleep(0.1)
-        await prints(fake, 3)
+        await prints(fake, 3, "50020")
 
     running = asyncio.create_task(market())
     await session.run(duration=1.5)
     await running
-    lines = [text for _, _, text in session.engine.events if "market data binance: dropped" in text]
-    assert len(lines) == 1 and "a message ccxt could not read (ValueError: " in lines[0], lines
-    assert session.snapshot().feed.connected is False  # closed with the session
+    lines = [(level, text) for _, level, text in session.engine.events if "market data binance: dropped" in text]
+    assert len(lines) == 1 and lines[0][0] == "WARN", lines
+    assert lines[0][1].startswith("market data binance: dropped a message ccxt could not read (ValueError: ")
+    assert query(db, "SELECT price FROM market_data WHERE kind = 'trade' ORDER BY seq") == [(50010.0,)] * 3 + [
+        (50020.0,)] * 3
 
 
 async def test_a_running_feed_names_its_drops_in_its_health(fake, tmp_path):
