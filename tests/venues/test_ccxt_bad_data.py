@@ -7,6 +7,8 @@ Through ccxt, a Binance print priced "-1", "0" or "1e400" arrives as -1.0, 0.0 o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from engine.config import parse_config
 from engine.session import PaperSession
@@ -22,12 +24,21 @@ async def prints(fake: FakeBinance, n: int, price: str = "50010") -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_garbled_prints_and_book_levels_are_dropped_counted_and_told_and_the_feed_reads_on(fake, tmp_path):
-    db = tmp_path / "desk.sqlite"
+async def session_while(fake: FakeBinance, db: Path, market: Callable[[PaperSession], Awaitable[None]],
+                        seconds: float) -> PaperSession:
+    """A ccxt paper session on db, run for seconds (or until stopped) while market(session) drives the fake."""
     session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=db)
     await session.open()
+    running = asyncio.create_task(market(session))
+    await session.run(duration=seconds)
+    await running
+    return session
 
-    async def market() -> None:
+
+async def test_garbled_prints_and_book_levels_are_dropped_counted_and_told_and_the_feed_reads_on(fake, tmp_path):
+    db = tmp_path / "desk.sqlite"
+
+    async def market(_: PaperSession) -> None:
         await prints(fake, 5)
         for price in GARBLED:
             await fake.garbled_trade("BTC/USDT", price)
@@ -37,9 +48,7 @@ async def test_garbled_prints_and_book_levels_are_dropped_counted_and_told_and_t
         await fake.update_book("BTC/USDT", bids=[("-1", "0")])  # gone again
         await prints(fake, 5, "50020")  # the socket still reads: NaN did not end it
 
-    running = asyncio.create_task(market())
-    await session.run(duration=2.5)
-    await running
+    session = await session_while(fake, db, market, 2.5)
     trades = query(db, "SELECT price, size FROM market_data WHERE kind = 'trade' ORDER BY seq")
     assert trades == [(50010.0, 0.01)] * 5 + [(50020.0, 0.01)] * 5, trades
     books = query(db, "SELECT bids FROM market_data WHERE kind = 'book'")
@@ -60,18 +69,14 @@ async def test_garbled_prints_and_book_levels_are_dropped_counted_and_told_and_t
 
 async def test_a_message_ccxt_cannot_read_is_one_warn_line_and_the_prints_after_it_still_arrive(fake, tmp_path):
     db = tmp_path / "desk.sqlite"
-    session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=db)
-    await session.open()
 
-    async def market() -> None:
+    async def market(_: PaperSession) -> None:
         await prints(fake, 3)
         await fake.garbled_trade("BTC/USDT", "NaN")
         await asyncio.sleep(0.1)
         await prints(fake, 3, "50020")
 
-    running = asyncio.create_task(market())
-    await session.run(duration=1.5)
-    await running
+    session = await session_while(fake, db, market, 1.5)
     lines = [(level, text) for _, level, text in session.engine.events if "market data binance: dropped" in text]
     assert len(lines) == 1 and lines[0][0] == "WARN", lines
     assert lines[0][1].startswith("market data binance: dropped a message ccxt could not read (ValueError: ")
@@ -80,19 +85,15 @@ async def test_a_message_ccxt_cannot_read_is_one_warn_line_and_the_prints_after_
 
 
 async def test_a_running_feed_names_its_drops_in_its_health(fake, tmp_path):
-    session = PaperSession(parse_config(ccxt_config(fake.http_url)), db_path=tmp_path / "desk.sqlite")
-    await session.open()
     seen: list[str] = []
 
-    async def market() -> None:
+    async def market(session: PaperSession) -> None:
         await prints(fake, 2)
         await fake.garbled_trade("BTC/USDT", "0")
         await asyncio.sleep(0.2)
         seen.append(session.feed.health().detail)
         session.stop("the test has seen it")
 
-    running = asyncio.create_task(market())
-    await session.run(duration=5.0)
-    await running
+    await session_while(fake, tmp_path / "desk.sqlite", market, 5.0)
     assert "; dropped 1 unusable update(s), the last: BTC/USDT a trade of 0.01 at 0.0" in seen[0], seen
 
