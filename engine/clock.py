@@ -77,8 +77,11 @@ def monotonic_s() -> float:
 
 
 # long work on the loop lets it in this often: at 2 ms, a headless session at 500 order events a second saw loop lag
-# p99 6.5 ms; at 1 ms, 4.2 ms (bench/console_load.py --no-console)
-LET_IN_EVERY_S = 0.001
+# p99 6.5 ms; at 1 ms, 4.2 ms (bench/console_load.py --no-console). With the console, whose thread takes the
+# interpreter in turns, a stretch lasts about twice as long on the wall clock: at 0.5 ms (and SWITCH_SECONDS 0.2 ms)
+# the session's loop lag p99 went from 5.2-5.3 ms to 4.3-4.5 ms, the headless one from 1.9 to 1.7 ms, the order
+# throughput unchanged (bench/console_load.py, 60 s runs)
+LET_IN_EVERY_S = 0.0005
 
 
 class LoopShare:
