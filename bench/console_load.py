@@ -9,8 +9,9 @@ events (CANCELED, ACCEPTED), so 50 x 2 x 5 = 500 a second, through the engine's 
 venue simulator, the order flow the console shows, the database). Fewer than 500 measured means the event loop did
 not get through the market updates in time, or (with a console) the halts: each key press halts the portfolio until
 r resumes it, and meanwhile its orders are denied, so the next action has nothing to cancel (with presses 38 s
-apart instead of 5, 496 a second over 40 s). (The engine's log, which the console's event log shows, gets a line for
-each ACCEPTED but none for a strategy's cancel: 250 lines a second.) The pre-trade limits that would refuse such
+apart instead of 5, 496 a second over 40 s); the row under it counts only the seconds no halt touched. (The
+engine's log, which the console's event log shows, gets a line for each ACCEPTED but none for a strategy's cancel:
+250 lines a second.) The pre-trade limits that would refuse such
 churn (submit rate, exposure, correlation, VaR) and the volatility breaker are off; the live behaviour score is off
 (the engine's work, not the console's). The session saves to a database in a temporary folder unless --no-db;
 --no-console measures the session alone, for comparison.
@@ -188,6 +189,7 @@ class Figures:
     memory: list[tuple[float, float, int, int]] = field(default_factory=list)  # (s in, RSS MB, orders, decisions)
     gc_ms: list[float] = field(default_factory=list)
     keys_ms: list[float] = field(default_factory=list)
+    presses: list[float] = field(default_factory=list)                  # when each h was pressed (perf_counter)
     refresh_ms: array[float] = field(default_factory=samples)
     refreshes: Sequence[float] = field(default_factory=samples)         # when each panel refresh took its snapshot
     seconds: float = 0.0
@@ -222,6 +224,7 @@ async def measure(session: PaperSession, seconds: float, figures: Figures, pilot
             next_memory += MEMORY_EVERY_S
         if pilot is not None and desk is not None and now >= next_key:
             pressed = time.perf_counter()
+            figures.presses.append(pressed)
             await pilot.press("h")
             figures.keys_ms.append((desk.applied.get("halt", 0.0) - pressed) * 1000)
             assert session.engine.guard.states.state("portfolio").value == "HALTED", "h did not halt"
@@ -270,6 +273,17 @@ async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | 
     report(figures, asks_hz)
 
 
+def unhalted_rate(flow: Sequence[tuple[float, int, int]], presses: Sequence[float]) -> float:
+    """Order events a second over the one-second counts no halt touched: none pressed within the count or the
+    churn's cycle before it (an order denied while halted leaves the next action nothing to cancel)."""
+    events = seconds = 0.0
+    for (start, before, _), (end, after, _) in zip(flow, flow[1:], strict=False):
+        if not any(start - 2 * ACT_EVERY_NS / 1e9 <= pressed <= end for pressed in presses):
+            events += after - before
+            seconds += end - start
+    return events / seconds if seconds else float("nan")
+
+
 def report(f: Figures, asks_hz: float | None) -> None:
     span = f.flow[-1][0] - f.flow[0][0]
     events_per_s = (f.flow[-1][1] - f.flow[0][1]) / span
@@ -277,8 +291,10 @@ def report(f: Figures, asks_hz: float | None) -> None:
     lag_ms = [lag * 1000 for lag in f.lags]
     half = [m for m in f.memory if m[0] >= f.memory[-1][0] / 2]
     slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 60)
-    rows = [("order events / s (placed, canceled)", f"{events_per_s:,.0f}", "500"),
-            ("engine log lines / s (the console's event log)", f"{lines_per_s:,.0f}", "")]
+    rows = [("order events / s (placed, canceled)", f"{events_per_s:,.0f}", "500")]
+    if f.presses:
+        rows.append(("  in the seconds no halt touched", f"{unhalted_rate(f.flow, f.presses):,.0f}", "500"))
+    rows.append(("engine log lines / s (the console's event log)", f"{lines_per_s:,.0f}", ""))
     refresh_hz = key_p50 = key_max = float("nan")
     if asks_hz is not None:
         refresh_hz = (len(f.refreshes) - 1) / (f.refreshes[-1] - f.refreshes[0])
