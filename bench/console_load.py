@@ -19,8 +19,8 @@ churn (submit rate, exposure, correlation, VaR) and the volatility breaker are o
 The console is PaperdeskApp over the session's ThreadDesk, run headless (App.run_test) at 160x45, with the session
 trading on a loop of its own in another thread (engine/session_thread.py), as `paperdesk run` runs them. Measured,
 each from outside the app:
-- panel refreshes: the desk's snapshot() calls per second (each refresh of the panels takes one snapshot and fills
-  every panel from it), and how long each refresh took (the app's refresh_view, timed by wrapping it);
+- panel refreshes: the app's refresh_view calls per second on its timer (each takes one snapshot and fills every
+  panel from it; the refresh after each delivered command is not counted), and how long each refresh took (any);
   --refresh-hz sets the app's REFRESH_SECONDS to see whether it keeps up at that rate;
 - key to command: Pilot presses h (halt), time until the desk has the halt applied; then r resumes. Every 5 s;
 - event-loop lag: a task sleeping 10 ms on the session's loop, the oversleep of each wake-up (the goal's figure);
@@ -57,7 +57,6 @@ from engine.config import AppConfig, parse_config
 from engine.model.market import Bar, TradeTick
 from engine.session import PaperSession
 from engine.session_thread import SessionThread
-from engine.snapshot import EngineSnapshot
 from engine.strategy.base import Strategy
 from engine.strategy.registry import register
 
@@ -115,16 +114,11 @@ def load_config(symbols: int, tick_ms: float, db: Path | None) -> AppConfig:
 
 
 class MeasuredDesk(ThreadDesk):
-    """The session's desk, counting the console's snapshots and timing when each command is applied."""
+    """The session's desk, timing when each command is applied."""
 
     def __init__(self, runner: SessionThread) -> None:
         super().__init__(runner)
-        self.snapshots = samples()
         self.applied: dict[str, float] = {}
-
-    def snapshot(self) -> EngineSnapshot:
-        self.snapshots.append(time.perf_counter())
-        return super().snapshot()
 
     def command(self, command: str, args: dict[str, Any], reason: str, source: str) -> tuple[bool, str]:
         result = super().command(command, args, reason, source)
@@ -191,7 +185,7 @@ class Figures:
     keys_ms: list[float] = field(default_factory=list)
     presses: list[float] = field(default_factory=list)                  # when each h was pressed (perf_counter)
     refresh_ms: array[float] = field(default_factory=samples)
-    refreshes: Sequence[float] = field(default_factory=samples)         # when each panel refresh took its snapshot
+    refreshes: Sequence[float] = field(default_factory=samples)         # when each timed panel refresh began
     seconds: float = 0.0
 
 
@@ -235,7 +229,7 @@ async def measure(session: PaperSession, seconds: float, figures: Figures, pilot
     stop.set()
     await asyncio.gather(*watchers)
     if desk is not None:
-        figures.refreshes = [t for t in desk.snapshots if t >= started]
+        figures.refreshes = [t for t in figures.refreshes if t >= started]
 
 
 async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | None, db: Path | None,
@@ -253,14 +247,27 @@ async def run(seconds: float, symbols: int, tick_ms: float, refresh_hz: float | 
         if refresh_hz is not None:
             app.REFRESH_SECONDS = 1.0 / refresh_hz
         asks_hz = 1.0 / app.REFRESH_SECONDS
-        refresh_view = app.refresh_view
+        refresh_view, delivered = app.refresh_view, app._delivered
+        refreshes = samples()
+        answering = [False]  # a refresh made as a command's answer is drawn, not on the timer
 
         def timed_refresh() -> None:
             started = time.perf_counter()
             refresh_view()
             figures.refresh_ms.append((time.perf_counter() - started) * 1000)
+            if not answering[0]:
+                refreshes.append(started)
+
+        def answered(what: str, ok: bool, result: str) -> None:
+            answering[0] = True
+            try:
+                delivered(what, ok, result)
+            finally:
+                answering[0] = False
 
         app.refresh_view = timed_refresh  # type: ignore[method-assign]
+        app._delivered = answered  # type: ignore[method-assign]
+        figures.refreshes = refreshes
         async with app.run_test(headless=True, size=(160, 45)) as pilot:
             await measure(session, seconds, figures, pilot, desk)
         runner.stop("benchmark over")
