@@ -26,8 +26,8 @@ each from outside the app:
 - event-loop lag: a task sleeping 10 ms on the session's loop, the oversleep of each wake-up (the goal's figure);
   with a console, the same on the console's loop (how late a key or a frame can be);
 - full garbage collections (generation 2), each a pause of the whole process: how many and the longest;
-- memory: the process's RSS every 10 s, and the engine's orders and decisions then (it keeps every order and
-  decision of the session by design, so they grow with the run whatever the console does). Each of these progress
+- memory: the process's RSS every 10 s, also less what the bench's own series take by then (their growth is the
+  bench's, not the app's), and the engine's orders and decisions kept then. Each of these progress
   lines also gives the last 10 s's loop lag p99 and full collections, and the rows the writer has not saved yet.
 Goals (issue 15): refresh >= 10 Hz, key to command < 50 ms, loop lag p99 < 5 ms, memory flat over 10 minutes.
 Last line, for scripts: seconds= order_events_per_s= refresh_hz= key_ms_p50= key_ms_max= lag_ms_p99= rss_mb_...
@@ -40,6 +40,7 @@ import asyncio
 import gc
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -180,13 +181,22 @@ class Figures:
     lags: array[float] = field(default_factory=samples)                 # s, each oversleep on the session's loop
     console_lags: array[float] = field(default_factory=samples)         # s, the same on the console's loop
     flow: list[tuple[float, int, int]] = field(default_factory=list)    # (when, order events, log lines so far)
-    memory: list[tuple[float, float, int, int]] = field(default_factory=list)  # (s in, RSS MB, orders, decisions)
+    # (s in, RSS MB, orders, decisions, MB the bench's own series take)
+    memory: list[tuple[float, float, int, int, float]] = field(default_factory=list)
     gc_ms: list[float] = field(default_factory=list)
     keys_ms: list[float] = field(default_factory=list)
     presses: list[float] = field(default_factory=list)                  # when each h was pressed (perf_counter)
     refresh_ms: array[float] = field(default_factory=samples)
     refreshes: Sequence[float] = field(default_factory=samples)         # when each timed panel refresh began
     seconds: float = 0.0
+
+    def own_mb(self) -> float:
+        """What the bench's own growing series take (RSS counts them; the app's memory is RSS less this): the
+        loop-lag probes alone add 200 samples a second, about 0.1 MB a minute."""
+        flat = sum(sys.getsizeof(series) for series in (self.lags, self.console_lags, self.refresh_ms,
+                                                           self.refreshes))
+        counts = sys.getsizeof(self.flow) + sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row)) for row in self.flow)
+        return (flat + counts) / 2**20
 
 
 async def measure(session: PaperSession, seconds: float, figures: Figures, pilot: Pilot | None,
@@ -205,7 +215,8 @@ async def measure(session: PaperSession, seconds: float, figures: Figures, pilot
     while (now := time.perf_counter()) - started < seconds:
         if now >= next_memory:
             engine = session.engine
-            figures.memory.append((now - started, rss_mb(), len(engine.orders), len(engine.decisions)))
+            figures.memory.append((now - started, rss_mb(), len(engine.orders), len(engine.decisions),
+                                   figures.own_mb()))
             # the last 10 s, so a figure that drifts over the run shows where
             recent = {name: getattr(figures, name)[count:] for name, count in seen.items()}
             seen = {name: len(getattr(figures, name)) for name in seen}
@@ -297,7 +308,9 @@ def report(f: Figures, asks_hz: float | None) -> None:
     lines_per_s = (f.flow[-1][2] - f.flow[0][2]) / span
     lag_ms = [lag * 1000 for lag in f.lags]
     half = [m for m in f.memory if m[0] >= f.memory[-1][0] / 2]
-    slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 60)
+    minutes = max(1e-9, (half[-1][0] - half[0][0]) / 60)
+    slope = (half[-1][1] - half[0][1]) / minutes
+    app_slope = slope - (half[-1][4] - half[0][4]) / minutes
     rows = [("order events / s (placed, canceled)", f"{events_per_s:,.0f}", "500")]
     if f.presses:
         rows.append(("  in the seconds no halt touched", f"{unhalted_rate(f.flow, f.presses):,.0f}", "500"))
@@ -325,6 +338,7 @@ def report(f: Figures, asks_hz: float | None) -> None:
         ("RSS MB first / last / max",
          f"{f.memory[0][1]:.0f} / {f.memory[-1][1]:.0f} / {max(m[1] for m in f.memory):.0f}", "flat"),
         ("RSS MB per minute, second half", f"{slope:+.2f}", "~0"),
+        ("  less the bench's own samples", f"{app_slope:+.2f}", "~0"),
         ("engine orders / decisions kept", f"{f.memory[-1][2]:,} / {f.memory[-1][3]:,}", ""),
     ]
     width = max(len(r[0]) for r in rows)
@@ -333,7 +347,8 @@ def report(f: Figures, asks_hz: float | None) -> None:
         print(f"{name:<{width}}  {value:>24}  {goal}")
     print(f"seconds={f.seconds:.0f} order_events_per_s={events_per_s:.0f} refresh_hz={refresh_hz:.2f} "
           f"key_ms_p50={key_p50:.1f} key_ms_max={key_max:.1f} lag_ms_p99={pct(lag_ms, 99):.2f} "
-          f"rss_mb_first={f.memory[0][1]:.0f} rss_mb_last={f.memory[-1][1]:.0f} rss_mb_per_min={slope:+.2f}")
+          f"rss_mb_first={f.memory[0][1]:.0f} rss_mb_last={f.memory[-1][1]:.0f} rss_mb_per_min={slope:+.2f} "
+          f"app_mb_per_min={app_slope:+.2f}")
 
 
 def main() -> None:
