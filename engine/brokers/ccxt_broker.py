@@ -733,14 +733,15 @@ class CcxtBroker:
     def _trouble(self, exc: BaseException) -> None:
         if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
             self._health.rate_limited += 1
-        self._health.last_error = exchange_message(exc)
-        self._health.last_error_at = wall_ns() / 1e9
-        log.warning("%s: %s", self.capabilities.name, self._health.last_error)
+        self._error(exchange_message(exc))
 
     def _unreadable(self, why: str) -> None:
-        self._health.last_error = f"dropped a message ccxt could not read ({why})"
+        self._error(f"dropped a message ccxt could not read ({why})")
+
+    def _error(self, line: str) -> None:
+        self._health.last_error = line
         self._health.last_error_at = wall_ns() / 1e9
-        log.warning("%s: %s", self.capabilities.name, self._health.last_error)
+        log.warning("%s: %s", self.capabilities.name, line)
 
     def _timed(self, name: str, seconds: float) -> None:
         window = self._health.latencies.setdefault(name, deque(maxlen=LATENCY_WINDOW))

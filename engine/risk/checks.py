@@ -45,6 +45,7 @@ def is_reducing(before: float, after: float) -> bool:
 
 SUBMIT_WINDOW_NS = 1_000_000_000  # max_submit_rate counts the orders sent in one second of market time
 
+
 class PreTradeChecks:
     def __init__(self, config: RiskConfig, instruments: dict[str, Instrument], history: ReturnHistory) -> None:
         self.config = config
@@ -59,20 +60,23 @@ class PreTradeChecks:
         rate = self.config.max_submit_rate
         if rate is None:
             return None
-        window = self._submits
-        while window and window[0] <= ts - SUBMIT_WINDOW_NS:
-            window.popleft()
+        window = self._last_second(ts)
         if len(window) + 1 > rate:
             return Denial(DenialRule.SUBMIT_RATE, rate, len(window) + 1,
                           f"{len(window) + 1} orders in the last second > limit {rate:g}/s")
         return None
 
-    def submitted(self, ts: int, entry: bool) -> None:
+    def _last_second(self, ts: int) -> deque[int]:
+        """The orders sent in the second of market time up to ts (older ones dropped)."""
         window = self._submits
-        window.append(ts)
-        # the last second only, limit or none: with no max_submit_rate it grew by every order for the whole session
-        while window[0] <= ts - SUBMIT_WINDOW_NS:
+        while window and window[0] <= ts - SUBMIT_WINDOW_NS:
             window.popleft()
+        return window
+
+    def submitted(self, ts: int, entry: bool) -> None:
+        self._submits.append(ts)
+        # the last second only, limit or none: with no max_submit_rate it grew by every order for the whole session
+        self._last_second(ts)
         if entry:
             self._roll_day(ts)
             self.entries_today += 1

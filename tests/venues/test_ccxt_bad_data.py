@@ -96,4 +96,3 @@ async def test_a_running_feed_names_its_drops_in_its_health(fake, tmp_path):
 
     await session_while(fake, tmp_path / "desk.sqlite", market, 5.0)
     assert "; dropped 1 unusable update(s), the last: BTC/USDT a trade of 0.01 at 0.0" in seen[0], seen
-
